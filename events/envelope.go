@@ -1,0 +1,193 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// SchemaVersion is the envelope schema this code writes. Decode accepts every
+// version up to it.
+const SchemaVersion = 1
+
+// Type names an event type. Types are wire formats: add, never rename.
+type Type string
+
+// The event types.
+const (
+	TypeLinkCreated     Type = "LinkCreated"
+	TypeLinkUpdated     Type = "LinkUpdated"
+	TypeLinkDeleted     Type = "LinkDeleted"
+	TypeRegionHeartbeat Type = "RegionHeartbeat"
+)
+
+// Envelope is one event as stored in a region's stream, in JSON so that an
+// auditor can read the log without this code.
+type Envelope struct {
+	ID      string          `json:"id"`              // UUIDv7, unique across regions; the stream's Nats-Msg-Id
+	Type    Type            `json:"type"`            // what happened
+	Schema  int             `json:"schema"`          // envelope schema version
+	Code    string          `json:"code,omitempty"`  // the link's code; empty for heartbeats
+	Origin  string          `json:"origin"`          // the region that took the write
+	Time    time.Time       `json:"time"`            // producer time; orders the fold
+	Actor   string          `json:"actor,omitempty"` // the API key id that asked for it
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// LinkCreated is the payload of a TypeLinkCreated event.
+type LinkCreated struct {
+	URL            string     `json:"url"`
+	Alias          bool       `json:"alias,omitempty"` // a custom alias, not a generated code
+	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
+	RedirectStatus int        `json:"redirect_status"`
+}
+
+// LinkUpdated is the payload of a TypeLinkUpdated event. Nil fields are left
+// as they are; ClearExpiry removes an expiry.
+type LinkUpdated struct {
+	URL            *string    `json:"url,omitempty"`
+	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
+	ClearExpiry    bool       `json:"clear_expiry,omitempty"`
+	RedirectStatus *int       `json:"redirect_status,omitempty"`
+}
+
+// LinkDeleted is the payload of a TypeLinkDeleted event.
+type LinkDeleted struct{}
+
+// RegionHeartbeat is the payload of a TypeRegionHeartbeat event, published
+// by every region once a second so that lag can be measured in time.
+type RegionHeartbeat struct{}
+
+// New builds an envelope with a fresh ID and the given payload encoded.
+func New(typ Type, code, origin, actor string, at time.Time, payload any) (Envelope, error) {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return Envelope{}, Wrap(Internal, err, "encode payload")
+	}
+	e := Envelope{
+		ID:      NewID(at),
+		Type:    typ,
+		Schema:  SchemaVersion,
+		Code:    code,
+		Origin:  origin,
+		Time:    at.UTC(),
+		Actor:   actor,
+		Payload: raw,
+	}
+	if err := e.Validate(); err != nil {
+		return Envelope{}, err
+	}
+	return e, nil
+}
+
+// Encode returns the envelope's JSON form.
+func (e Envelope) Encode() []byte {
+	b, err := json.Marshal(e)
+	if err != nil {
+		// Every field is a plain value or already valid JSON.
+		panic("events: encode envelope: " + err.Error())
+	}
+	return b
+}
+
+// Decode parses and validates one stored event. It returns an Invalid error
+// for anything that is not a well-formed event of a known schema, and never
+// panics.
+func Decode(data []byte) (Envelope, error) {
+	var e Envelope
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&e); err != nil {
+		return Envelope{}, &Error{Kind: Invalid, Field: "event", Message: "not a JSON event", Err: err}
+	}
+	if dec.More() {
+		return Envelope{}, FieldError("event", "trailing data after the event")
+	}
+	if err := e.Validate(); err != nil {
+		return Envelope{}, err
+	}
+	return e, nil
+}
+
+// Validate checks the envelope and decodes its payload. It returns an
+// Invalid error naming the first field at fault.
+func (e Envelope) Validate() error {
+	if !validID(e.ID) {
+		return FieldError("id", "not a UUID")
+	}
+	if e.Schema < 1 || e.Schema > SchemaVersion {
+		return FieldError("schema", fmt.Sprintf("unsupported schema version %d", e.Schema))
+	}
+	if err := ValidateRegion(e.Origin); err != nil {
+		return FieldError("origin", err.(*Error).Message)
+	}
+	if e.Time.IsZero() {
+		return FieldError("time", "missing")
+	}
+	switch e.Type {
+	case TypeRegionHeartbeat:
+		if e.Code != "" {
+			return FieldError("code", "a heartbeat has no code")
+		}
+		return nil
+	case TypeLinkCreated, TypeLinkUpdated, TypeLinkDeleted:
+		if err := ValidateCode(e.Code); err != nil {
+			return err
+		}
+	default:
+		return FieldError("type", fmt.Sprintf("unknown event type %q", e.Type))
+	}
+	_, err := e.decodePayload()
+	return err
+}
+
+// decodePayload returns the typed payload of a link event.
+func (e Envelope) decodePayload() (any, error) {
+	bad := func(err error) error {
+		return &Error{Kind: Invalid, Field: "payload", Message: "malformed " + string(e.Type), Err: err}
+	}
+	switch e.Type {
+	case TypeLinkCreated:
+		var p LinkCreated
+		if err := json.Unmarshal(e.Payload, &p); err != nil {
+			return nil, bad(err)
+		}
+		if p.URL == "" {
+			return nil, FieldError("payload.url", "missing")
+		}
+		if !ValidRedirectStatus(p.RedirectStatus) {
+			return nil, FieldError("payload.redirect_status", "must be 301, 302, 307 or 308")
+		}
+		return p, nil
+	case TypeLinkUpdated:
+		var p LinkUpdated
+		if err := json.Unmarshal(e.Payload, &p); err != nil {
+			return nil, bad(err)
+		}
+		if p.URL != nil && *p.URL == "" {
+			return nil, FieldError("payload.url", "empty")
+		}
+		if p.RedirectStatus != nil && !ValidRedirectStatus(*p.RedirectStatus) {
+			return nil, FieldError("payload.redirect_status", "must be 301, 302, 307 or 308")
+		}
+		return p, nil
+	case TypeLinkDeleted:
+		if len(e.Payload) > 0 {
+			var p LinkDeleted
+			if err := json.Unmarshal(e.Payload, &p); err != nil {
+				return nil, bad(err)
+			}
+		}
+		return LinkDeleted{}, nil
+	}
+	return nil, nil
+}
+
+// ValidRedirectStatus reports whether s is a redirect status a link may use.
+func ValidRedirectStatus(s int) bool {
+	return s == 301 || s == 302 || s == 307 || s == 308
+}
+
+// DefaultRedirectStatus is the status a link redirects with unless told
+// otherwise.
+const DefaultRedirectStatus = 302
