@@ -191,3 +191,12 @@ func ValidRedirectStatus(s int) bool {
 // DefaultRedirectStatus is the status a link redirects with unless told
 // otherwise.
 const DefaultRedirectStatus = 302
+
+// Record is an event's bytes as stored at one position of one stream: what a
+// projection consumes. Seq is the stream sequence, which a mirror shares
+// with its origin.
+type Record struct {
+	Stream string
+	Seq    uint64
+	Data   []byte
+}

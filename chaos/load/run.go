@@ -1,0 +1,634 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// maxBody bounds how much of a create response body is read and parsed.
+const maxBody = 1 << 20
+
+// target is a Target prepared for requests.
+type target struct {
+	name         string
+	scheme, host string
+	path         string // base path without trailing slash
+	createPath   string
+	tr           *http.Transport
+}
+
+func newTarget(t Target, cfg *Config) *target {
+	u, _ := parseBase(t.BaseURL) // validated by normalize
+	d := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	if t.LocalAddr != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(t.LocalAddr)}
+	}
+	tr := &http.Transport{
+		DialContext:         d.DialContext,
+		MaxIdleConnsPerHost: cfg.Workers,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: cfg.Timeout,
+		DisableCompression:  true,
+		DisableKeepAlives:   false,
+	}
+	return &target{
+		name:       t.Name,
+		scheme:     u.Scheme,
+		host:       u.Host,
+		path:       u.Path,
+		createPath: u.Path + "/api/v1/links",
+		tr:         tr,
+	}
+}
+
+// request builds a request without parsing a URL string.
+func (t *target) request(ctx context.Context, method, path string, h http.Header, body io.ReadCloser, n int) *http.Request {
+	req := &http.Request{
+		Method:        method,
+		URL:           &url.URL{Scheme: t.scheme, Host: t.host, Path: path},
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          body,
+		ContentLength: int64(n),
+		Host:          t.host,
+	}
+	return req.WithContext(ctx)
+}
+
+// sample is one completed operation as recorded by a worker.
+type sample struct {
+	lat    int64 // ns
+	target int32
+	status int32
+	ok     bool
+}
+
+// worker sends operations one at a time. Its samples are guarded by its own
+// mutex, which only the collector contends for (once per second).
+type worker struct {
+	r       *runner
+	ctx     context.Context // parent of the worker's request contexts
+	mu      sync.Mutex
+	samples []sample
+	spare   []sample // owned by the collector
+	hist    []histRec
+	getHdr  http.Header
+	postHdr http.Header
+	rbuf    []byte
+}
+
+// targetAgg accumulates one target's results in the collector.
+type targetAgg struct {
+	sec, run                  *histogram
+	secSent, secOK, secFailed int64
+	sent, ok, failed          int64
+	status                    map[int]int64
+	missedSeen                int64
+	seconds                   []Second
+}
+
+// runner is the state of one Run.
+type runner struct {
+	cfg        Config
+	ctx        context.Context
+	done       <-chan struct{} // ctx.Done()
+	targets    []*target
+	open       bool
+	start      time.Time
+	dur        int64 // ns
+	drainAt    int64 // ns; open-loop ops dequeued later are missed
+	ops        chan op
+	created    chan createdCode
+	missed     []atomic.Int64 // per target
+	cut        atomic.Bool    // ctx ended the run early
+	workers    []*worker
+	history    *historyWriter
+	urlPrefix  string
+	bodyPrefix []byte // {"url":"<escaped URLPrefix>
+	aggs       []*targetAgg
+}
+
+func (r *runner) now() int64 { return int64(time.Since(r.start)) }
+
+func (r *runner) cancelled() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Run drives the targets as configured and returns the report when every
+// scheduled operation has completed or been counted as missed. If ctx ends
+// first, Run stops early and returns the partial report with ctx.Err();
+// operations aborted that way count as missed. History write errors are
+// returned with the report.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{
+		cfg:       cfg,
+		ctx:       ctx,
+		done:      ctx.Done(),
+		open:      cfg.Rate > 0,
+		dur:       int64(cfg.Duration),
+		drainAt:   int64(cfg.Duration + cfg.Timeout),
+		created:   make(chan createdCode, 4096),
+		missed:    make([]atomic.Int64, len(cfg.Targets)),
+		urlPrefix: cfg.URLPrefix,
+	}
+	p := appendJSONString([]byte(`{"url":`), cfg.URLPrefix)
+	r.bodyPrefix = p[:len(p)-1]
+	if r.open {
+		r.ops = make(chan op, cfg.MaxBacklog)
+	} else {
+		r.ops = make(chan op, cfg.Workers)
+	}
+	names := make([]string, len(cfg.Targets))
+	for i, t := range cfg.Targets {
+		r.targets = append(r.targets, newTarget(t, &cfg))
+		names[i] = t.Name
+		r.aggs = append(r.aggs, &targetAgg{sec: newHistogram(), run: newHistogram(), status: map[int]int64{}})
+	}
+	defer func() {
+		for _, t := range r.targets {
+			t.tr.CloseIdleConnections()
+		}
+	}()
+	for range cfg.Workers {
+		w := &worker{
+			r:       r,
+			samples: make([]sample, 0, 1024),
+			spare:   make([]sample, 0, 1024),
+			getHdr:  http.Header{},
+			postHdr: http.Header{
+				"Content-Type": {"application/json"},
+				"Accept":       {"application/json, application/problem+json"},
+			},
+		}
+		if cfg.APIKey != "" {
+			w.postHdr["X-Api-Key"] = []string{cfg.APIKey}
+		}
+		r.workers = append(r.workers, w)
+	}
+	gen := newGenerator(cfg.Seed, cfg.CreateRatio, len(cfg.Targets), cfg.Codes, r.created)
+
+	r.start = time.Now()
+	if cfg.History != nil {
+		r.history = newHistoryWriter(cfg.History, r.start, names)
+	}
+	var wg sync.WaitGroup
+	for _, w := range r.workers {
+		// A per-worker parent keeps request contexts from contending on
+		// ctx's child registry.
+		var cancel context.CancelFunc
+		w.ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		wg.Go(w.run)
+	}
+	go r.schedule(gen)
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+
+	timer := time.NewTimer(time.Until(r.start.Add(time.Second)))
+	defer timer.Stop()
+	for sec := 0; ; sec++ {
+		select {
+		case <-timer.C:
+			r.harvest(sec, false)
+			timer.Reset(time.Until(r.start.Add(time.Duration(sec+2) * time.Second)))
+			continue
+		case <-finished:
+			r.harvest(sec, true)
+		}
+		break
+	}
+	rep := r.report(time.Since(r.start))
+	if r.history != nil {
+		if herr := r.history.close(); herr != nil {
+			err = fmt.Errorf("load: writing history: %w", herr)
+		}
+	}
+	if r.cut.Load() {
+		err = errors.Join(ctx.Err(), err)
+	}
+	return rep, err
+}
+
+// schedule generates operations and queues them for the workers; it closes
+// r.ops when done.
+func (r *runner) schedule(g *generator) {
+	defer close(r.ops)
+	if !r.open {
+		for r.now() < r.dur {
+			o := g.next()
+			select {
+			case r.ops <- o:
+			case <-r.done:
+				r.cut.Store(true)
+				return
+			}
+		}
+		return
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	nsPerOp := 1e9 / r.cfg.Rate
+	for i := int64(0); ; i++ {
+		due := int64(float64(i) * nsPerOp)
+		if due >= r.dur {
+			return
+		}
+		if now := r.now(); due > now {
+			timer.Reset(time.Duration(due - now))
+			select {
+			case <-timer.C:
+			case <-r.done:
+				r.cut.Store(true)
+				return
+			}
+		} else if r.cancelled() {
+			r.cut.Store(true)
+			return
+		}
+		o := g.next()
+		o.intended = due
+		select {
+		case r.ops <- o:
+		default:
+			r.missed[o.target].Add(1) // backlog full
+		}
+	}
+}
+
+func (w *worker) run() {
+	for {
+		var o op
+		var ok bool
+		select {
+		case o, ok = <-w.r.ops:
+		default:
+			w.flushHistory() // idle: hand over history before blocking
+			o, ok = <-w.r.ops
+		}
+		if !ok {
+			w.flushHistory()
+			return
+		}
+		w.do(o)
+	}
+}
+
+func (w *worker) flushHistory() {
+	if len(w.hist) == 0 {
+		return
+	}
+	w.r.history.send(w.hist)
+	w.hist = w.r.history.batch()
+}
+
+func (w *worker) miss(o *op) {
+	w.r.missed[o.target].Add(1)
+}
+
+func (w *worker) do(o op) {
+	r := w.r
+	start := r.now()
+	if r.cancelled() {
+		r.cut.Store(true)
+		w.miss(&o)
+		return
+	}
+	if r.open {
+		if start > r.drainAt {
+			w.miss(&o)
+			return
+		}
+	} else if start >= r.dur {
+		return // closed loop: queued after the end, never intended
+	}
+	t := r.targets[o.target]
+	ctx, cancel := context.WithTimeout(w.ctx, r.cfg.Timeout)
+	var req *http.Request
+	var longURL string
+	if o.kind == opRedirect {
+		req = t.request(ctx, http.MethodGet, t.path+"/"+o.code, w.getHdr, nil, 0)
+	} else {
+		body := make([]byte, 0, len(r.bodyPrefix)+16)
+		body = append(body, r.bodyPrefix...)
+		body = strconv.AppendUint(body, o.suffix, 36)
+		body = append(body, '"', '}')
+		req = t.request(ctx, http.MethodPost, t.createPath, w.postHdr, io.NopCloser(bytes.NewReader(body)), len(body))
+		if r.history != nil {
+			longURL = r.urlPrefix + strconv.FormatUint(o.suffix, 36)
+		}
+	}
+	if !r.open {
+		start = r.now()
+	}
+
+	var (
+		status int
+		ok     bool
+		code   string
+		loc    string
+		emsg   string
+	)
+	// RoundTrip, not http.Client.Do: it never follows redirects, and
+	// Client.Do parses and prepares a follow-up request for every 3xx
+	// before CheckRedirect could stop it (about 8% of the client's CPU).
+	resp, err := t.tr.RoundTrip(req)
+	if err == nil {
+		status = resp.StatusCode
+		switch {
+		case o.kind == opRedirect:
+			code = o.code
+			ok = status == http.StatusMovedPermanently || status == http.StatusFound ||
+				status == http.StatusTemporaryRedirect || status == http.StatusPermanentRedirect
+			if ok {
+				if v := resp.Header["Location"]; len(v) > 0 {
+					loc = v[0]
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+			} else {
+				emsg, err = w.problem(resp)
+			}
+		case status == http.StatusCreated:
+			loc = longURL
+			code, err = w.readCode(resp.Body)
+			ok = err == nil
+		default:
+			loc = longURL
+			emsg, err = w.problem(resp)
+		}
+		resp.Body.Close()
+		if err != nil {
+			ok = false
+		}
+	}
+	cancel()
+	end := r.now()
+	if err != nil {
+		if r.cancelled() {
+			r.cut.Store(true)
+			w.miss(&o) // aborted by the caller, not by the service
+			return
+		}
+		emsg = errString(err)
+	}
+	if r.created != nil && ok && o.kind == opCreate {
+		select {
+		case r.created <- createdCode{target: o.target, code: code}:
+		default: // generator busy; the pool is a best-effort sample
+		}
+	}
+	intended := o.intended
+	if !r.open {
+		intended = start
+	}
+	w.mu.Lock()
+	w.samples = append(w.samples, sample{lat: end - intended, target: o.target, status: int32(status), ok: ok})
+	w.mu.Unlock()
+	if r.history != nil {
+		if w.hist == nil {
+			w.hist = r.history.batch()
+		}
+		w.hist = append(w.hist, histRec{
+			seq: o.seq, intended: intended, start: start, end: end,
+			status: status, target: o.target, kind: o.kind, ok: ok,
+			code: code, url: loc, errMessage: emsg,
+		})
+		if len(w.hist) >= historyBatch {
+			w.flushHistory()
+		}
+	}
+}
+
+// readCode reads a create response body and returns its "code".
+func (w *worker) readCode(body io.Reader) (string, error) {
+	b, err := readAll(body, w.rbuf[:0])
+	w.rbuf = b
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return "", errors.New("invalid create response")
+	}
+	if v.Code == "" {
+		return "", errors.New("create response without code")
+	}
+	return v.Code, nil
+}
+
+// problem consumes an unsuccessful response and returns a short description:
+// the title/detail of an application/problem+json body when the history is
+// on, "unexpected status" otherwise. The error is a body read error.
+func (w *worker) problem(resp *http.Response) (string, error) {
+	if w.r.history == nil || !strings.Contains(resp.Header.Get("Content-Type"), "json") {
+		_, err := io.Copy(io.Discard, resp.Body)
+		return "unexpected status", err
+	}
+	b, err := readAll(resp.Body, w.rbuf[:0])
+	w.rbuf = b
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(b, &v) != nil || (v.Title == "" && v.Detail == "") {
+		return "unexpected status", nil
+	}
+	s := v.Title
+	if v.Detail != "" {
+		if s != "" {
+			s += ": "
+		}
+		s += v.Detail
+	}
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s, nil
+}
+
+// readAll reads r into b (up to maxBody bytes) and drains the rest.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for len(b) < maxBody {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	_, err := io.Copy(io.Discard, r)
+	return b, err
+}
+
+// errString returns a short description of a transport error.
+func errString(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.EPIPE):
+		return "broken pipe"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "address not available"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "unreachable"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	s := err.Error()
+	if len(s) > 120 {
+		s = s[:120]
+	}
+	return s
+}
+
+// harvest collects the workers' samples of second sec into the per-target
+// aggregates, appends a Second per target and writes the progress line.
+// On the final call an empty trailing second is not recorded.
+func (r *runner) harvest(sec int, final bool) {
+	for _, w := range r.workers {
+		w.mu.Lock()
+		s := w.samples
+		w.samples = w.spare
+		w.mu.Unlock()
+		for i := range s {
+			x := &s[i]
+			a := r.aggs[x.target]
+			a.sec.record(x.lat)
+			a.secSent++
+			if x.ok {
+				a.secOK++
+			} else {
+				a.secFailed++
+			}
+			a.status[int(x.status)]++
+		}
+		w.spare = s[:0]
+	}
+	var sent, okN, missed int64
+	dm := make([]int64, len(r.aggs))
+	for i, a := range r.aggs {
+		m := r.missed[i].Load()
+		dm[i] = m - a.missedSeen
+		a.missedSeen = m
+		sent += a.secSent
+		okN += a.secOK
+		missed += dm[i]
+	}
+	if !final || sec == 0 || sent > 0 || missed > 0 {
+		var all *histogram
+		if r.cfg.Progress != nil {
+			all = newHistogram()
+		}
+		for i, a := range r.aggs {
+			a.seconds = append(a.seconds, Second{
+				T: sec, Sent: a.secSent, OK: a.secOK, Failed: a.secFailed, Missed: dm[i],
+				P50:  time.Duration(a.sec.quantile(0.50)),
+				P99:  time.Duration(a.sec.quantile(0.99)),
+				P999: time.Duration(a.sec.quantile(0.999)),
+			})
+			if all != nil {
+				all.merge(a.sec)
+			}
+		}
+		if all != nil {
+			pct := 0.0
+			if sent > 0 {
+				pct = 100 * float64(okN) / float64(sent)
+			}
+			fmt.Fprintf(r.cfg.Progress, "%4ds ops=%d ok=%.2f%% p99=%s missed=%d\n",
+				sec, sent, pct, fmtDur(time.Duration(all.quantile(0.99))), missed)
+		}
+	}
+	for _, a := range r.aggs {
+		a.run.merge(a.sec)
+		a.sec.reset()
+		a.sent += a.secSent
+		a.ok += a.secOK
+		a.failed += a.secFailed
+		a.secSent, a.secOK, a.secFailed = 0, 0, 0
+	}
+}
+
+// report builds the final report from the aggregates.
+func (r *runner) report(elapsed time.Duration) *Report {
+	rep := &Report{
+		Start:    r.start,
+		Duration: elapsed,
+		Targets:  make(map[string]*TargetReport, len(r.aggs)),
+		Total:    Summary{ByStatus: map[int]int64{}},
+	}
+	total := newHistogram()
+	for i, a := range r.aggs {
+		s := Summary{Sent: a.sent, OK: a.ok, Failed: a.failed, Missed: r.missed[i].Load(), ByStatus: a.status}
+		fillSummary(&s, a.run, elapsed)
+		rep.Targets[r.targets[i].name] = &TargetReport{Summary: s, Seconds: a.seconds}
+		total.merge(a.run)
+		rep.Total.Sent += s.Sent
+		rep.Total.OK += s.OK
+		rep.Total.Failed += s.Failed
+		rep.Total.Missed += s.Missed
+		for k, v := range s.ByStatus {
+			rep.Total.ByStatus[k] += v
+		}
+	}
+	fillSummary(&rep.Total, total, elapsed)
+	return rep
+}
+
+func fillSummary(s *Summary, h *histogram, elapsed time.Duration) {
+	if elapsed > 0 {
+		s.Throughput = float64(s.Sent) / elapsed.Seconds()
+	}
+	s.P50 = time.Duration(h.quantile(0.50))
+	s.P90 = time.Duration(h.quantile(0.90))
+	s.P99 = time.Duration(h.quantile(0.99))
+	s.P999 = time.Duration(h.quantile(0.999))
+	s.Max = time.Duration(h.max)
+}

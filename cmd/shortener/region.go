@@ -1,0 +1,191 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"shortener/region"
+	"shortener/replicator"
+)
+
+// regionFlags are the settings of one region process, from flags or a JSON
+// config file with the same names.
+type regionFlags struct {
+	Name        string   `json:"name"`
+	Digit       string   `json:"digit"`
+	Instance    string   `json:"instance"`
+	HTTP        string   `json:"http"`
+	PublicURL   string   `json:"public_url"`
+	Data        string   `json:"data"`
+	NATSHost    string   `json:"nats_host"`
+	NATSPort    int      `json:"nats_port"`
+	ClusterPort int      `json:"cluster_port"`
+	GatewayPort int      `json:"gateway_port"`
+	NATSURL     string   `json:"nats_url"`
+	Fsync       string   `json:"fsync"`
+	MaxURLLen   int      `json:"max_url_len"`
+	CacheSize   int      `json:"cache_size"`
+	RateLimit   float64  `json:"rate_limit"`
+	KeyHashes   []string `json:"api_key_hashes"`
+	KeyFile     string   `json:"api_key_file"`
+	LogLevel    string   `json:"log_level"`
+}
+
+func regionCmd() *cobra.Command {
+	var f regionFlags
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "region",
+		Short: "Run one region: embedded NATS, projection, HTTP API and redirects",
+		Long: `Run one region from flags or a JSON config file (--config) whose keys are the
+flag names with underscores. Flags given on the command line override the file.
+
+The API key is taken, in order, from --api-key-hash (hex SHA-256, repeatable),
+from $SHORTENER_API_KEY, or from the file --api-key-file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := loadConfigFile(configFile, &f, cmd); err != nil {
+					return err
+				}
+			}
+			cfg, err := f.config()
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cmd.ErrOrStderr(), f.LogLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
+			r, err := region.New(cfg)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := r.Open(cmd.Context()); err != nil {
+				return err
+			}
+			return r.Run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&configFile, "config", "", "JSON config file")
+	fl.StringVar(&f.Name, "name", "us-east", "region name")
+	fl.StringVar(&f.Digit, "digit", "1", "the region's digit, 0-9: the first character of its generated codes, unique per region")
+	fl.StringVar(&f.Instance, "instance", "", "app instance name, unique within the region (default the region name)")
+	fl.StringVar(&f.HTTP, "http", "127.0.1.1:8080", "HTTP listen address")
+	fl.StringVar(&f.PublicURL, "public-url", "", "base of short URLs (default http://<http address>)")
+	fl.StringVar(&f.Data, "data", "var/dev/us-east", "state directory")
+	fl.StringVar(&f.NATSHost, "nats-host", "", "embedded NATS listen host (default the HTTP host)")
+	fl.IntVar(&f.NATSPort, "nats-port", 4222, "embedded NATS client port")
+	fl.IntVar(&f.ClusterPort, "cluster-port", 6222, "embedded NATS cluster port")
+	fl.IntVar(&f.GatewayPort, "gateway-port", 7222, "embedded NATS gateway port")
+	fl.StringVar(&f.NATSURL, "nats-url", "", "use this external NATS instead of an embedded server")
+	fl.StringVar(&f.Fsync, "fsync", "always", "JetStream fsync: always (every write) or interval (every 2 minutes)")
+	fl.IntVar(&f.MaxURLLen, "max-url-len", 2048, "longest target URL accepted, in bytes")
+	fl.IntVar(&f.CacheSize, "cache-size", 100_000, "LRU cache entries")
+	fl.Float64Var(&f.RateLimit, "rate-limit", 200, "API requests per second per key (negative: off)")
+	fl.StringSliceVar(&f.KeyHashes, "api-key-hash", nil, "accepted API key, as hex SHA-256 (repeatable)")
+	fl.StringVar(&f.KeyFile, "api-key-file", "", "file holding the API key")
+	fl.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// loadConfigFile reads path into f, then re-applies the flags set on the
+// command line so that they win.
+func loadConfigFile(path string, f *regionFlags, cmd *cobra.Command) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return usageError{fmt.Errorf("config: %w", err)}
+	}
+	var fromFile regionFlags
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&fromFile); err != nil {
+		return usageError{fmt.Errorf("config %s: %w", path, err)}
+	}
+	var set map[string]json.RawMessage
+	if err := json.Unmarshal(data, &set); err != nil {
+		return usageError{fmt.Errorf("config %s: %w", path, err)}
+	}
+	cliSet := map[string]bool{}
+	cmd.Flags().Visit(func(fl *pflag.Flag) { cliSet[fl.Name] = true })
+	merged := *f
+	for key := range set {
+		if cliSet[strings.ReplaceAll(key, "_", "-")] || (key == "api_key_hashes" && cliSet["api-key-hash"]) {
+			continue
+		}
+		single, _ := json.Marshal(map[string]json.RawMessage{key: set[key]})
+		if err := json.Unmarshal(single, &merged); err != nil {
+			return usageError{fmt.Errorf("config %s: %s: %w", path, key, err)}
+		}
+	}
+	*f = merged
+	return nil
+}
+
+func (f regionFlags) config() (region.Config, error) {
+	fsync, err := replicator.ParseFsync(f.Fsync)
+	if err != nil {
+		return region.Config{}, usageError{err}
+	}
+	if len(f.Digit) != 1 || f.Digit[0] < '0' || f.Digit[0] > '9' {
+		return region.Config{}, usageError{fmt.Errorf("--digit must be one digit 0-9, not %q", f.Digit)}
+	}
+	hashes := f.KeyHashes
+	if len(hashes) == 0 {
+		key, err := apiKey(f.KeyFile, false)
+		if err != nil {
+			return region.Config{}, err
+		}
+		hashes = []string{region.HashAPIKey(key)}
+	}
+	return region.Config{
+		Name: f.Name, Digit: f.Digit[0], Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
+		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
+		RateLimit: f.RateLimit, APIKeyHashes: hashes,
+		NATS: region.NATSConfig{Host: f.NATSHost, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort},
+	}, nil
+}
+
+// apiKey returns $SHORTENER_API_KEY, else the key in file; with generate
+// set, a missing file is created with a fresh key.
+func apiKey(file string, generate bool) (string, error) {
+	if k := strings.TrimSpace(os.Getenv("SHORTENER_API_KEY")); k != "" {
+		return k, nil
+	}
+	if file == "" {
+		return "", usageError{errors.New("no API key: set $SHORTENER_API_KEY, --api-key-file or --api-key-hash")}
+	}
+	data, err := os.ReadFile(file)
+	if err == nil {
+		if k := strings.TrimSpace(string(data)); k != "" {
+			return k, nil
+		}
+		return "", fmt.Errorf("API key file %s is empty", file)
+	}
+	if !errors.Is(err, os.ErrNotExist) || !generate {
+		return "", fmt.Errorf("API key: %w", err)
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	key := "sk_dev_" + base64.RawURLEncoding.EncodeToString(b[:])
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(file, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write API key: %w", err)
+	}
+	return key, nil
+}

@@ -1,0 +1,459 @@
+package projections
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"shortener/events"
+)
+
+// Key layout. Every key starts with a one-letter table name and a slash.
+const (
+	prefixCheckpoint = "c/" // c/<stream> -> last applied sequence, 8 bytes big-endian
+	prefixLink       = "l/" // l/<code> -> events.Link as JSON
+	prefixEvent      = "e/" // e/<code>\x00<time ns, 8 bytes BE><event id> -> the envelope as stored
+	prefixHeartbeat  = "h/" // h/<origin> -> producer time of its last heartbeat, unix ns 8 bytes BE
+)
+
+// Options configures a Store.
+type Options struct {
+	CacheSize int          // entries in the LRU cache; default 100,000
+	Logger    *slog.Logger // default slog.Default()
+}
+
+// Store is a region's projection: link rows, the events they fold from, and
+// a checkpoint per stream, in Pebble, with an LRU cache of redirect entries.
+type Store struct {
+	db    *pebble.DB
+	cache *lru.Cache[string, Entry]
+	log   *slog.Logger
+
+	mu          sync.Mutex
+	checkpoints map[string]uint64 // mirrors the c/ rows, for WaitApplied
+	heartbeats  map[string]time.Time
+	changed     chan struct{} // closed and replaced after every commit
+	skipped     uint64        // records that were not valid events
+}
+
+// Entry is what a redirect needs of a link, kept compact for the cache.
+type Entry struct {
+	URL       string
+	ExpiresAt int64 // unix ns; 0 for none
+	Status    uint16
+	Deleted   bool
+}
+
+// Servable reports whether the entry redirects at now.
+func (e Entry) Servable(now time.Time) bool {
+	return !e.Deleted && (e.ExpiresAt == 0 || now.UnixNano() < e.ExpiresAt)
+}
+
+func entryOf(l events.Link) Entry {
+	e := Entry{URL: l.URL, Status: uint16(l.RedirectStatus), Deleted: l.Deleted}
+	if l.ExpiresAt != nil {
+		e.ExpiresAt = l.ExpiresAt.UnixNano()
+	}
+	return e
+}
+
+// Open opens or creates the store in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 100_000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{opts.Logger}})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	cache, err := lru.New[string, Entry](opts.CacheSize)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	s := &Store{db: db, cache: cache, log: opts.Logger, changed: make(chan struct{})}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) load() error {
+	s.checkpoints = map[string]uint64{}
+	s.heartbeats = map[string]time.Time{}
+	err := s.scan(prefixCheckpoint, func(k, v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("checkpoint %q: %d bytes", k, len(v))
+		}
+		s.checkpoints[string(k[len(prefixCheckpoint):])] = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load checkpoints: %w", err)
+	}
+	return s.scan(prefixHeartbeat, func(k, v []byte) error {
+		if len(v) == 8 {
+			s.heartbeats[string(k[len(prefixHeartbeat):])] = time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()
+		}
+		return nil
+	})
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Checkpoint returns the last sequence of stream applied to the store.
+func (s *Store) Checkpoint(stream string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checkpoints[stream]
+}
+
+// Checkpoints returns the last applied sequence of every stream.
+func (s *Store) Checkpoints() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(s.checkpoints))
+	for k, v := range s.checkpoints {
+		out[k] = v
+	}
+	return out
+}
+
+// Heartbeat returns the producer time of the last heartbeat of origin applied.
+func (s *Store) Heartbeat(origin string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.heartbeats[origin]
+	return t, ok
+}
+
+// Skipped returns how many records were not valid events and were stepped
+// over (counted, logged, and their sequence still checkpointed).
+func (s *Store) Skipped() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.skipped
+}
+
+// WaitApplied blocks until stream's checkpoint reaches seq or ctx ends.
+func (s *Store) WaitApplied(ctx context.Context, stream string, seq uint64) error {
+	for {
+		s.mu.Lock()
+		cp, ch := s.checkpoints[stream], s.changed
+		s.mu.Unlock()
+		if cp >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Lookup returns the redirect entry of code: from the cache, else from
+// Pebble (and then cached). found is false for a code never created.
+func (s *Store) Lookup(code string) (e Entry, found bool, err error) {
+	if e, ok := s.cache.Get(code); ok {
+		return e, true, nil
+	}
+	l, found, err := s.Get(code)
+	if err != nil || !found {
+		return Entry{}, false, err
+	}
+	e = entryOf(l)
+	// Add only if absent: the projector may have put a newer row in meanwhile.
+	s.cache.ContainsOrAdd(code, e)
+	return e, true, nil
+}
+
+// Get returns the folded state of code from Pebble. found is false for a
+// code never created.
+func (s *Store) Get(code string) (l events.Link, found bool, err error) {
+	v, closer, err := s.db.Get(linkKey(code))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return events.Link{}, false, nil
+	}
+	if err != nil {
+		return events.Link{}, false, fmt.Errorf("read link %s: %w", code, err)
+	}
+	defer closer.Close()
+	if err := json.Unmarshal(v, &l); err != nil {
+		return events.Link{}, false, fmt.Errorf("decode link %s: %w", code, err)
+	}
+	return l, l.Exists(), nil
+}
+
+// CachePurge empties the cache (a cache flush drill, or a test).
+func (s *Store) CachePurge() { s.cache.Purge() }
+
+// CacheLen returns the number of cached entries.
+func (s *Store) CacheLen() int { return s.cache.Len() }
+
+// GapError reports a record that does not follow its stream's checkpoint.
+type GapError struct {
+	Stream    string
+	Want, Got uint64
+}
+
+func (e *GapError) Error() string {
+	return fmt.Sprintf("gap in %s: want sequence %d, got %d", e.Stream, e.Want, e.Got)
+}
+
+// Apply folds records into the store in one synced batch with the new
+// checkpoints. Records at or below their stream's checkpoint are skipped
+// (redeliveries); a record beyond checkpoint+1 is a *GapError and nothing is
+// written. It returns how many records were applied. Apply must not be
+// called concurrently with itself.
+func (s *Store) Apply(recs []events.Record) (int, error) {
+	cps := s.Checkpoints()
+	b := s.db.NewIndexedBatch()
+	defer b.Close()
+	touched := map[string]events.Link{}
+	beats := map[string]time.Time{}
+	var applied, skipped int
+	for _, r := range recs {
+		cp := cps[r.Stream]
+		if r.Seq <= cp {
+			continue
+		}
+		if r.Seq != cp+1 {
+			return 0, &GapError{Stream: r.Stream, Want: cp + 1, Got: r.Seq}
+		}
+		cps[r.Stream] = r.Seq
+		applied++
+		e, err := events.Decode(r.Data)
+		if err != nil {
+			skipped++
+			s.log.Error("skipping a record that is not a valid event", "stream", r.Stream, "seq", r.Seq, "err", err)
+			continue
+		}
+		if e.Type == events.TypeRegionHeartbeat {
+			if e.Time.After(beats[e.Origin]) {
+				beats[e.Origin] = e.Time
+			}
+			continue
+		}
+		l, err := s.fold(b, touched, e, r.Data)
+		if err != nil {
+			return 0, err
+		}
+		if l != nil {
+			touched[e.Code] = *l
+		}
+	}
+	if applied == 0 {
+		return 0, nil
+	}
+	for code, l := range touched {
+		v, _ := json.Marshal(l)
+		if err := b.Set(linkKey(code), v, nil); err != nil {
+			return 0, err
+		}
+	}
+	var buf [8]byte
+	for stream, seq := range cps {
+		binary.BigEndian.PutUint64(buf[:], seq)
+		if err := b.Set([]byte(prefixCheckpoint+stream), buf[:], nil); err != nil {
+			return 0, err
+		}
+	}
+	for origin, t := range beats {
+		if prev, ok := s.Heartbeat(origin); ok && !t.After(prev) {
+			delete(beats, origin)
+			continue
+		}
+		binary.BigEndian.PutUint64(buf[:], uint64(t.UnixNano()))
+		if err := b.Set([]byte(prefixHeartbeat+origin), buf[:], nil); err != nil {
+			return 0, err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return 0, fmt.Errorf("commit batch: %w", err)
+	}
+	// Committed: now, and only now, the cache and the waiters may see it.
+	for code, l := range touched {
+		s.cache.Add(code, entryOf(l))
+	}
+	s.mu.Lock()
+	s.checkpoints = cps
+	for origin, t := range beats {
+		s.heartbeats[origin] = t
+	}
+	s.skipped += uint64(skipped)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	return applied, nil
+}
+
+// fold stores e and returns the new state of its code, or nil when e is a
+// duplicate already stored.
+func (s *Store) fold(b *pebble.Batch, touched map[string]events.Link, e events.Envelope, raw []byte) (*events.Link, error) {
+	ek := eventKey(e)
+	if _, closer, err := b.Get(ek); err == nil {
+		closer.Close()
+		return nil, nil // the same event, delivered again (from another stream, or resent)
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("read event %s: %w", e.ID, err)
+	}
+	if err := b.Set(ek, raw, nil); err != nil {
+		return nil, err
+	}
+	l, ok := touched[e.Code]
+	if !ok {
+		v, closer, err := b.Get(linkKey(e.Code))
+		switch {
+		case err == nil:
+			err = json.Unmarshal(v, &l)
+			closer.Close()
+			if err != nil {
+				return nil, fmt.Errorf("decode link %s: %w", e.Code, err)
+			}
+		case !errors.Is(err, pebble.ErrNotFound):
+			return nil, fmt.Errorf("read link %s: %w", e.Code, err)
+		}
+	}
+	if l.After(e) {
+		l = events.Apply(l, e)
+		return &l, nil
+	}
+	// e belongs before events already folded: fold the code again from all
+	// of its stored events, e included (the batch is indexed, so it sees e).
+	evs, err := s.eventsOf(b, e.Code)
+	if err != nil {
+		return nil, err
+	}
+	l = events.Fold(evs)
+	return &l, nil
+}
+
+type reader interface {
+	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+func (s *Store) eventsOf(r reader, code string) ([]events.Envelope, error) {
+	lo := append([]byte(prefixEvent+code), 0)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: append([]byte(prefixEvent+code), 1)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var evs []events.Envelope
+	for it.First(); it.Valid(); it.Next() {
+		e, err := events.Decode(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("stored event %q: %w", it.Key(), err)
+		}
+		evs = append(evs, e)
+	}
+	return evs, it.Error()
+}
+
+// Events returns the stored events of code in fold order (the store keys
+// them by time, then id: events.Before).
+func (s *Store) Events(code string) ([]events.Envelope, error) {
+	evs, err := s.eventsOf(s.db, code)
+	if err != nil {
+		return nil, err
+	}
+	return evs, nil
+}
+
+func (s *Store) scan(prefix string, fn func(k, v []byte) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Count returns the number of links in the store (deleted ones included:
+// a tombstone is still a row).
+func (s *Store) Count() (int, error) {
+	n := 0
+	err := s.scan(prefixLink, func(_, _ []byte) error { n++; return nil })
+	return n, err
+}
+
+// Digest returns a SHA-256 over every link row in code order: two stores
+// that folded the same events have the same digest, whatever order the
+// events arrived in.
+func (s *Store) Digest() (string, error) {
+	h := sha256.New()
+	err := s.scan(prefixLink, func(k, v []byte) error {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(k)))
+		h.Write(n[:])
+		h.Write(k)
+		binary.BigEndian.PutUint32(n[:], uint32(len(v)))
+		h.Write(n[:])
+		h.Write(v)
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil)), err
+}
+
+// Reset deletes everything, checkpoints included, so that the next feed
+// rebuilds the projection from sequence zero.
+func (s *Store) Reset() error {
+	if err := s.db.DeleteRange([]byte{0}, []byte{0xff}, pebble.Sync); err != nil {
+		return fmt.Errorf("reset store: %w", err)
+	}
+	s.cache.Purge()
+	s.mu.Lock()
+	s.checkpoints = map[string]uint64{}
+	s.heartbeats = map[string]time.Time{}
+	s.mu.Unlock()
+	return nil
+}
+
+func linkKey(code string) []byte { return []byte(prefixLink + code) }
+
+func eventKey(e events.Envelope) []byte {
+	k := make([]byte, 0, len(prefixEvent)+len(e.Code)+1+8+len(e.ID))
+	k = append(k, prefixEvent...)
+	k = append(k, e.Code...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(e.Time.UnixNano()))
+	return append(k, e.ID...)
+}
+
+func prefixEnd(p string) []byte {
+	end := []byte(p)
+	end[len(end)-1]++
+	return end
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...))
+}

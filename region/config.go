@@ -1,0 +1,148 @@
+package region
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"shortener/events"
+	"shortener/replicator"
+)
+
+// Config describes one region's process.
+type Config struct {
+	Name      string // region name, e.g. "us-east"; also the NATS cluster name
+	Digit     byte   // first character of the region's generated codes, '0' to '9'
+	Instance  string // this app instance, unique within the region; names its consumers (default Name)
+	HTTPAddr  string // listen address of the API and redirects, e.g. "127.0.1.1:8080"
+	PublicURL string // base of short_url in answers (default "http://" + HTTPAddr)
+	DataDir   string // state: DataDir/nats (JetStream) and DataDir/projection (Pebble)
+
+	NATS    NATSConfig // the embedded server, unless NATSURL is set
+	NATSURL string     // an external NATS to use instead of embedded servers
+
+	Fsync         replicator.Fsync
+	MaxURLLen     int           // default events.DefaultMaxURLLen
+	CacheSize     int           // LRU entries, default 100,000
+	APIKeyHashes  []string      // hex SHA-256 of every accepted API key
+	RateLimit     float64       // API requests per second per key; 0 = default 200, <0 = off
+	CreateTimeout time.Duration // how long a write waits for its projection, default 5s
+
+	Logger *slog.Logger
+	Now    func() time.Time // injected clock; default time.Now
+}
+
+// NATSConfig is the embedded NATS of a region: the regional server (NATS
+// cluster named after the region) and the region's member of the stretched
+// cluster "global", joined by gateways.
+type NATSConfig struct {
+	Host        string // regional server; default the host of HTTPAddr
+	ClientPort  int    // default 4222
+	ClusterPort int    // default 6222
+	GatewayPort int    // default 7222
+	MaxMemory   int64  // JetStream memory limit per server, default 256 MiB
+	MaxStore    int64  // JetStream disk limit per server, default 8 GiB
+
+	// The region's member of "global": default Host with its last octet
+	// plus one (127.0.N.2 for 127.0.N.1), same ports.
+	GlobalHost        string
+	GlobalClientPort  int
+	GlobalClusterPort int
+	GlobalGatewayPort int
+}
+
+// withDefaults returns a copy of c with defaults filled in, or an error
+// naming the first invalid setting.
+func (c Config) withDefaults() (Config, error) {
+	if err := events.ValidateRegion(c.Name); err != nil {
+		return c, fmt.Errorf("region name %q: %v", c.Name, err)
+	}
+	if c.Digit < '0' || c.Digit > '9' {
+		return c, fmt.Errorf("region digit must be 0 to 9, not %q", c.Digit)
+	}
+	if c.Instance == "" {
+		c.Instance = c.Name
+	}
+	if err := events.ValidateRegion(c.Instance); err != nil {
+		return c, fmt.Errorf("instance name %q: %v", c.Instance, err)
+	}
+	host, port, err := net.SplitHostPort(c.HTTPAddr)
+	if err != nil {
+		return c, fmt.Errorf("http address %q: %v", c.HTTPAddr, err)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return c, fmt.Errorf("http address %q: bad port", c.HTTPAddr)
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.HTTPAddr
+	}
+	if c.DataDir == "" {
+		return c, fmt.Errorf("data directory is required")
+	}
+	if c.NATS.Host == "" {
+		c.NATS.Host = host
+	}
+	if c.NATS.ClientPort == 0 {
+		c.NATS.ClientPort = 4222
+	}
+	if c.NATS.ClusterPort == 0 {
+		c.NATS.ClusterPort = 6222
+	}
+	if c.NATS.GatewayPort == 0 {
+		c.NATS.GatewayPort = 7222
+	}
+	if c.NATS.GlobalHost == "" {
+		ip, err := netip.ParseAddr(c.NATS.Host)
+		if err != nil || !ip.Is4() {
+			return c, fmt.Errorf("nats host %q: give the global member's host explicitly when the host is not an IPv4 address", c.NATS.Host)
+		}
+		b := ip.As4()
+		b[3]++
+		c.NATS.GlobalHost = netip.AddrFrom4(b).String()
+	}
+	if c.NATS.GlobalClientPort == 0 {
+		c.NATS.GlobalClientPort = c.NATS.ClientPort
+	}
+	if c.NATS.GlobalClusterPort == 0 {
+		c.NATS.GlobalClusterPort = c.NATS.ClusterPort
+	}
+	if c.NATS.GlobalGatewayPort == 0 {
+		c.NATS.GlobalGatewayPort = c.NATS.GatewayPort
+	}
+	if c.NATS.MaxMemory == 0 {
+		c.NATS.MaxMemory = 256 << 20
+	}
+	if c.NATS.MaxStore == 0 {
+		c.NATS.MaxStore = 8 << 30
+	}
+	if c.Fsync == "" {
+		c.Fsync = replicator.FsyncAlways
+	}
+	if _, err := replicator.ParseFsync(string(c.Fsync)); err != nil {
+		return c, err
+	}
+	if c.MaxURLLen <= 0 {
+		c.MaxURLLen = events.DefaultMaxURLLen
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = 200
+	}
+	if c.CreateTimeout <= 0 {
+		c.CreateTimeout = 5 * time.Second
+	}
+	if len(c.APIKeyHashes) == 0 {
+		return c, fmt.Errorf("at least one API key is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.DataDir = filepath.Clean(c.DataDir)
+	return c, nil
+}

@@ -1,0 +1,404 @@
+package region
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/time/rate"
+
+	"shortener/events"
+)
+
+// LinkResponse is the API's representation of a link.
+type LinkResponse struct {
+	Code           string     `json:"code"`
+	ShortURL       string     `json:"short_url"`
+	URL            string     `json:"url"`
+	Region         string     `json:"region"` // the region that created it
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	ExpiresAt      *time.Time `json:"expires_at"`
+	RedirectStatus int        `json:"redirect_status"`
+	Alias          bool       `json:"alias"`
+}
+
+type createRequest struct {
+	URL            string     `json:"url"`
+	Alias          string     `json:"alias"`
+	ExpiresAt      *time.Time `json:"expires_at"`
+	RedirectStatus int        `json:"redirect_status"`
+}
+
+type patchRequest struct {
+	URL            *string         `json:"url"`
+	ExpiresAt      json.RawMessage `json:"expires_at"` // a time, or null to remove the expiry
+	RedirectStatus *int            `json:"redirect_status"`
+}
+
+const actorKey = "actor"
+
+func (r *Region) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = echo.ExtractIPDirect() // never trust X-Forwarded-For from clients
+	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		_ = r.writeProblem(c, err)
+	}
+	e.Use(middleware.Recover())
+
+	e.GET("/healthz", r.healthz)
+	e.GET("/readyz", r.readyz)
+
+	api := e.Group("/api/v1", middleware.BodyLimit("64K"), r.authenticate)
+	if r.cfg.RateLimit > 0 {
+		api.Use(middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+			Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+				Rate: rate.Limit(r.cfg.RateLimit), Burst: int(2 * r.cfg.RateLimit), ExpiresIn: 3 * time.Minute}),
+			IdentifierExtractor: func(c echo.Context) (string, error) { return c.Get(actorKey).(string), nil },
+			ErrorHandler: func(c echo.Context, err error) error {
+				return &events.Error{Kind: events.Internal, Err: err}
+			},
+			DenyHandler: func(c echo.Context, _ string, _ error) error {
+				return &events.Error{Kind: events.RateLimited, Message: "rate limit exceeded for this API key", RetryAfter: time.Second}
+			},
+		}))
+	}
+	api.POST("/links", r.createLink)
+	api.GET("/links/:code", r.getLink)
+	api.PATCH("/links/:code", r.patchLink)
+	api.DELETE("/links/:code", r.deleteLink)
+
+	e.GET("/:code", r.redirect)
+	e.HEAD("/:code", r.redirect)
+	return e
+}
+
+func (r *Region) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		key := c.Request().Header.Get("X-Api-Key")
+		if key == "" {
+			if auth := c.Request().Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+				key = strings.TrimSpace(auth[7:])
+			}
+		}
+		id := r.keys.check(key)
+		if id == "" {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="shortener"`)
+			return events.Errorf(events.Unauthorized, "send a valid API key in X-Api-Key or Authorization: Bearer")
+		}
+		c.Set(actorKey, id)
+		return next(c)
+	}
+}
+
+// redirect is the hot path: cache, else Pebble; never the event log.
+func (r *Region) redirect(c echo.Context) error {
+	code := c.Param("code")
+	e, found, err := r.store.Lookup(code)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return events.Errorf(events.NotFound, "no link with this code")
+	}
+	if !e.Servable(r.cfg.Now()) {
+		if e.Deleted {
+			return events.Errorf(events.Gone, "this link was deleted")
+		}
+		return events.Errorf(events.Gone, "this link has expired")
+	}
+	c.Response().Header().Set(echo.HeaderLocation, e.URL)
+	c.Response().WriteHeader(int(e.Status))
+	return nil
+}
+
+// decodeJSON reads a JSON object into v, refusing unknown fields, trailing
+// data and wrong types with an Invalid error naming the field.
+func decodeJSON(c echo.Context, v any) error {
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return events.FieldError("body", "request body too large")
+		}
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			return he
+		}
+		return events.FieldError("body", "could not read the request body")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		var syntaxErr *json.SyntaxError
+		var timeErr *time.ParseError
+		switch {
+		case errors.As(err, &typeErr) && typeErr.Field == "":
+			return events.FieldError("body", "must be a JSON object")
+		case errors.As(err, &typeErr):
+			return events.FieldError(typeErr.Field, "wrong type: want "+typeErr.Type.String())
+		case errors.As(err, &timeErr):
+			return events.FieldError("expires_at", "must be an RFC 3339 time")
+		case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return events.FieldError("body", "not a JSON object")
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return events.FieldError(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field")
+		}
+		return events.FieldError("body", "not a valid JSON object")
+	}
+	if dec.More() {
+		return events.FieldError("body", "trailing data after the JSON object")
+	}
+	return nil
+}
+
+func (r *Region) createLink(c echo.Context) error {
+	var req createRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	now := r.cfg.Now()
+	url, err := events.NormalizeURL(req.URL, r.cfg.MaxURLLen)
+	if err != nil {
+		return err
+	}
+	if req.Alias != "" {
+		if err := events.ValidateAlias(req.Alias); err != nil {
+			return err
+		}
+	}
+	if req.ExpiresAt != nil && !req.ExpiresAt.After(now) {
+		return events.FieldError("expires_at", "must be in the future")
+	}
+	if req.RedirectStatus == 0 {
+		req.RedirectStatus = events.DefaultRedirectStatus
+	} else if !events.ValidRedirectStatus(req.RedirectStatus) {
+		return events.FieldError("redirect_status", "must be 301, 302, 307 or 308")
+	}
+	payload := events.LinkCreated{URL: url, Alias: req.Alias != "", ExpiresAt: req.ExpiresAt, RedirectStatus: req.RedirectStatus}
+	actor := c.Get(actorKey).(string)
+
+	ctx, cancel := context.WithTimeout(c.Request().Context(), r.cfg.CreateTimeout)
+	defer cancel()
+	var code string
+	for attempt := 0; ; attempt++ {
+		code = req.Alias
+		if code == "" {
+			code = events.NewCode(r.cfg.Digit)
+		}
+		env, err := events.New(events.TypeLinkCreated, code, r.cfg.Name, actor, now, payload)
+		if err != nil {
+			return err
+		}
+		err = r.write(ctx, env, true)
+		if events.KindOf(err) == events.Conflict {
+			if req.Alias != "" {
+				return &events.Error{Kind: events.Conflict, Field: "alias", Message: "this alias is already taken"}
+			}
+			if attempt < 5 {
+				continue // a generated code drawn twice: draw again
+			}
+		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	l, found, err := r.store.Get(code)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return events.Errorf(events.Internal, "link %s applied but not found", code)
+	}
+	resp := r.linkResponse(l)
+	c.Response().Header().Set(echo.HeaderLocation, resp.ShortURL)
+	return c.JSON(http.StatusCreated, resp)
+}
+
+// write appends e and waits until the local projection has applied it.
+func (r *Region) write(ctx context.Context, e events.Envelope, create bool) error {
+	seq, err := r.events.Append(ctx, e, create)
+	if err != nil {
+		return err
+	}
+	if err := r.store.WaitApplied(ctx, r.stream, seq); err != nil {
+		return &events.Error{Kind: events.Unavailable, RetryAfter: time.Second, Err: err,
+			Message: "the change is stored in the event log but not yet applied here; it will be shortly (code " + e.Code + ")"}
+	}
+	return nil
+}
+
+// current returns the live state of code for an update or a delete: NotFound
+// if it was never created, Gone if deleted.
+func (r *Region) current(code string) (events.Link, error) {
+	if err := events.ValidateCode(code); err != nil {
+		return events.Link{}, events.Errorf(events.NotFound, "no link with this code")
+	}
+	l, found, err := r.store.Get(code)
+	if err != nil {
+		return l, err
+	}
+	if !found {
+		return l, events.Errorf(events.NotFound, "no link with this code")
+	}
+	if l.Deleted {
+		return l, events.Errorf(events.Gone, "this link was deleted")
+	}
+	return l, nil
+}
+
+func (r *Region) getLink(c echo.Context) error {
+	l, err := r.current(c.Param("code"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, r.linkResponse(l))
+}
+
+func (r *Region) patchLink(c echo.Context) error {
+	l, err := r.current(c.Param("code"))
+	if err != nil {
+		return err
+	}
+	var req patchRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	now := r.cfg.Now()
+	var p events.LinkUpdated
+	if req.URL != nil {
+		url, err := events.NormalizeURL(*req.URL, r.cfg.MaxURLLen)
+		if err != nil {
+			return err
+		}
+		p.URL = &url
+	}
+	if req.RedirectStatus != nil {
+		if !events.ValidRedirectStatus(*req.RedirectStatus) {
+			return events.FieldError("redirect_status", "must be 301, 302, 307 or 308")
+		}
+		p.RedirectStatus = req.RedirectStatus
+	}
+	switch raw := strings.TrimSpace(string(req.ExpiresAt)); raw {
+	case "":
+	case "null":
+		p.ClearExpiry = true
+	default:
+		var t time.Time
+		if err := json.Unmarshal(req.ExpiresAt, &t); err != nil {
+			return events.FieldError("expires_at", "must be an RFC 3339 time or null")
+		}
+		if !t.After(now) {
+			return events.FieldError("expires_at", "must be in the future")
+		}
+		p.ExpiresAt = &t
+	}
+	if p.URL == nil && p.RedirectStatus == nil && p.ExpiresAt == nil && !p.ClearExpiry {
+		return events.FieldError("body", "nothing to change: give url, expires_at or redirect_status")
+	}
+	env, err := events.New(events.TypeLinkUpdated, l.Code, r.cfg.Name, c.Get(actorKey).(string), events.NextTime(now, l), p)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), r.cfg.CreateTimeout)
+	defer cancel()
+	if err := r.write(ctx, env, false); err != nil {
+		return err
+	}
+	l, _, err = r.store.Get(l.Code)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, r.linkResponse(l))
+}
+
+func (r *Region) deleteLink(c echo.Context) error {
+	l, err := r.current(c.Param("code"))
+	if err != nil {
+		return err
+	}
+	env, err := events.New(events.TypeLinkDeleted, l.Code, r.cfg.Name, c.Get(actorKey).(string), events.NextTime(r.cfg.Now(), l), events.LinkDeleted{})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), r.cfg.CreateTimeout)
+	defer cancel()
+	if err := r.write(ctx, env, false); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (r *Region) linkResponse(l events.Link) LinkResponse {
+	return LinkResponse{
+		Code: l.Code, ShortURL: strings.TrimSuffix(r.cfg.PublicURL, "/") + "/" + l.Code, URL: l.URL,
+		Region: l.Origin, CreatedAt: l.CreatedAt, UpdatedAt: l.UpdatedAt, ExpiresAt: l.ExpiresAt,
+		RedirectStatus: l.RedirectStatus, Alias: l.Alias,
+	}
+}
+
+func (r *Region) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "region": r.cfg.Name})
+}
+
+// Readiness is the answer of /readyz.
+type Readiness struct {
+	Ready      bool              `json:"ready"`
+	Region     string            `json:"region"`
+	Checks     map[string]string `json:"checks"`
+	StreamLast uint64            `json:"stream_last_seq"`
+	Applied    uint64            `json:"applied_seq"`
+}
+
+// Ready reports whether the region can serve: NATS connected, the
+// projection caught up with the region's own stream, and the projector not
+// failing.
+func (r *Region) Ready(ctx context.Context) Readiness {
+	rd := Readiness{Ready: true, Region: r.cfg.Name, Checks: map[string]string{}}
+	fail := func(check, why string) { rd.Ready = false; rd.Checks[check] = why }
+	if r.nc == nil || !r.nc.IsConnected() {
+		fail("nats", "not connected")
+	} else {
+		rd.Checks["nats"] = "ok"
+	}
+	rd.Applied = r.store.Checkpoint(r.stream)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if info, err := r.streamH.Info(ctx); err != nil {
+		fail("stream", err.Error())
+	} else {
+		rd.StreamLast = info.State.LastSeq
+		if rd.Applied < rd.StreamLast {
+			fail("projection", "catching up")
+		} else {
+			rd.Checks["projection"] = "ok"
+		}
+	}
+	if err := r.projector.Err(); err != nil {
+		fail("projector", err.Error())
+	}
+	return rd
+}
+
+func (r *Region) readyz(c echo.Context) error {
+	rd := r.Ready(c.Request().Context())
+	status := http.StatusOK
+	if !rd.Ready {
+		status = http.StatusServiceUnavailable
+		c.Response().Header().Set("Retry-After", "1")
+	}
+	return c.JSON(status, rd)
+}

@@ -1,0 +1,121 @@
+package region
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"shortener/replicator"
+)
+
+// GlobalCluster is the name of the stretched NATS cluster that holds the
+// alias register, one member per region.
+const GlobalCluster = "global"
+
+// serverSpec is one embedded server: which cluster it belongs to and where
+// it listens.
+type serverSpec struct {
+	name, cluster, host             string
+	clientPort, clusterPort, gwPort int
+	storeDir                        string
+}
+
+func hostPort(h string, p int) string { return h + ":" + strconv.Itoa(p) }
+
+// natsServers returns the specs of a region's two embedded servers: the
+// regional server (cluster named after the region, holding its streams) and
+// its member of the stretched "global" cluster.
+func natsServers(c Config) (regional, global serverSpec) {
+	regional = serverSpec{name: c.Name, cluster: c.Name, host: c.NATS.Host,
+		clientPort: c.NATS.ClientPort, clusterPort: c.NATS.ClusterPort, gwPort: c.NATS.GatewayPort,
+		storeDir: filepath.Join(c.DataDir, "nats")}
+	global = serverSpec{name: GlobalCluster + "-" + c.Name, cluster: GlobalCluster, host: c.NATS.GlobalHost,
+		clientPort: c.NATS.GlobalClientPort, clusterPort: c.NATS.GlobalClusterPort, gwPort: c.NATS.GlobalGatewayPort,
+		storeDir: filepath.Join(c.DataDir, "nats-global")}
+	return regional, global
+}
+
+// natsOptions are the options of one embedded server. Every server of the
+// supercluster gets a route to itself (JetStream refuses a clustered server
+// without configured routes) and gateways to the other clusters: a server's
+// Raft groups do not start until it has a remote, so even a lone region
+// needs its global member. A *server.Options is consumed by NewServer: build
+// a fresh one for every start.
+func natsOptions(c Config, s serverSpec, gateways map[string][]string) *server.Options {
+	var gws []*server.RemoteGatewayOpts
+	for name, addrs := range gateways {
+		if name == s.cluster {
+			continue
+		}
+		var urls []*url.URL
+		for _, a := range addrs {
+			urls = append(urls, &url.URL{Scheme: "nats", Host: a})
+		}
+		gws = append(gws, &server.RemoteGatewayOpts{Name: name, URLs: urls})
+	}
+	return &server.Options{
+		ServerName: s.name,
+		Host:       s.host,
+		Port:       s.clientPort,
+		Cluster: server.ClusterOpts{
+			Name: s.cluster,
+			Host: s.host,
+			Port: s.clusterPort,
+		},
+		Routes: server.RoutesFromStr("nats-route://" + hostPort(s.host, s.clusterPort)),
+		Gateway: server.GatewayOpts{
+			Name:           s.cluster,
+			Host:           s.host,
+			Port:           s.gwPort,
+			Gateways:       gws,
+			ConnectRetries: 1 << 20,
+		},
+		JetStream:          true,
+		StoreDir:           s.storeDir,
+		JetStreamMaxMemory: c.NATS.MaxMemory,
+		JetStreamMaxStore:  c.NATS.MaxStore,
+		SyncAlways:         c.Fsync == replicator.FsyncAlways,
+		NoSigs:             true,
+		MaxPayload:         1 << 20,
+	}
+}
+
+// gatewayMap lists the gateway addresses of every cluster this region's
+// servers know: its own and its global member for now.
+func gatewayMap(regional, global serverSpec) map[string][]string {
+	return map[string][]string{
+		regional.cluster: {hostPort(regional.host, regional.gwPort)},
+		global.cluster:   {hostPort(global.host, global.gwPort)},
+	}
+}
+
+// startNATS starts one embedded server and waits for its listeners.
+func startNATS(opts *server.Options, log *slog.Logger) (*server.Server, error) {
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats server %s: %w", opts.ServerName, err)
+	}
+	s.SetLoggerV2(natsLogger{log.With("component", "nats", "server", opts.ServerName)}, false, false, false)
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("nats server %s on %s did not start listening", opts.ServerName, hostPort(opts.Host, opts.Port))
+	}
+	return s, nil
+}
+
+// natsLogger sends the server's log to slog: notices at debug (they are
+// many and routine), warnings and errors as such.
+type natsLogger struct{ l *slog.Logger }
+
+func (n natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Debugf(format string, v ...any)  {}
+func (n natsLogger) Tracef(format string, v ...any)  {}

@@ -1,0 +1,210 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shortener/projections"
+	"shortener/replicator"
+)
+
+// Region is one running region: NATS, the projection and the HTTP API.
+type Region struct {
+	cfg  Config
+	log  *slog.Logger
+	keys *keyring
+
+	servers []*server.Server // the embedded regional and global servers; none with an external NATS
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	stream  string
+	streamH jetstream.Stream
+
+	events    *replicator.Log
+	store     *projections.Store
+	feed      *replicator.Feed
+	projector *projections.Projector
+
+	http     *http.Server
+	listener net.Listener
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errc   chan error
+}
+
+// New validates cfg and returns a Region. It does no I/O.
+func New(cfg Config) (*Region, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := newKeyring(cfg.APIKeyHashes)
+	if err != nil {
+		return nil, err
+	}
+	return &Region{cfg: cfg, keys: keys, log: cfg.Logger.With("region", cfg.Name),
+		stream: replicator.StreamName(cfg.Name), errc: make(chan error, 4)}, nil
+}
+
+// Config returns the region's configuration with defaults filled in.
+func (r *Region) Config() Config { return r.cfg }
+
+// Store returns the region's projection.
+func (r *Region) Store() *projections.Store { return r.store }
+
+// Addr returns the address the HTTP server listens on.
+func (r *Region) Addr() string { return r.listener.Addr().String() }
+
+// NATSURL returns the client URL of the NATS the region uses.
+func (r *Region) NATSURL() string {
+	if r.cfg.NATSURL != "" {
+		return r.cfg.NATSURL
+	}
+	return "nats://" + net.JoinHostPort(r.cfg.NATS.Host, strconv.Itoa(r.cfg.NATS.ClientPort))
+}
+
+// Open starts NATS (unless external), creates the region's stream, opens the
+// projection and its feed, starts the projector and binds the HTTP listener.
+// It returns once all of that is done; the region serves after Run is called.
+func (r *Region) Open(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	start := time.Now()
+	if r.cfg.NATSURL == "" {
+		regional, global := natsServers(r.cfg)
+		gws := gatewayMap(regional, global)
+		for _, spec := range []serverSpec{regional, global} {
+			ns, err := startNATS(natsOptions(r.cfg, spec, gws), r.log)
+			if err != nil {
+				return err
+			}
+			r.servers = append(r.servers, ns)
+		}
+	}
+	r.nc, err = nats.Connect(r.NATSURL(),
+		nats.Name("shortener "+r.cfg.Name+"/"+r.cfg.Instance),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return fmt.Errorf("connect to nats %s: %w", r.NATSURL(), err)
+	}
+	if r.js, err = jetstream.New(r.nc); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if r.streamH, err = replicator.EnsureStream(ctx, r.js, r.cfg.Name); err != nil {
+		return err
+	}
+	r.events = replicator.NewLog(r.js, r.cfg.Name)
+	r.store, err = projections.Open(filepath.Join(r.cfg.DataDir, "projection"), projections.Options{
+		CacheSize: r.cfg.CacheSize, Logger: r.log.With("component", "projection")})
+	if err != nil {
+		return err
+	}
+	r.feed = replicator.NewFeed(r.js, "proj-"+r.cfg.Instance)
+	if err := r.feed.Open(ctx, []string{r.stream}, r.store.Checkpoint); err != nil {
+		return err
+	}
+	r.projector = projections.NewProjector(r.store, r.feed, r.log.With("component", "projector"))
+	if r.listener, err = net.Listen("tcp", r.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("listen on %s: %w", r.cfg.HTTPAddr, err)
+	}
+	r.http = &http.Server{Handler: r.routes(), ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute}
+
+	bg, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := r.projector.Run(bg); err != nil {
+			r.errc <- fmt.Errorf("projector: %w", err)
+		}
+	}()
+	r.log.Info("region open", "http", r.listener.Addr().String(), "nats", r.NATSURL(),
+		"stream", r.stream, "fsync", r.cfg.Fsync, "applied", r.store.Checkpoint(r.stream), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// WaitReady polls readiness until the region is ready or ctx ends.
+func (r *Region) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		rd := r.Ready(ctx)
+		if rd.Ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("region %s not ready: %w (%v)", r.cfg.Name, ctx.Err(), rd.Checks)
+		case <-t.C:
+		}
+	}
+}
+
+// Run serves HTTP until ctx ends, then shuts down gracefully: in-flight
+// requests get up to 5 s to finish.
+func (r *Region) Run(ctx context.Context) error {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- r.http.Serve(r.listener) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	case err = <-r.errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := r.http.Shutdown(sctx); serr != nil && err == nil {
+		err = serr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return errors.Join(err, r.Close())
+}
+
+// Close stops everything Open started. It is safe to call more than once.
+func (r *Region) Close() error {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	if r.feed != nil {
+		r.feed.Close()
+		r.feed = nil
+	}
+	r.wg.Wait()
+	if r.listener != nil {
+		r.listener.Close() // already closed after Run's Shutdown; harmless
+	}
+	if r.nc != nil {
+		r.nc.Close()
+	}
+	var err error
+	if r.store != nil {
+		err = r.store.Close()
+		r.store = nil
+	}
+	for _, ns := range r.servers {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}
+	r.servers = nil
+	return err
+}

@@ -1,0 +1,140 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shortener/events"
+)
+
+// Fsync is the server-wide JetStream flush policy.
+type Fsync string
+
+// The fsync policies.
+const (
+	// FsyncAlways fsyncs every write before acknowledging it, so an
+	// acknowledged event survives power loss. The default.
+	FsyncAlways Fsync = "always"
+	// FsyncInterval leaves flushing to JetStream's timer (2 minutes): an
+	// acknowledged event survives a process crash but not power loss.
+	FsyncInterval Fsync = "interval"
+)
+
+// ParseFsync reads a --fsync flag value.
+func ParseFsync(s string) (Fsync, error) {
+	switch Fsync(s) {
+	case FsyncAlways, FsyncInterval:
+		return Fsync(s), nil
+	}
+	return "", fmt.Errorf("fsync must be %q or %q, not %q", FsyncAlways, FsyncInterval, s)
+}
+
+// StreamName is the name of region's write stream: LINKS_US_EAST for us-east.
+func StreamName(region string) string {
+	return "LINKS_" + strings.ToUpper(strings.ReplaceAll(region, "-", "_"))
+}
+
+// Subject is the subject of events about code written in region. One
+// subject per code lets an append require that no create came before it.
+func Subject(region, code string) string { return "links." + region + "." + code }
+
+// HeartbeatSubject is the subject of region's heartbeats; "_hb" can never be
+// a code, which starts with a letter or digit.
+func HeartbeatSubject(region string) string { return "links." + region + "._hb" }
+
+// WaitReady polls the JetStream API until it answers (a meta leader exists),
+// or ctx ends. ReadyForConnections is not enough: the API needs a meta
+// leader, which takes seconds after start.
+func WaitReady(ctx context.Context, js jetstream.JetStream) error {
+	wait := 20 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.AccountInfo(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("jetstream not ready: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 500*time.Millisecond)
+	}
+}
+
+// StreamConfig is the configuration of region's write stream, placed in the
+// NATS cluster named after the region.
+func StreamConfig(region string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamName(region),
+		Description: "link events written in " + region,
+		Subjects:    []string{"links." + region + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    1,
+		Discard:     jetstream.DiscardOld,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		Duplicates:  2 * time.Minute,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+		Placement:   &jetstream.Placement{Cluster: region},
+	}
+}
+
+// EnsureStream creates region's write stream, or updates it to the current
+// configuration, once JetStream is ready.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, region string) (jetstream.Stream, error) {
+	if err := WaitReady(ctx, js); err != nil {
+		return nil, err
+	}
+	s, err := js.CreateOrUpdateStream(ctx, StreamConfig(region))
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", StreamName(region), err)
+	}
+	return s, nil
+}
+
+// Log appends events to one region's write stream.
+type Log struct {
+	js     jetstream.JetStream
+	region string
+}
+
+// NewLog returns a Log for region's stream. It does no I/O.
+func NewLog(js jetstream.JetStream, region string) *Log {
+	return &Log{js: js, region: region}
+}
+
+// Append publishes e to the region's stream with e.ID as Nats-Msg-Id and
+// returns its stream sequence once JetStream has acknowledged it. With
+// create set, the append is refused unless no event for e.Code was written
+// in this region before: Conflict. A JetStream that does not answer is
+// Unavailable; the event may or may not have been stored, and retrying with
+// the same envelope is safe within the stream's duplicate window.
+func (l *Log) Append(ctx context.Context, e events.Envelope, create bool) (uint64, error) {
+	subject := HeartbeatSubject(l.region)
+	if e.Code != "" {
+		subject = Subject(l.region, e.Code)
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(e.ID), jetstream.WithExpectStream(StreamName(l.region))}
+	if create {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
+	}
+	ack, err := l.js.Publish(ctx, subject, e.Encode(), opts...)
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == 10071 || apiErr.ErrorCode == 10164) {
+			return 0, &events.Error{Kind: events.Conflict, Field: "code", Message: "code already taken", Err: err}
+		}
+		return 0, &events.Error{Kind: events.Unavailable, Message: "event log unavailable", RetryAfter: time.Second, Err: err}
+	}
+	return ack.Sequence, nil
+}
