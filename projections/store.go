@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"shortener/events"
@@ -30,6 +31,7 @@ const (
 type Options struct {
 	CacheSize int          // entries in the LRU cache; default 100,000
 	Logger    *slog.Logger // default slog.Default()
+	FS        vfs.FS       // the file system; default the OS's (tests crash an in-memory one)
 }
 
 // Store is a region's projection: link rows, the events they fold from, and
@@ -75,7 +77,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{opts.Logger}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{opts.Logger}, FS: opts.FS})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}

@@ -1,0 +1,38 @@
+# shortener: a bare `make` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/shortener
+FUZZTIME ?= 15s
+export PATH := $(PATH):/usr/local/go/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test test-race fuzz bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/shortener
+	@$(GO) build -o $(BIN) ./cmd/shortener
+
+run: build ## run the dev cluster (us-east at http://127.0.1.1:8080, state in var/dev); Ctrl-C stops it
+	@./$(BIN) dev
+
+test: ## the test suite: real NATS, Pebble, HTTP and child processes (about a minute)
+	$(GO) test -count=1 -timeout 15m ./...
+
+test-race: ## the fast packages again under the race detector
+	$(GO) test -count=1 -race -timeout 15m ./events/... ./projections/... ./chaos/... ./region/...
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 15s)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) 2>&1 | tail -n 3; \
+	  done; \
+	done
+
+bench: build ## redirect benchmark against a bare net/http 301, side by side (see docs/benchmarks.md)
+	@if command -v taskset >/dev/null; then taskset -c 1 ./$(BIN) bench redirect $(BENCHFLAGS); else ./$(BIN) bench redirect $(BENCHFLAGS); fi
+
+clean: ## remove bin/ and var/ (all dev state)
+	rm -rf bin var

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shortener/events"
+	"shortener/projections"
+	"shortener/region"
+	"shortener/region/regiontest"
+)
+
+// regionProc is a region running as a child process.
+type regionProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startRegionProc(t *testing.T, host, dir string, extra ...string) *regionProc {
+	t.Helper()
+	args := append([]string{"region", "--name", "us-east", "--http", host + ":8080", "--data", dir,
+		"--api-key-hash", region.HashAPIKey(regiontest.APIKey), "--rate-limit", "-1", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "SHORTENER_CHILD=1")
+	logf, err := os.OpenFile(filepath.Join(dir, "..", "region.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &regionProc{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
+	t.Cleanup(func() { p.kill() })
+	if err := waitHTTPReady(context.Background(), "http://"+host+":8080/readyz", p.done, 60*time.Second); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "..", "region.log"))
+		t.Fatalf("region child: %v\n%s", err, log)
+	}
+	return p
+}
+
+func (p *regionProc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *regionProc) stop(t *testing.T) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("region did not stop on SIGTERM within 20s")
+	}
+}
+
+// TestCrashWhileCreating SIGKILLs a region while clients create links,
+// restarts it on the same state, and requires that every link that got a
+// 201 resolves, and that the projection holds exactly the links the log
+// holds: nothing lost, nothing applied twice.
+func TestCrashWhileCreating(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: runs child processes")
+	}
+	base := t.TempDir()
+	dir := filepath.Join(base, "us-east")
+	host := regiontest.Host()
+	url := "http://" + host + ":8080"
+	p := startRegionProc(t, host, dir)
+
+	var (
+		mu      sync.Mutex
+		acked   = map[string]string{} // code -> URL, for every 201
+		created = make(chan struct{}, 1<<16)
+		wg      sync.WaitGroup
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := regiontest.NewClient(url)
+			c.HTTP.Timeout = 2 * time.Second
+			for i := 0; ctx.Err() == nil; i++ {
+				target := fmt.Sprintf("https://example.com/w%d/%d", w, i)
+				r, err := c.Create(ctx, map[string]any{"url": target})
+				if err != nil || r.Status != http.StatusCreated {
+					continue // the region is down: keep trying until told to stop
+				}
+				mu.Lock()
+				acked[r.Str("code")] = target
+				mu.Unlock()
+				created <- struct{}{}
+			}
+		}()
+	}
+	// Kill it in the middle of the stream of creates.
+	for i := 0; i < 300; i++ {
+		<-created
+	}
+	p.kill()
+	mu.Lock()
+	ackedAtKill := len(acked)
+	mu.Unlock()
+	p = startRegionProc(t, host, dir)
+	for i := 0; i < 50; i++ { // creates succeed again after the restart
+		<-created
+	}
+	cancel()
+	wg.Wait()
+
+	c := regiontest.NewClient(url)
+	for code, target := range acked {
+		r, err := c.Do(context.Background(), http.MethodGet, "/"+code, nil)
+		if err != nil || r.Status != http.StatusFound || r.Header.Get("Location") != target {
+			t.Errorf("acknowledged link %s: status %d, Location %q, err %v; want 302 to %s", code, r.Status, r.Header.Get("Location"), err, target)
+		}
+	}
+	// The log's distinct LinkCreated events, read back from JetStream.
+	inLog := logCreates(t, "nats://"+host+":4222")
+	for code := range acked {
+		if !inLog[code] {
+			t.Errorf("acknowledged %s is not in the log", code)
+		}
+	}
+	p.stop(t)
+	store, err := projections.Open(filepath.Join(dir, "projection"), projections.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rows, err := store.Count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows != len(inLog) {
+		t.Fatalf("projection has %d rows, the log has %d distinct created links", rows, len(inLog))
+	}
+	for code := range inLog {
+		l, found, err := store.Get(code)
+		if err != nil || !found || l.Events != 1 {
+			t.Fatalf("link %s in the projection: found %v, %d events, err %v; want exactly one event", code, found, l.Events, err)
+		}
+	}
+	t.Logf("%d links acknowledged (%d before the kill), %d in the log and the projection", len(acked), ackedAtKill, rows)
+}
+
+// logCreates reads the region's whole stream and returns the codes of its
+// LinkCreated events.
+func logCreates(t *testing.T, natsURL string) map[string]bool {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "LINKS_US_EAST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("get #%d: %v", seq, err)
+		}
+		e, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatalf("event #%d: %v", seq, err)
+		}
+		if e.Type == events.TypeLinkCreated {
+			out[e.Code] = true
+		}
+	}
+	return out
+}

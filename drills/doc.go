@@ -1,0 +1,8 @@
+// Package drills runs the DR drills as programs: each drill has a
+// steady-state hypothesis, a method, a rollback that always runs, abort
+// conditions and a journal, and the package writes the DR report.
+//
+// Empty until the DR drills issue; it will drive regions through the same
+// interfaces as operators (the binary, the API, chaos/load), never through
+// package internals.
+package drills

@@ -1,0 +1,187 @@
+// Package regiontest starts real regions for tests, drills and chaos runs:
+// embedded NATS servers, Pebble stores and HTTP servers on their own
+// loopback addresses, and a small client for the API.
+package regiontest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"shortener/region"
+)
+
+// APIKey is the API key every test region accepts.
+const APIKey = "test-api-key"
+
+// Host returns a fresh loopback address 127.A.B.1 for a test region (its
+// global member takes 127.A.B.2), chosen at random so that test packages
+// running at once do not collide; the ports are the standard ones.
+func Host() string {
+	return fmt.Sprintf("127.%d.%d.1", 64+rand.IntN(180), rand.IntN(256))
+}
+
+// Config returns a region configuration on a fresh loopback address with
+// its state in dir.
+func Config(name, dir string) region.Config {
+	host := Host()
+	level := slog.LevelWarn
+	if os.Getenv("SHORTENER_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return region.Config{
+		Name: name, Digit: '1', HTTPAddr: host + ":8080", DataDir: dir,
+		APIKeyHashes: []string{region.HashAPIKey(APIKey)}, RateLimit: -1,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test_region", name),
+	}
+}
+
+// Running is a region started by Start.
+type Running struct {
+	*region.Region
+	URL    string // http://host:8080
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// Start opens and runs a region and waits until it is ready; the test's
+// cleanup stops it.
+func Start(t testing.TB, cfg region.Config) *Running {
+	t.Helper()
+	r, err := region.New(cfg)
+	if err != nil {
+		t.Fatalf("region.New: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := r.Open(ctx); err != nil {
+		t.Fatalf("open region: %v", err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	run := &Running{Region: r, URL: "http://" + r.Addr(), cancel: stop, done: make(chan error, 1)}
+	go func() { run.done <- r.Run(runCtx) }()
+	t.Cleanup(func() { run.Stop(t) })
+	if err := r.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// Stop shuts the region down gracefully and waits for it.
+func (r *Running) Stop(t testing.TB) {
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("region stopped with: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("region did not stop in 30s")
+		}
+	})
+}
+
+// Client calls a region's API.
+type Client struct {
+	Base string
+	Key  string
+	HTTP *http.Client
+}
+
+// NewClient returns a client of base that sends APIKey and never follows
+// redirects.
+func NewClient(base string) *Client {
+	return &Client{Base: base, Key: APIKey, HTTP: &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// Response is an answer: status, headers and the body decoded as JSON
+// (a link or a problem).
+type Response struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    []byte
+}
+
+// Str returns a string field of the body.
+func (r Response) Str(field string) string {
+	s, _ := r.Body[field].(string)
+	return s
+}
+
+// Do sends method to path with body (JSON-encoded unless it is a string or
+// nil).
+func (c *Client) Do(ctx context.Context, method, path string, body any) (Response, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			return Response{}, err
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
+	if err != nil {
+		return Response{}, err
+	}
+	if c.Key != "" {
+		req.Header.Set("X-Api-Key", c.Key)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return Response{}, err
+	}
+	defer resp.Body.Close()
+	out := Response{Status: resp.StatusCode, Header: resp.Header}
+	out.Raw, err = io.ReadAll(resp.Body)
+	if err != nil {
+		return out, err
+	}
+	if len(out.Raw) > 0 && out.Raw[0] == '{' {
+		_ = json.Unmarshal(out.Raw, &out.Body)
+	}
+	return out, nil
+}
+
+// Create posts a link and returns the answer.
+func (c *Client) Create(ctx context.Context, body any) (Response, error) {
+	return c.Do(ctx, http.MethodPost, "/api/v1/links", body)
+}
+
+// WaitFor polls fn every 20 ms until it returns nil or the timeout passes,
+// and then fails the test with fn's last error.
+func WaitFor(t testing.TB, timeout time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

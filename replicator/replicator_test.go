@@ -1,0 +1,210 @@
+package replicator_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shortener/events"
+	"shortener/replicator"
+)
+
+// startJS starts a real embedded JetStream server on a random port. The
+// stream placement names the region's cluster, so the server carries that
+// cluster name.
+func startJS(t *testing.T, cluster string) jetstream.JetStream {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+		StoreDir: t.TempDir(), NoSigs: true, NoLog: true, ServerName: "t",
+		Cluster: server.ClusterOpts{Name: cluster}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func created(t *testing.T, code string) events.Envelope {
+	t.Helper()
+	e, err := events.New(events.TypeLinkCreated, code, "us-east", "k", time.Now(), events.LinkCreated{URL: "https://a.example/", RedirectStatus: 302})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestAppend(t *testing.T) {
+	js := startJS(t, "us-east")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
+		t.Fatal(err)
+	}
+	log := replicator.NewLog(js, "us-east")
+	e := created(t, "launch")
+	seq, err := log.Append(ctx, e, true)
+	if err != nil || seq != 1 {
+		t.Fatalf("first create: seq %d, %v", seq, err)
+	}
+	// The same event again (a retried publish) is deduplicated by its id.
+	if seq, err := log.Append(ctx, e, false); err != nil || seq != 1 {
+		t.Fatalf("resend: seq %d, %v; want the original sequence 1", seq, err)
+	}
+	// Another create of the same code is a conflict.
+	if _, err := log.Append(ctx, created(t, "launch"), true); events.KindOf(err) != events.Conflict {
+		t.Fatalf("second create of a code: %v, want Conflict", err)
+	}
+	// Updates of the code are not creates.
+	u := "https://b.example/"
+	up, _ := events.New(events.TypeLinkUpdated, "launch", "us-east", "k", time.Now(), events.LinkUpdated{URL: &u})
+	if seq, err := log.Append(ctx, up, false); err != nil || seq != 2 {
+		t.Fatalf("update: seq %d, %v", seq, err)
+	}
+	// The log is append-only.
+	s, _ := js.Stream(ctx, replicator.StreamName("us-east"))
+	if err := s.DeleteMsg(ctx, 1); err == nil {
+		t.Fatal("a message could be deleted from the event log")
+	}
+	if err := s.Purge(ctx); err == nil {
+		t.Fatal("the event log could be purged")
+	}
+}
+
+func TestFeedPositionsBehindTheCheckpoint(t *testing.T) {
+	js := startJS(t, "us-east")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
+		t.Fatal(err)
+	}
+	log := replicator.NewLog(js, "us-east")
+	for i := 0; i < 10; i++ {
+		if _, err := log.Append(ctx, created(t, "code"+string(rune('a'+i))+"xx"), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream := replicator.StreamName("us-east")
+	read := func(f *replicator.Feed, n int) []uint64 {
+		var seqs []uint64
+		for len(seqs) < n {
+			recs, err := f.Next(ctx, n-len(seqs))
+			if err != nil {
+				t.Fatalf("next after %v: %v", seqs, err)
+			}
+			for _, r := range recs {
+				seqs = append(seqs, r.Seq)
+			}
+		}
+		return seqs
+	}
+	// A first projection applies 1..6 and acknowledges them.
+	f := replicator.NewFeed(js, "proj-test")
+	if err := f.Open(ctx, []string{stream}, func(string) uint64 { return 0 }); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(f, 6); got[0] != 1 || got[5] != 6 {
+		t.Fatalf("first read: %v", got)
+	}
+	if err := f.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Let the ack land before closing.
+	cons, _ := js.Consumer(ctx, stream, "proj-test")
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		info, err := cons.Info(ctx)
+		if err == nil && info.AckFloor.Stream == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ack floor never reached 6: %+v %v", info, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.Close()
+
+	// Its store lost everything after 2 (a crash with writes not synced, or
+	// a rebuild): the feed must start again at 3, not at 7.
+	f2 := replicator.NewFeed(js, "proj-test")
+	if err := f2.Open(ctx, []string{stream}, func(string) uint64 { return 2 }); err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	got := read(f2, 8)
+	for i, seq := range got {
+		if seq != uint64(3+i) {
+			t.Fatalf("after reset: %v, want 3..10", got)
+		}
+	}
+}
+
+// TestFeedFetchesWhatWasDeliveredButNotApplied: a projection that crashed
+// after records were delivered but before it applied them gets them again
+// at once, without waiting for the consumer's redelivery timer.
+func TestFeedFetchesWhatWasDeliveredButNotApplied(t *testing.T) {
+	js := startJS(t, "us-east")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
+		t.Fatal(err)
+	}
+	log := replicator.NewLog(js, "us-east")
+	for i := 0; i < 5; i++ {
+		if _, err := log.Append(ctx, created(t, "code"+string(rune('a'+i))+"xx"), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream := replicator.StreamName("us-east")
+	f := replicator.NewFeed(js, "proj-crash")
+	if err := f.Open(ctx, []string{stream}, func(string) uint64 { return 0 }); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for n < 5 {
+		recs, err := f.Next(ctx, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(recs)
+	}
+	f.Close() // never acknowledged: the "crash"
+
+	f2 := replicator.NewFeed(js, "proj-crash")
+	if err := f2.Open(ctx, []string{stream}, func(string) uint64 { return 0 }); err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	short, cancelShort := context.WithTimeout(ctx, 3*time.Second) // far below the 30 s AckWait
+	defer cancelShort()
+	var seqs []uint64
+	for len(seqs) < 5 {
+		recs, err := f2.Next(short, 5)
+		if err != nil {
+			t.Fatalf("records 1..5 not delivered again promptly: got %v, %v", seqs, err)
+		}
+		for _, r := range recs {
+			seqs = append(seqs, r.Seq)
+		}
+	}
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("redelivered %v, want 1..5", seqs)
+		}
+	}
+}
