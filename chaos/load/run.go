@@ -28,6 +28,12 @@ type target struct {
 	path         string // base path without trailing slash
 	createPath   string
 	tr           *http.Transport
+
+	// Lean client (redirects over plain HTTP unless Config.StdHTTP).
+	raw                  bool
+	addr                 string       // host:port to dial
+	local                *net.TCPAddr // source address, nil to let the kernel choose
+	reqPrefix, reqSuffix string       // a redirect request is prefix + code + suffix
 }
 
 func newTarget(t Target, cfg *Config) *target {
@@ -44,14 +50,19 @@ func newTarget(t Target, cfg *Config) *target {
 		DisableCompression:  true,
 		DisableKeepAlives:   false,
 	}
-	return &target{
+	tg := &target{
 		name:       t.Name,
 		scheme:     u.Scheme,
 		host:       u.Host,
 		path:       u.Path,
 		createPath: u.Path + "/api/v1/links",
 		tr:         tr,
+		raw:        !cfg.StdHTTP && u.Scheme == "http",
 	}
+	if tg.raw {
+		tg.initRaw(u, t.LocalAddr)
+	}
+	return tg
 }
 
 // request builds a request without parsing a URL string.
@@ -83,6 +94,7 @@ type sample struct {
 type worker struct {
 	r       *runner
 	ctx     context.Context // parent of the worker's request contexts
+	done    <-chan struct{} // ctx.Done()
 	mu      sync.Mutex
 	samples []sample
 	spare   []sample // owned by the collector
@@ -90,6 +102,9 @@ type worker struct {
 	getHdr  http.Header
 	postHdr http.Header
 	rbuf    []byte
+	conns   []rawConn // lean client: one connection per target
+	wbuf    []byte    // lean client: request buffer
+	p       respParser
 }
 
 // targetAgg accumulates one target's results in the collector.
@@ -176,6 +191,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for range cfg.Workers {
 		w := &worker{
 			r:       r,
+			conns:   make([]rawConn, len(cfg.Targets)),
 			samples: make([]sample, 0, 1024),
 			spare:   make([]sample, 0, 1024),
 			getHdr:  http.Header{},
@@ -201,6 +217,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// ctx's child registry.
 		var cancel context.CancelFunc
 		w.ctx, cancel = context.WithCancel(ctx)
+		w.done = w.ctx.Done()
 		defer cancel()
 		wg.Go(w.run)
 	}
@@ -291,6 +308,9 @@ func (w *worker) run() {
 		}
 		if !ok {
 			w.flushHistory()
+			for i := range w.conns {
+				w.conns[i].close()
+			}
 			return
 		}
 		w.do(o)
