@@ -24,6 +24,12 @@ type Config struct {
 
 	NATS    NATSConfig // the embedded server, unless NATSURL is set
 	NATSURL string     // an external NATS to use instead of embedded servers
+	Peers   []Peer     // the other regions of the supercluster
+
+	// Durability of creates: "local" (201 after the local ack and
+	// projection) or "replicated" (201 only once another region's mirror
+	// also holds the event).
+	Durability string
 
 	Fsync         replicator.Fsync
 	MaxURLLen     int           // default events.DefaultMaxURLLen
@@ -35,6 +41,20 @@ type Config struct {
 	Logger *slog.Logger
 	Now    func() time.Time // injected clock; default time.Now
 }
+
+// Peer is another region of the supercluster. Its servers listen on the
+// same ports as this region's (the dev topology: 127.0.N.1 and 127.0.N.2).
+type Peer struct {
+	Name       string
+	Host       string // its regional server
+	GlobalHost string // its member of "global"; default Host's last octet plus one
+}
+
+// The durability modes of creates.
+const (
+	DurabilityLocal      = "local"
+	DurabilityReplicated = "replicated"
+)
 
 // NATSConfig is the embedded NATS of a region: the regional server (NATS
 // cluster named after the region) and the region's member of the stretched
@@ -96,13 +116,9 @@ func (c Config) withDefaults() (Config, error) {
 		c.NATS.GatewayPort = 7222
 	}
 	if c.NATS.GlobalHost == "" {
-		ip, err := netip.ParseAddr(c.NATS.Host)
-		if err != nil || !ip.Is4() {
-			return c, fmt.Errorf("nats host %q: give the global member's host explicitly when the host is not an IPv4 address", c.NATS.Host)
+		if c.NATS.GlobalHost, err = nextHost(c.NATS.Host); err != nil {
+			return c, err
 		}
-		b := ip.As4()
-		b[3]++
-		c.NATS.GlobalHost = netip.AddrFrom4(b).String()
 	}
 	if c.NATS.GlobalClientPort == 0 {
 		c.NATS.GlobalClientPort = c.NATS.ClientPort
@@ -112,6 +128,27 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.NATS.GlobalGatewayPort == 0 {
 		c.NATS.GlobalGatewayPort = c.NATS.GatewayPort
+	}
+	seen := map[string]bool{c.Name: true}
+	for i, p := range c.Peers {
+		if err := events.ValidateRegion(p.Name); err != nil || seen[p.Name] {
+			return c, fmt.Errorf("peer %q: a region name, distinct from this region and the other peers", p.Name)
+		}
+		seen[p.Name] = true
+		if p.GlobalHost == "" {
+			gh, err := nextHost(p.Host)
+			if err != nil {
+				return c, fmt.Errorf("peer %s: %v", p.Name, err)
+			}
+			c.Peers[i].GlobalHost = gh
+		}
+	}
+	switch c.Durability {
+	case "":
+		c.Durability = DurabilityLocal
+	case DurabilityLocal, DurabilityReplicated:
+	default:
+		return c, fmt.Errorf("durability must be %q or %q, not %q", DurabilityLocal, DurabilityReplicated, c.Durability)
 	}
 	if c.NATS.MaxMemory == 0 {
 		c.NATS.MaxMemory = 256 << 20
@@ -144,5 +181,18 @@ func (c Config) withDefaults() (Config, error) {
 		c.Now = time.Now
 	}
 	c.DataDir = filepath.Clean(c.DataDir)
+	c.Peers = append([]Peer(nil), c.Peers...)
 	return c, nil
+}
+
+// nextHost returns the IPv4 address after host: the global member's
+// address in the dev topology (127.0.N.2 for 127.0.N.1).
+func nextHost(host string) (string, error) {
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.Is4() {
+		return "", fmt.Errorf("host %q: give the global member's host explicitly when the host is not an IPv4 address", host)
+	}
+	b := ip.As4()
+	b[3]++
+	return netip.AddrFrom4(b).String(), nil
 }

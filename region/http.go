@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"shortener/events"
+	"shortener/replicator"
 )
 
 // LinkResponse is the API's representation of a link.
@@ -59,6 +60,7 @@ func (r *Region) routes() *echo.Echo {
 
 	e.GET("/healthz", r.healthz)
 	e.GET("/readyz", r.readyz)
+	e.GET("/api/v1/regions", r.regions) // operational, no link data: no key needed
 
 	api := e.Group("/api/v1", middleware.BodyLimit("64K"), r.authenticate)
 	if r.cfg.RateLimit > 0 {
@@ -202,7 +204,19 @@ func (r *Region) createLink(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		err = r.write(ctx, env, true)
+		if req.Alias != "" {
+			// The register decides, before anything is written: one winner
+			// across every region, 409 for the rest, 503 without quorum.
+			claim := replicator.AliasClaim{Region: r.cfg.Name, EventID: env.ID, Time: env.Time}
+			if err := r.aliases.Claim(ctx, req.Alias, claim); err != nil {
+				return err
+			}
+		}
+		var seq uint64
+		seq, err = r.write(ctx, env, true)
+		if err == nil && r.cfg.Durability == DurabilityReplicated {
+			err = r.replication.Wait(ctx, seq)
+		}
 		if events.KindOf(err) == events.Conflict {
 			if req.Alias != "" {
 				return &events.Error{Kind: events.Conflict, Field: "alias", Message: "this alias is already taken"}
@@ -229,16 +243,16 @@ func (r *Region) createLink(c echo.Context) error {
 }
 
 // write appends e and waits until the local projection has applied it.
-func (r *Region) write(ctx context.Context, e events.Envelope, create bool) error {
+func (r *Region) write(ctx context.Context, e events.Envelope, create bool) (uint64, error) {
 	seq, err := r.events.Append(ctx, e, create)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := r.store.WaitApplied(ctx, r.stream, seq); err != nil {
-		return &events.Error{Kind: events.Unavailable, RetryAfter: time.Second, Err: err,
+		return seq, &events.Error{Kind: events.Unavailable, RetryAfter: time.Second, Err: err,
 			Message: "the change is stored in the event log but not yet applied here; it will be shortly (code " + e.Code + ")"}
 	}
-	return nil
+	return seq, nil
 }
 
 // current returns the live state of code for an update or a delete: NotFound
@@ -315,7 +329,7 @@ func (r *Region) patchLink(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), r.cfg.CreateTimeout)
 	defer cancel()
-	if err := r.write(ctx, env, false); err != nil {
+	if _, err := r.write(ctx, env, false); err != nil {
 		return err
 	}
 	l, _, err = r.store.Get(l.Code)
@@ -336,7 +350,7 @@ func (r *Region) deleteLink(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), r.cfg.CreateTimeout)
 	defer cancel()
-	if err := r.write(ctx, env, false); err != nil {
+	if _, err := r.write(ctx, env, false); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -401,4 +415,35 @@ func (r *Region) readyz(c echo.Context) error {
 		c.Response().Header().Set("Retry-After", "1")
 	}
 	return c.JSON(status, rd)
+}
+
+// RegionsResponse is the answer of GET /api/v1/regions: this region, its
+// peers, and per origin region the lag and the RPO a failover would have.
+type RegionsResponse struct {
+	Region        string                 `json:"region"`
+	Time          time.Time              `json:"time"`
+	Durability    string                 `json:"durability"`
+	Fsync         string                 `json:"fsync"`
+	Peers         []string               `json:"peers"`
+	AliasRegister string                 `json:"alias_register"` // "available" or "unavailable"
+	Origins       []replicator.OriginLag `json:"origins"`
+}
+
+// Regions returns what GET /api/v1/regions serves.
+func (r *Region) Regions(ctx context.Context) RegionsResponse {
+	resp := RegionsResponse{Region: r.cfg.Name, Time: r.cfg.Now().UTC(), Durability: r.cfg.Durability,
+		Fsync: string(r.cfg.Fsync), Peers: []string{}, AliasRegister: "unavailable", Origins: r.monitor.Snapshot()}
+	for _, p := range r.cfg.Peers {
+		resp.Peers = append(resp.Peers, p.Name)
+	}
+	if r.aliases.Available(ctx) {
+		resp.AliasRegister = "available"
+	}
+	return resp
+}
+
+func (r *Region) regions(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), time.Second)
+	defer cancel()
+	return c.JSON(http.StatusOK, r.Regions(ctx))
 }

@@ -23,6 +23,8 @@ type serverSpec struct {
 	name, cluster, host             string
 	clientPort, clusterPort, gwPort int
 	storeDir                        string
+	tag                             string   // "region:<name>": the global cluster places replicas on distinct regions
+	routes                          []string // cluster addresses of the other members of its cluster
 }
 
 func hostPort(h string, p int) string { return h + ":" + strconv.Itoa(p) }
@@ -37,7 +39,25 @@ func natsServers(c Config) (regional, global serverSpec) {
 	global = serverSpec{name: GlobalCluster + "-" + c.Name, cluster: GlobalCluster, host: c.NATS.GlobalHost,
 		clientPort: c.NATS.GlobalClientPort, clusterPort: c.NATS.GlobalClusterPort, gwPort: c.NATS.GlobalGatewayPort,
 		storeDir: filepath.Join(c.DataDir, "nats-global")}
+	regional.tag, global.tag = "region:"+c.Name, "region:"+c.Name
+	for _, p := range c.Peers {
+		global.routes = append(global.routes, hostPort(p.GlobalHost, c.NATS.GlobalClusterPort))
+	}
 	return regional, global
+}
+
+// gatewayMap lists the gateway addresses of every cluster of the
+// supercluster: each region's regional server, and every member of global.
+func gatewayMap(c Config) map[string][]string {
+	m := map[string][]string{
+		c.Name:        {hostPort(c.NATS.Host, c.NATS.GatewayPort)},
+		GlobalCluster: {hostPort(c.NATS.GlobalHost, c.NATS.GlobalGatewayPort)},
+	}
+	for _, p := range c.Peers {
+		m[p.Name] = []string{hostPort(p.Host, c.NATS.GatewayPort)}
+		m[GlobalCluster] = append(m[GlobalCluster], hostPort(p.GlobalHost, c.NATS.GlobalGatewayPort))
+	}
+	return m
 }
 
 // natsOptions are the options of one embedded server. Every server of the
@@ -67,7 +87,9 @@ func natsOptions(c Config, s serverSpec, gateways map[string][]string) *server.O
 			Host: s.host,
 			Port: s.clusterPort,
 		},
-		Routes: server.RoutesFromStr("nats-route://" + hostPort(s.host, s.clusterPort)),
+		Routes:             routeURLs(append([]string{hostPort(s.host, s.clusterPort)}, s.routes...)),
+		Tags:               []string{s.tag},
+		JetStreamUniqueTag: "region",
 		Gateway: server.GatewayOpts{
 			Name:           s.cluster,
 			Host:           s.host,
@@ -85,13 +107,12 @@ func natsOptions(c Config, s serverSpec, gateways map[string][]string) *server.O
 	}
 }
 
-// gatewayMap lists the gateway addresses of every cluster this region's
-// servers know: its own and its global member for now.
-func gatewayMap(regional, global serverSpec) map[string][]string {
-	return map[string][]string{
-		regional.cluster: {hostPort(regional.host, regional.gwPort)},
-		global.cluster:   {hostPort(global.host, global.gwPort)},
+func routeURLs(addrs []string) []*url.URL {
+	var out []*url.URL
+	for _, a := range addrs {
+		out = append(out, &url.URL{Scheme: "nats-route", Host: a})
 	}
+	return out
 }
 
 // startNATS starts one embedded server and waits for its listeners.

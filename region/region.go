@@ -32,10 +32,13 @@ type Region struct {
 	stream  string
 	streamH jetstream.Stream
 
-	events    *replicator.Log
-	store     *projections.Store
-	feed      *replicator.Feed
-	projector *projections.Projector
+	events      *replicator.Log
+	aliases     *replicator.Aliases
+	monitor     *replicator.Monitor
+	replication *replicator.Replication
+	store       *projections.Store
+	feed        *replicator.Feed
+	projector   *projections.Projector
 
 	http     *http.Server
 	listener net.Listener
@@ -88,7 +91,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	start := time.Now()
 	if r.cfg.NATSURL == "" {
 		regional, global := natsServers(r.cfg)
-		gws := gatewayMap(regional, global)
+		gws := gatewayMap(r.cfg)
 		for _, spec := range []serverSpec{regional, global} {
 			ns, err := startNATS(natsOptions(r.cfg, spec, gws), r.log)
 			if err != nil {
@@ -111,13 +114,25 @@ func (r *Region) Open(ctx context.Context) (err error) {
 		return err
 	}
 	r.events = replicator.NewLog(r.js, r.cfg.Name)
+	streams := []string{r.stream}
+	var peers []string
+	for _, p := range r.cfg.Peers {
+		if _, err := replicator.EnsureMirror(ctx, r.js, p.Name, r.cfg.Name); err != nil {
+			return err
+		}
+		streams = append(streams, replicator.MirrorName(p.Name, r.cfg.Name))
+		peers = append(peers, p.Name)
+	}
+	r.aliases = replicator.NewAliases(r.js, 1+len(peers))
+	r.monitor = replicator.NewMonitor(r.js, r.cfg.Name, peers, r.cfg.Now)
+	r.replication = replicator.NewReplication(r.js, r.cfg.Name, peers)
 	r.store, err = projections.Open(filepath.Join(r.cfg.DataDir, "projection"), projections.Options{
 		CacheSize: r.cfg.CacheSize, Logger: r.log.With("component", "projection")})
 	if err != nil {
 		return err
 	}
 	r.feed = replicator.NewFeed(r.js, "proj-"+r.cfg.Instance)
-	if err := r.feed.Open(ctx, []string{r.stream}, r.store.Checkpoint); err != nil {
+	if err := r.feed.Open(ctx, streams, r.store.Checkpoint); err != nil {
 		return err
 	}
 	r.projector = projections.NewProjector(r.store, r.feed, r.log.With("component", "projector"))
@@ -129,16 +144,31 @@ func (r *Region) Open(ctx context.Context) (err error) {
 
 	bg, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		if err := r.projector.Run(bg); err != nil {
-			r.errc <- fmt.Errorf("projector: %w", err)
-		}
-	}()
+	r.goRun(bg, "projector", r.projector.Run)
+	r.goRun(bg, "alias register", r.aliases.Run)
+	r.goRun(bg, "lag monitor", r.monitor.Run)
+	r.goRun(bg, "replication", r.replication.Run)
+	r.goRun(bg, "heartbeats", func(ctx context.Context) error {
+		return replicator.Heartbeats(ctx, r.events, r.cfg.Name, time.Second, r.cfg.Now)
+	})
 	r.log.Info("region open", "http", r.listener.Addr().String(), "nats", r.NATSURL(),
 		"stream", r.stream, "fsync", r.cfg.Fsync, "applied", r.store.Checkpoint(r.stream), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// goRun runs fn in the background until Close; an error from it stops the
+// region (Run returns it).
+func (r *Region) goRun(ctx context.Context, what string, fn func(context.Context) error) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := fn(ctx); err != nil {
+			select {
+			case r.errc <- fmt.Errorf("%s: %w", what, err):
+			default:
+			}
+		}
+	}()
 }
 
 // WaitReady polls readiness until the region is ready or ctx ends.

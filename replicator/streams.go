@@ -89,17 +89,76 @@ func StreamConfig(region string) jetstream.StreamConfig {
 	}
 }
 
-// EnsureStream creates region's write stream, or updates it to the current
-// configuration, once JetStream is ready.
+// MirrorName is the name of the mirror of origin's stream held in region
+// here: LINKS_US_EAST_AT_EU_WEST. Stream names are global across a
+// supercluster, so a mirror cannot share its origin's name.
+func MirrorName(origin, here string) string {
+	return StreamName(origin) + "_AT_" + strings.TrimPrefix(StreamName(here), "LINKS_")
+}
+
+// MirrorConfig is the configuration of the mirror of origin's stream in
+// region here: same sequence numbers and timestamps as the origin, so lag
+// is exact.
+func MirrorConfig(origin, here string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        MirrorName(origin, here),
+		Description: "mirror of " + StreamName(origin) + " in " + here,
+		Mirror:      &jetstream.StreamSource{Name: StreamName(origin)},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    1,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+		Placement:   &jetstream.Placement{Cluster: here},
+	}
+}
+
+// EnsureStream creates region's write stream once JetStream is ready.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, region string) (jetstream.Stream, error) {
+	return ensure(ctx, js, StreamConfig(region))
+}
+
+// EnsureMirror creates the mirror of origin's stream in region here. The
+// origin need not be up: the mirror starts copying once it is.
+func EnsureMirror(ctx context.Context, js jetstream.JetStream, origin, here string) (jetstream.Stream, error) {
+	return ensure(ctx, js, MirrorConfig(origin, here))
+}
+
+// ensure returns the stream named in cfg, creating it if it does not exist.
+// An existing stream is used as it is: looking it up needs only its own
+// server, while creating needs the meta leader, which a region restarting
+// while two others are down does not have.
+func ensure(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	s, err := js.Stream(lctx, cfg.Name)
+	cancel()
+	if err == nil {
+		return s, nil
+	}
 	if err := WaitReady(ctx, js); err != nil {
 		return nil, err
 	}
-	s, err := js.CreateOrUpdateStream(ctx, StreamConfig(region))
-	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", StreamName(region), err)
+	for {
+		s, err = js.CreateStream(ctx, cfg)
+		if err == nil || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			if err != nil {
+				s, err = js.Stream(ctx, cfg.Name)
+			}
+			if err == nil {
+				return s, nil
+			}
+		}
+		// A meta leader change during start-up answers with a transient
+		// error: try again until ctx ends.
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("create stream %s: %w (%v)", cfg.Name, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return s, nil
 }
 
 // Log appends events to one region's write stream.

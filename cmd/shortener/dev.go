@@ -34,7 +34,7 @@ var devRegions = []devRegion{
 }
 
 func devCmd() *cobra.Command {
-	var dir, fsync string
+	var dir, fsync, durability string
 	var count int
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -44,12 +44,13 @@ func devCmd() *cobra.Command {
 			if count < 1 || count > len(devRegions) {
 				return usageError{fmt.Errorf("--regions must be 1 to %d", len(devRegions))}
 			}
-			return runDev(cmd.Context(), cmd.OutOrStdout(), dir, fsync, devRegions[:count])
+			return runDev(cmd.Context(), cmd.OutOrStdout(), devOptions{dir: dir, fsync: fsync, durability: durability}, devRegions[:count])
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "var/dev", "state directory of the dev cluster")
 	cmd.Flags().StringVar(&fsync, "fsync", "always", "JetStream fsync: always or interval")
-	cmd.Flags().IntVar(&count, "regions", 1, "how many regions to run")
+	cmd.Flags().IntVar(&count, "regions", 3, "how many regions to run (1 to 3)")
+	cmd.Flags().StringVar(&durability, "durability", "local", "durability of creates: local or replicated")
 	return cmd
 }
 
@@ -61,7 +62,12 @@ type child struct {
 	err    error
 }
 
-func runDev(ctx context.Context, out io.Writer, dir, fsync string, regions []devRegion) error {
+type devOptions struct {
+	dir, fsync, durability string
+}
+
+func runDev(ctx context.Context, out io.Writer, o devOptions, regions []devRegion) error {
+	dir := o.dir
 	key, err := apiKey(filepath.Join(dir, "api-key"), true)
 	if err != nil {
 		return err
@@ -73,7 +79,7 @@ func runDev(ctx context.Context, out io.Writer, dir, fsync string, regions []dev
 	var children []*child
 	defer func() { stopChildren(out, children) }()
 	for _, r := range regions {
-		c, err := startRegionChild(self, dir, fsync, key, r)
+		c, err := startRegionChild(self, o, key, r, regions)
 		if err != nil {
 			return err
 		}
@@ -86,9 +92,10 @@ func runDev(ctx context.Context, out io.Writer, dir, fsync string, regions []dev
 		}
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REGION\tHTTP\tNATS\tPID\tSTATE")
+	fmt.Fprintln(tw, "REGION\tHTTP\tNATS\tGLOBAL MEMBER\tPID\tSTATE")
 	for _, c := range children {
-		fmt.Fprintf(tw, "%s\thttp://%s:8080\tnats://%s:4222\t%d\t%s\n", c.region.Name, c.region.Host, c.region.Host, c.cmd.Process.Pid, filepath.Join(dir, c.region.Name))
+		gh := c.region.Host[:len(c.region.Host)-1] + "2"
+		fmt.Fprintf(tw, "%s\thttp://%s:8080\tnats://%s:4222\tnats://%s:4222\t%d\t%s\n", c.region.Name, c.region.Host, c.region.Host, gh, c.cmd.Process.Pid, filepath.Join(dir, c.region.Name))
 	}
 	tw.Flush()
 	fmt.Fprintf(out, "\nAPI key: %s (in %s)\n", key, filepath.Join(dir, "api-key"))
@@ -120,8 +127,8 @@ func runDev(ctx context.Context, out io.Writer, dir, fsync string, regions []dev
 	return nil
 }
 
-func startRegionChild(self, dir, fsync, key string, r devRegion) (*child, error) {
-	rdir := filepath.Join(dir, r.Name)
+func startRegionChild(self string, o devOptions, key string, r devRegion, all []devRegion) (*child, error) {
+	rdir := filepath.Join(o.dir, r.Name)
 	if err := os.MkdirAll(rdir, 0o755); err != nil {
 		return nil, err
 	}
@@ -129,8 +136,14 @@ func startRegionChild(self, dir, fsync, key string, r devRegion) (*child, error)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "region", "--name", r.Name, "--digit", string(r.Digit),
-		"--http", r.Host+":8080", "--data", rdir, "--fsync", fsync)
+	args := []string{"region", "--name", r.Name, "--digit", string(r.Digit),
+		"--http", r.Host + ":8080", "--data", rdir, "--fsync", o.fsync, "--durability", o.durability}
+	for _, p := range all {
+		if p.Name != r.Name {
+			args = append(args, "--peer", p.Name+"="+p.Host)
+		}
+	}
+	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), "SHORTENER_API_KEY="+key)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C reaches the supervisor, which stops children in order

@@ -31,6 +31,8 @@ type regionFlags struct {
 	ClusterPort int      `json:"cluster_port"`
 	GatewayPort int      `json:"gateway_port"`
 	NATSURL     string   `json:"nats_url"`
+	Peers       []string `json:"peers"`
+	Durability  string   `json:"durability"`
 	Fsync       string   `json:"fsync"`
 	MaxURLLen   int      `json:"max_url_len"`
 	CacheSize   int      `json:"cache_size"`
@@ -89,7 +91,9 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.IntVar(&f.NATSPort, "nats-port", 4222, "embedded NATS client port")
 	fl.IntVar(&f.ClusterPort, "cluster-port", 6222, "embedded NATS cluster port")
 	fl.IntVar(&f.GatewayPort, "gateway-port", 7222, "embedded NATS gateway port")
-	fl.StringVar(&f.NATSURL, "nats-url", "", "use this external NATS instead of an embedded server")
+	fl.StringVar(&f.NATSURL, "nats-url", "", "use this external NATS supercluster instead of embedded servers")
+	fl.StringArrayVar(&f.Peers, "peer", nil, "another region, NAME=HOST[,GLOBALHOST] (repeatable; same ports as this region)")
+	fl.StringVar(&f.Durability, "durability", "local", "creates answer 201 after: local (the local ack) or replicated (another region's mirror holds the event)")
 	fl.StringVar(&f.Fsync, "fsync", "always", "JetStream fsync: always (every write) or interval (every 2 minutes)")
 	fl.IntVar(&f.MaxURLLen, "max-url-len", 2048, "longest target URL accepted, in bytes")
 	fl.IntVar(&f.CacheSize, "cache-size", 100_000, "LRU cache entries")
@@ -121,7 +125,7 @@ func loadConfigFile(path string, f *regionFlags, cmd *cobra.Command) error {
 	cmd.Flags().Visit(func(fl *pflag.Flag) { cliSet[fl.Name] = true })
 	merged := *f
 	for key := range set {
-		if cliSet[strings.ReplaceAll(key, "_", "-")] || (key == "api_key_hashes" && cliSet["api-key-hash"]) {
+		if cliSet[strings.ReplaceAll(key, "_", "-")] || (key == "api_key_hashes" && cliSet["api-key-hash"]) || (key == "peers" && cliSet["peer"]) {
 			continue
 		}
 		single, _ := json.Marshal(map[string]json.RawMessage{key: set[key]})
@@ -141,6 +145,15 @@ func (f regionFlags) config() (region.Config, error) {
 	if len(f.Digit) != 1 || f.Digit[0] < '0' || f.Digit[0] > '9' {
 		return region.Config{}, usageError{fmt.Errorf("--digit must be one digit 0-9, not %q", f.Digit)}
 	}
+	var peers []region.Peer
+	for _, p := range f.Peers {
+		name, hosts, ok := strings.Cut(p, "=")
+		host, global, _ := strings.Cut(hosts, ",")
+		if !ok || name == "" || host == "" {
+			return region.Config{}, usageError{fmt.Errorf("--peer %q: want NAME=HOST[,GLOBALHOST]", p)}
+		}
+		peers = append(peers, region.Peer{Name: name, Host: host, GlobalHost: global})
+	}
 	hashes := f.KeyHashes
 	if len(hashes) == 0 {
 		key, err := apiKey(f.KeyFile, false)
@@ -152,7 +165,7 @@ func (f regionFlags) config() (region.Config, error) {
 	return region.Config{
 		Name: f.Name, Digit: f.Digit[0], Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
-		RateLimit: f.RateLimit, APIKeyHashes: hashes,
+		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort},
 	}, nil
 }

@@ -74,6 +74,14 @@ func Start(t testing.TB, cfg region.Config) *Running {
 	if err := r.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The alias register opens in the background; tests that claim
+	// aliases right away need it.
+	for r.Regions(ctx).AliasRegister != "available" {
+		if ctx.Err() != nil {
+			t.Fatal("alias register never became available")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return run
 }
 

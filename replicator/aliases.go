@@ -1,0 +1,161 @@
+package replicator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shortener/events"
+)
+
+// AliasBucket is the KV bucket of the alias register, in cluster "global".
+const AliasBucket = "ALIASES"
+
+// AliasClaim is the value of a claimed alias: who claimed it, and the event
+// that creates the link.
+type AliasClaim struct {
+	Region  string    `json:"region"`
+	EventID string    `json:"event_id"`
+	Time    time.Time `json:"time"`
+}
+
+// Aliases is the alias register: a KV bucket replicated across the
+// members of the stretched cluster "global", one per region, so that
+// exactly one claim of an alias wins anywhere, and claims keep working
+// while a majority of regions is up.
+type Aliases struct {
+	js      jetstream.JetStream
+	members int
+	timeout time.Duration
+
+	mu sync.Mutex
+	kv jetstream.KeyValue // nil until Run has found or created the bucket
+}
+
+// NewAliases returns the register of a global cluster of members servers.
+// It does no I/O: Run opens the bucket.
+func NewAliases(js jetstream.JetStream, members int) *Aliases {
+	return &Aliases{js: js, members: members, timeout: 2 * time.Second}
+}
+
+// AliasesConfig is the register's bucket: R3 (or as many members as the
+// global cluster has, when fewer), file storage, one value per key.
+func AliasesConfig(members int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      AliasBucket,
+		Description: "custom alias -> the claim that won it",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    min(3, max(1, members)),
+		Placement:   &jetstream.Placement{Cluster: "global"},
+	}
+}
+
+// Run finds the register's bucket, creating it once JetStream is ready if it
+// does not exist, retrying until it succeeds or ctx ends. Until then every
+// claim answers Unavailable: a region restarting while the global cluster
+// has no quorum still starts and serves everything but new aliases.
+func (a *Aliases) Run(ctx context.Context) error {
+	wait := 100 * time.Millisecond
+	for {
+		kv, err := a.open(ctx)
+		if err == nil {
+			a.mu.Lock()
+			a.kv = kv
+			a.mu.Unlock()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+func (a *Aliases) open(ctx context.Context) (jetstream.KeyValue, error) {
+	lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	kv, err := a.js.KeyValue(lctx, AliasBucket)
+	if err == nil {
+		return kv, nil
+	}
+	kv, err = a.js.CreateKeyValue(lctx, AliasesConfig(a.members))
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return a.js.KeyValue(lctx, AliasBucket)
+	}
+	return kv, err
+}
+
+func (a *Aliases) bucket() jetstream.KeyValue {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.kv
+}
+
+func unavailable(err error) error {
+	return &events.Error{Kind: events.Unavailable, RetryAfter: 2 * time.Second, Err: err,
+		Message: "the alias register has no quorum; custom aliases cannot be claimed now, generated codes still work"}
+}
+
+// Claim claims alias for c. It returns nil if this claim won, Conflict if the
+// alias belongs to another claim, and Unavailable (with Retry-After) when the
+// register cannot answer: no quorum in the global cluster, or no route to it.
+// A claim is never taken back, even if the event it announces is never
+// written (the claimant crashed in between): the alias then stays taken.
+func (a *Aliases) Claim(ctx context.Context, alias string, c AliasClaim) error {
+	kv := a.bucket()
+	if kv == nil {
+		return unavailable(errors.New("alias register not open yet"))
+	}
+	val, _ := json.Marshal(c)
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	_, err := kv.Create(ctx, alias, val)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrKeyExists):
+		// A retry of our own claim (the first answer was lost) still wins.
+		if owner, gerr := a.Owner(ctx, alias); gerr == nil && owner.EventID == c.EventID {
+			return nil
+		}
+		return &events.Error{Kind: events.Conflict, Field: "alias", Message: "this alias is already taken"}
+	}
+	return unavailable(err)
+}
+
+// Owner returns the claim that holds alias.
+func (a *Aliases) Owner(ctx context.Context, alias string) (AliasClaim, error) {
+	kv := a.bucket()
+	if kv == nil {
+		return AliasClaim{}, errors.New("alias register not open yet")
+	}
+	e, err := kv.Get(ctx, alias)
+	if err != nil {
+		return AliasClaim{}, err
+	}
+	var c AliasClaim
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		return AliasClaim{}, fmt.Errorf("alias %s: %w", alias, err)
+	}
+	return c, nil
+}
+
+// Available reports whether the register answers now (a cheap status read).
+func (a *Aliases) Available(ctx context.Context) bool {
+	kv := a.bucket()
+	if kv == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	_, err := kv.Status(ctx)
+	return err == nil
+}

@@ -1,0 +1,325 @@
+package replicator
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shortener/events"
+)
+
+// OriginLag is what one region knows, at one moment, of another region's
+// stream: how far its mirror is behind, whether the mirror is live, and the
+// RPO a failover of that origin's clients to this region would have now.
+type OriginLag struct {
+	Origin           string    `json:"origin"`
+	Stream           string    `json:"stream"` // the local stream holding the origin's events
+	Local            bool      `json:"local"`  // the origin is this region
+	LastSeq          uint64    `json:"last_seq"`
+	LastEventTime    time.Time `json:"last_event_time"` // time of the origin's last event held here
+	OriginLastSeq    uint64    `json:"origin_last_seq"` // as last observed
+	OriginObservedAt time.Time `json:"origin_observed_at"`
+	OriginReachable  bool      `json:"origin_reachable"`
+	MirrorActive     bool      `json:"mirror_active"`
+	MirrorActiveAgo  float64   `json:"mirror_active_ago_seconds"` // -1: never
+	MirrorError      string    `json:"mirror_error,omitempty"`
+	LagEvents        uint64    `json:"lag_events"`
+	LagSeconds       float64   `json:"lag_seconds"`
+	WriteRate        float64   `json:"write_rate"` // the origin's events per second, recent
+	RPOEvents        uint64    `json:"rpo_events"`
+	RPOSeconds       float64   `json:"rpo_seconds"`
+}
+
+// Monitor samples, from region here, every origin's stream and its mirror
+// here, and computes lag and the RPO bound.
+type Monitor struct {
+	js       jetstream.JetStream
+	here     string
+	peers    []string
+	interval time.Duration
+	now      func() time.Time
+
+	mu    sync.Mutex
+	state map[string]*originState
+}
+
+type originState struct {
+	lag        OriginLag
+	rateSeq    uint64
+	rateAt     time.Time
+	everSeenUp bool
+}
+
+// NewMonitor returns a monitor of peers as seen from here. It does no I/O.
+func NewMonitor(js jetstream.JetStream, here string, peers []string, now func() time.Time) *Monitor {
+	if now == nil {
+		now = time.Now
+	}
+	m := &Monitor{js: js, here: here, peers: peers, interval: 250 * time.Millisecond, now: now, state: map[string]*originState{}}
+	m.state[here] = &originState{lag: OriginLag{Origin: here, Stream: StreamName(here), Local: true, OriginReachable: true, MirrorActive: true}}
+	for _, p := range peers {
+		m.state[p] = &originState{lag: OriginLag{Origin: p, Stream: MirrorName(p, here), MirrorActiveAgo: -1}}
+	}
+	return m
+}
+
+// Run samples every 250 ms until ctx ends.
+func (m *Monitor) Run(ctx context.Context) error {
+	t := time.NewTicker(m.interval)
+	defer t.Stop()
+	for {
+		m.sample(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Monitor) sample(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, origin := range append([]string{m.here}, m.peers...) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.sampleOne(ctx, origin)
+		}()
+	}
+	wg.Wait()
+}
+
+func (m *Monitor) sampleOne(ctx context.Context, origin string) {
+	ctx, cancel := context.WithTimeout(ctx, 750*time.Millisecond)
+	defer cancel()
+	local := origin == m.here
+	var mirror *jetstream.StreamInfo
+	if s, err := m.js.Stream(ctx, m.streamOf(origin)); err == nil {
+		mirror = s.CachedInfo()
+	}
+	var originInfo *jetstream.StreamInfo
+	if local {
+		originInfo = mirror
+	} else if s, err := m.js.Stream(ctx, StreamName(origin)); err == nil {
+		originInfo = s.CachedInfo()
+	}
+	now := m.now()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.state[origin]
+	l := &st.lag
+	if mirror != nil {
+		l.LastSeq = mirror.State.LastSeq
+		l.LastEventTime = mirror.State.LastTime
+		if mirror.Mirror != nil {
+			l.MirrorActiveAgo = -1
+			if mirror.Mirror.Active >= 0 {
+				l.MirrorActiveAgo = mirror.Mirror.Active.Seconds()
+			}
+			l.MirrorActive = mirror.Mirror.Active >= 0 && mirror.Mirror.Active < 3*time.Second
+			l.MirrorError = ""
+			if mirror.Mirror.Error != nil {
+				l.MirrorError = mirror.Mirror.Error.Description
+			}
+		}
+	}
+	l.OriginReachable = originInfo != nil
+	if originInfo != nil {
+		last := originInfo.State.LastSeq
+		if !st.rateAt.IsZero() && now.Sub(st.rateAt) >= time.Second {
+			inst := float64(last-min(last, st.rateSeq)) / now.Sub(st.rateAt).Seconds()
+			if l.WriteRate == 0 {
+				l.WriteRate = inst
+			} else {
+				l.WriteRate = 0.5*l.WriteRate + 0.5*inst
+			}
+			st.rateSeq, st.rateAt = last, now
+		} else if st.rateAt.IsZero() {
+			st.rateSeq, st.rateAt = last, now
+		}
+		l.OriginLastSeq, l.OriginObservedAt = last, now
+		st.everSeenUp = true
+	}
+}
+
+func (m *Monitor) streamOf(origin string) string {
+	if origin == m.here {
+		return StreamName(m.here)
+	}
+	return MirrorName(origin, m.here)
+}
+
+// Snapshot returns the lag of every origin, this region first, with the
+// RPO bound computed for now.
+//
+// The RPO bound in events is the events the origin was last seen to hold
+// beyond the mirror, plus what it may have written since it was last seen:
+// 1.5 times its recent write rate over the time since then (capped at one
+// sampling interval once the origin is unreachable, since a dead region
+// writes nothing), plus 100 ms of in-flight replication. The bound in time
+// is how old the newest event of the origin held here is, up to the moment
+// the origin was last seen.
+func (m *Monitor) Snapshot() []OriginLag {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]OriginLag, 0, len(m.state))
+	for _, origin := range append([]string{m.here}, m.peers...) {
+		l := m.state[origin].lag
+		if l.Local {
+			l.OriginLastSeq, l.OriginObservedAt = l.LastSeq, now
+			l.LagEvents, l.RPOEvents, l.RPOSeconds, l.LagSeconds = 0, 0, 0, 0
+			out = append(out, l)
+			continue
+		}
+		if l.OriginLastSeq > l.LastSeq {
+			l.LagEvents = l.OriginLastSeq - l.LastSeq
+		}
+		if !l.LastEventTime.IsZero() {
+			l.LagSeconds = math.Max(0, now.Sub(l.LastEventTime).Seconds())
+		}
+		unseen := now.Sub(l.OriginObservedAt)
+		if !l.OriginReachable || l.OriginObservedAt.IsZero() {
+			unseen = m.interval
+		}
+		unseen += 100 * time.Millisecond
+		l.RPOEvents = l.LagEvents + uint64(math.Ceil(1.5*l.WriteRate*unseen.Seconds()))
+		until := now
+		if !l.OriginReachable && !l.OriginObservedAt.IsZero() {
+			until = l.OriginObservedAt.Add(m.interval)
+		}
+		if !l.LastEventTime.IsZero() {
+			l.RPOSeconds = math.Max(0, until.Sub(l.LastEventTime).Seconds())
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// Heartbeats appends a RegionHeartbeat to region's stream every interval
+// until ctx ends, so that every mirror of it has a recent event even when
+// nobody writes: the lag in time is measured from them.
+func Heartbeats(ctx context.Context, log *Log, region string, interval time.Duration, now func() time.Time) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		e, err := events.New(events.TypeRegionHeartbeat, "", region, "", now(), events.RegionHeartbeat{})
+		if err != nil {
+			return err
+		}
+		actx, cancel := context.WithTimeout(ctx, interval)
+		_, _ = log.Append(actx, e, false) // a missed heartbeat shows as lag: nothing else to do
+		cancel()
+	}
+}
+
+// Replication waits until another region's mirror holds a given sequence of
+// this region's stream: the `replicated` durability mode. One poller serves
+// every waiter.
+type Replication struct {
+	js    jetstream.JetStream
+	here  string
+	peers []string
+
+	mu      sync.Mutex
+	best    uint64
+	waiting int
+	changed chan struct{}
+	kick    chan struct{}
+}
+
+// NewReplication returns a waiter for here's stream mirrored in peers. It
+// does no I/O; Run polls.
+func NewReplication(js jetstream.JetStream, here string, peers []string) *Replication {
+	return &Replication{js: js, here: here, peers: peers, changed: make(chan struct{}), kick: make(chan struct{}, 1)}
+}
+
+// Wait blocks until at least one other region's mirror holds seq, or ctx
+// ends (Unavailable).
+func (r *Replication) Wait(ctx context.Context, seq uint64) error {
+	if len(r.peers) == 0 {
+		return &events.Error{Kind: events.Unavailable, Message: "no other region to replicate to", RetryAfter: time.Second}
+	}
+	r.mu.Lock()
+	r.waiting++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.waiting--
+		r.mu.Unlock()
+	}()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+	for {
+		r.mu.Lock()
+		best, ch := r.best, r.changed
+		r.mu.Unlock()
+		if best >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return &events.Error{Kind: events.Unavailable, RetryAfter: time.Second, Err: ctx.Err(),
+				Message: "the link is stored in this region but no other region holds it yet; it will be replicated when they are reachable"}
+		}
+	}
+}
+
+// Run polls the mirrors of this region's stream while anyone waits.
+func (r *Replication) Run(ctx context.Context) error {
+	for {
+		r.mu.Lock()
+		idle := r.waiting == 0
+		r.mu.Unlock()
+		if idle {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-r.kick:
+			}
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		best := uint64(0)
+		for _, p := range r.peers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pctx, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				s, err := r.js.Stream(pctx, MirrorName(r.here, p))
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				best = max(best, s.CachedInfo().State.LastSeq)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		r.mu.Lock()
+		if best > r.best {
+			r.best = best
+			close(r.changed)
+			r.changed = make(chan struct{})
+		}
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
