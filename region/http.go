@@ -80,6 +80,7 @@ func (r *Region) routes() *echo.Echo {
 	api.GET("/links/:code", r.getLink)
 	api.PATCH("/links/:code", r.patchLink)
 	api.DELETE("/links/:code", r.deleteLink)
+	api.GET("/projection", r.projectionInfo)
 
 	e.GET("/:code", r.redirect)
 	e.HEAD("/:code", r.redirect)
@@ -446,4 +447,27 @@ func (r *Region) regions(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), time.Second)
 	defer cancel()
 	return c.JSON(http.StatusOK, r.Regions(ctx))
+}
+
+// ProjectionInfo is the answer of GET /api/v1/projection: what auditors and
+// tests compare across regions.
+type ProjectionInfo struct {
+	Region      string            `json:"region"`
+	Digest      string            `json:"digest"` // SHA-256 over every link row
+	Links       int               `json:"links"`
+	Checkpoints map[string]uint64 `json:"checkpoints"` // last applied sequence per stream
+	Skipped     uint64            `json:"skipped"`     // records that were not valid events
+}
+
+func (r *Region) projectionInfo(c echo.Context) error {
+	digest, err := r.store.Digest()
+	if err != nil {
+		return err
+	}
+	n, err := r.store.Count()
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ProjectionInfo{Region: r.cfg.Name, Digest: digest, Links: n,
+		Checkpoints: r.store.Checkpoints(), Skipped: r.store.Skipped()})
 }

@@ -74,6 +74,12 @@ type Config struct {
 	// operations at Rate, at least 1024 (capped at 262144). Ignored in
 	// closed loop.
 	MaxBacklog int
+	// StdHTTP sends every operation with net/http. By default redirects to
+	// http:// targets go through a lean HTTP/1.1 keep-alive client (one
+	// connection per worker and target, no allocations per request) so the
+	// generator is not the bottleneck of a peak-throughput measurement;
+	// creates and https targets always use net/http.
+	StdHTTP bool
 }
 
 // normalize validates cfg and returns it with defaults applied.

@@ -6,16 +6,21 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -654,8 +659,10 @@ func TestConfigErrors(t *testing.T) {
 }
 
 // TestPeakBaseline measures closed-loop peak throughput against
-// BaselineHandler; set LOAD_PEAK=1 to run it. LOAD_PEAK_URL points it at an
-// out-of-process server instead.
+// BaselineHandler with net/http (StdHTTP) and with the lean client; set
+// LOAD_PEAK=1 to run it. LOAD_PEAK_URL points it at an out-of-process
+// server instead, LOAD_PEAK_PID (that server's pid) adds its CPU use, and
+// LOAD_PEAK_SECONDS sets the duration of each run (default 5).
 func TestPeakBaseline(t *testing.T) {
 	if os.Getenv("LOAD_PEAK") == "" {
 		t.Skip("set LOAD_PEAK=1 to measure peak throughput")
@@ -666,16 +673,542 @@ func TestPeakBaseline(t *testing.T) {
 		defer srv.Close()
 		url = srv.URL
 	}
-	rep := run(t, Config{
-		Targets:  []Target{{Name: "baseline", BaseURL: url}},
-		Duration: 3 * time.Second,
-		Workers:  64,
-		Codes:    []string{"abc"},
-	})
-	var out bytes.Buffer
-	rep.WriteText(&out)
-	t.Logf("\n%s", out.String())
-	if rep.Total.Failed != 0 {
-		t.Errorf("%d failures", rep.Total.Failed)
+	secs := 5.0
+	if v := os.Getenv("LOAD_PEAK_SECONDS"); v != "" {
+		fmt.Sscan(v, &secs)
 	}
+	// cpu returns the CPU time used so far by this process and by the
+	// server process, if known.
+	cpu := func() (self, server time.Duration) {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		if pid := os.Getenv("LOAD_PEAK_PID"); pid != "" {
+			b, err := os.ReadFile("/proc/" + pid + "/stat")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+			var ut, st int64 // clock ticks, fields 14 and 15 of stat
+			fmt.Sscan(f[11], &ut)
+			fmt.Sscan(f[12], &st)
+			server = time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
+		}
+		return self, server
+	}
+	tput := map[bool]float64{}
+	for _, std := range []bool{true, false} {
+		self0, srv0 := cpu()
+		rep := run(t, Config{
+			Targets:  []Target{{Name: "baseline", BaseURL: url}},
+			Duration: time.Duration(secs * float64(time.Second)),
+			Workers:  64,
+			Codes:    []string{"abc"},
+			StdHTTP:  std,
+		})
+		self1, srv1 := cpu()
+		tput[std] = rep.Total.Throughput
+		var out bytes.Buffer
+		rep.WriteText(&out)
+		el := rep.Duration.Seconds()
+		t.Logf("StdHTTP=%v: %.0f req/s, client CPU %.0f%%, server CPU %.0f%%\n%s", std, rep.Total.Throughput,
+			100*(self1-self0).Seconds()/el, 100*(srv1-srv0).Seconds()/el, out.String())
+		if rep.Total.Failed != 0 {
+			t.Errorf("StdHTTP=%v: %d failures", std, rep.Total.Failed)
+		}
+	}
+	t.Logf("lean client %.0f req/s, net/http %.0f req/s: %.2fx", tput[false], tput[true], tput[false]/tput[true])
+}
+
+// rawServer is a minimal HTTP/1.1 server on a raw listener: respond returns
+// the bytes to write for the n-th request (0-based) of a connection and
+// whether to close the connection afterwards (without telling the client).
+type rawServer struct {
+	ln       net.Listener
+	respond  func(code string, n int) (resp string, closeAfter bool)
+	mu       sync.Mutex
+	conns    map[net.Conn]bool
+	wg       sync.WaitGroup
+	accepted atomic.Int64
+	requests atomic.Int64
+}
+
+func startRawServer(t *testing.T, respond func(code string, n int) (string, bool)) *rawServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &rawServer{ln: ln, respond: respond, conns: map[net.Conn]bool{}}
+	s.wg.Go(s.serve)
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *rawServer) url() string { return "http://" + s.ln.Addr().String() }
+
+func (s *rawServer) serve() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.accepted.Add(1)
+		s.mu.Lock()
+		s.conns[c] = true
+		s.mu.Unlock()
+		s.wg.Go(func() {
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
+			br := bufio.NewReader(c)
+			for n := 0; ; n++ {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				s.requests.Add(1)
+				resp, closeAfter := s.respond(strings.TrimPrefix(req.URL.Path, "/"), n)
+				if _, err := io.WriteString(c, resp); err != nil || closeAfter {
+					return
+				}
+			}
+		})
+	}
+}
+
+// close closes the listener and every connection and waits for them.
+func (s *rawServer) close() {
+	s.ln.Close()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func redirectResp(loc string, extra string) string {
+	return "HTTP/1.1 301 Moved Permanently\r\nLocation: " + loc + "\r\nContent-Length: 0\r\n" + extra + "\r\n"
+}
+
+// checkRedirectHistory checks that every history line is a successful
+// redirect whose URL is want(code).
+func checkRedirectHistory(t *testing.T, hist []byte, sent int64, want func(code string) string) {
+	t.Helper()
+	lines := parseHistory(t, hist)
+	if int64(len(lines)) != sent {
+		t.Fatalf("%d history lines, sent %d", len(lines), sent)
+	}
+	for _, l := range lines {
+		if !l.OK || l.Op != "redirect" || l.URL != want(l.Code) || l.Err != "" {
+			t.Fatalf("bad line %+v, want URL %q", l, want(l.Code))
+		}
+	}
+}
+
+func TestServerClosesConnections(t *testing.T) {
+	t.Parallel()
+	loc := func(code string) string { return "https://example.com/" + code }
+	silent := startRawServer(t, func(code string, n int) (string, bool) {
+		return redirectResp(loc(code), ""), n == 2 // close after 3 responses, unannounced
+	})
+	announced := startRawServer(t, func(code string, n int) (string, bool) {
+		if n == 4 {
+			return redirectResp(loc(code), "Connection: close\r\n"), true
+		}
+		return redirectResp(loc(code), ""), false
+	})
+	http10 := startRawServer(t, func(code string, n int) (string, bool) {
+		// HTTP/1.0 without keep-alive: the client must not reuse it.
+		return "HTTP/1.0 302 Found\r\nLocation: " + loc(code) + "\r\n\r\n", true
+	})
+	var n atomic.Int64
+	std := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%5 == 0 {
+			w.Header().Set("Connection", "close")
+		}
+		w.Header().Set("Location", loc(strings.TrimPrefix(r.URL.Path, "/")))
+		w.WriteHeader(http.StatusFound)
+	}))
+	defer std.Close()
+	for _, stdHTTP := range []bool{false, true} {
+		for name, url := range map[string]string{"silent": silent.url(), "announced": announced.url(), "http10": http10.url(), "std": std.URL} {
+			t.Run(fmt.Sprintf("%s/stdhttp=%v", name, stdHTTP), func(t *testing.T) {
+				var hist bytes.Buffer
+				for _, rate := range []float64{0, 2000} {
+					hist.Reset()
+					rep := run(t, Config{
+						Targets:  []Target{{Name: name, BaseURL: url}},
+						Rate:     rate,
+						Duration: 300 * time.Millisecond,
+						Workers:  8,
+						Codes:    []string{"a", "b", "c"},
+						History:  &hist,
+						StdHTTP:  stdHTTP,
+					})
+					tot := rep.Total
+					if tot.Sent < 100 || tot.OK != tot.Sent || tot.Missed != 0 {
+						t.Fatalf("rate %v: sent %d ok %d missed %d by status %v", rate, tot.Sent, tot.OK, tot.Missed, tot.ByStatus)
+					}
+					checkRedirectHistory(t, hist.Bytes(), tot.Sent, loc)
+				}
+			})
+		}
+	}
+	if a := silent.accepted.Load(); a < silent.requests.Load()/3 {
+		t.Errorf("silent server: %d connections for %d requests", a, silent.requests.Load())
+	}
+}
+
+func TestResponseBodies(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("0123456789abcdef", 10000) // 160 kB, more than the read buffer
+	loc := func(code string) string { return "https://example.com/r/" + code }
+	chunk := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
+	responses := map[string]string{
+		"cl":     "HTTP/1.1 301 Moved Permanently\r\nLocation: " + loc("cl") + "\r\nContent-Length: 11\r\n\r\nhello world",
+		"bigcl":  "HTTP/1.1 302 Found\r\nlocation:   " + loc("bigcl") + "  \r\nContent-Length: " + fmt.Sprint(len(big)) + "\r\n\r\n" + big,
+		"chunk":  "HTTP/1.1 307 Temporary Redirect\r\nTransfer-Encoding: chunked\r\nLocation: " + loc("chunk") + "\r\n\r\n" + chunk("hello") + chunk(" world") + "0\r\n\r\n",
+		"ext":    "HTTP/1.1 308 Permanent Redirect\r\nLOCATION: " + loc("ext") + "\r\ntransfer-encoding: Chunked\r\nContent-Length: 3\r\n\r\n5;name=value\r\nhello\r\nA \r\n0123456789\r\n0\r\nX-Trailer: 1\r\nY-Trailer: 2\r\n\r\n",
+		"bigchk": "HTTP/1.1 301 OK\r\nTransfer-Encoding: chunked\r\nLocation: " + loc("bigchk") + "\r\n\r\n" + chunk(big) + chunk(big[:5000]) + "0\r\n\r\n",
+		"lf":     "HTTP/1.1 301 OK\nLocation: " + loc("lf") + "\nContent-Length: 2\n\nok",
+		"inter":  "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\nLocation: /wrong\r\n\r\n" + redirectResp(loc("inter"), "X-A: b\r\n"),
+		"ka10":   "HTTP/1.0 301 Moved\r\nConnection: Keep-Alive\r\nContent-Length: 4\r\nLocation: " + loc("ka10") + "\r\n\r\nbody",
+		"twoloc": "HTTP/1.1 301 Moved\r\nLocation: " + loc("twoloc") + "\r\nLocation: /second\r\nContent-Length: 0\r\n\r\n",
+	}
+	eof := startRawServer(t, func(code string, n int) (string, bool) {
+		return "HTTP/1.1 301 Moved\r\nLocation: " + loc(code) + "\r\n\r\nbody until the connection closes", true
+	})
+	raw := startRawServer(t, func(code string, n int) (string, bool) { return responses[code], false })
+	std := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := strings.TrimPrefix(r.URL.Path, "/")
+		w.Header().Set("Location", loc(code))
+		if code == "cl" {
+			w.Header().Set("Content-Length", "11")
+		}
+		w.WriteHeader(http.StatusFound)
+		w.Write([]byte("hello"))
+		w.(http.Flusher).Flush() // chunked unless the length is set
+		w.Write([]byte(" world"))
+		if code == "bigchk" {
+			w.Write([]byte(big))
+		}
+	}))
+	defer std.Close()
+	codes := slices.Sorted(maps.Keys(responses))
+	for name, url := range map[string]string{"raw": raw.url(), "eof": eof.url(), "std": std.URL} {
+		t.Run(name, func(t *testing.T) {
+			var hist bytes.Buffer
+			rep := run(t, Config{
+				Targets:  []Target{{Name: name, BaseURL: url}},
+				Duration: 300 * time.Millisecond,
+				Workers:  4,
+				Codes:    codes,
+				History:  &hist,
+			})
+			tot := rep.Total
+			if tot.Sent < 50 || tot.OK != tot.Sent {
+				t.Fatalf("sent %d ok %d by status %v", tot.Sent, tot.OK, tot.ByStatus)
+			}
+			checkRedirectHistory(t, hist.Bytes(), tot.Sent, loc)
+		})
+	}
+}
+
+func TestServerRestart(t *testing.T) {
+	t.Parallel()
+	for _, stdHTTP := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stdhttp=%v", stdHTTP), func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			srv := &http.Server{Handler: BaselineHandler()}
+			go srv.Serve(ln)
+			var killAt, restartAt time.Time
+			var srv2 *http.Server
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				time.Sleep(400 * time.Millisecond)
+				killAt = time.Now()
+				srv.Close() // listener and every connection
+				time.Sleep(400 * time.Millisecond)
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					t.Errorf("listen again: %v", err)
+					return
+				}
+				restartAt = time.Now()
+				srv2 = &http.Server{Handler: BaselineHandler()}
+				go srv2.Serve(ln)
+			}()
+			var hist bytes.Buffer
+			rep := run(t, Config{
+				Targets:  []Target{{Name: "r", BaseURL: "http://" + addr}},
+				Rate:     1000,
+				Duration: 1400 * time.Millisecond,
+				Workers:  16,
+				Codes:    []string{"c"},
+				Timeout:  200 * time.Millisecond,
+				History:  &hist,
+				StdHTTP:  stdHTTP,
+			})
+			<-done
+			if srv2 != nil {
+				defer srv2.Close()
+			}
+			tot := rep.Total
+			if tot.Sent+tot.Missed != 1400 || tot.Failed != tot.ByStatus[0] {
+				t.Fatalf("sent %d missed %d failed %d by status %v", tot.Sent, tot.Missed, tot.Failed, tot.ByStatus)
+			}
+			var during, after, afterOK int
+			for _, l := range parseHistory(t, hist.Bytes()) {
+				switch {
+				case l.Start.After(killAt.Add(20*time.Millisecond)) && l.End.Before(restartAt.Add(-20*time.Millisecond)):
+					during++
+					if l.OK || l.Status != 0 || l.Err != "connection refused" {
+						t.Errorf("during the outage: %+v", l)
+					}
+				case l.Start.After(restartAt.Add(50 * time.Millisecond)):
+					after++
+					if l.OK && l.Status == 301 {
+						afterOK++
+					} else {
+						t.Errorf("after the restart: %+v", l)
+					}
+				}
+			}
+			if during < 100 || after < 100 || afterOK != after {
+				t.Errorf("%d failed ops during the outage, %d of %d ok after it", during, afterOK, after)
+			}
+			t.Logf("ok %d failed %d (%d during the outage, %d ok after it)", tot.OK, tot.Failed, during, afterOK)
+		})
+	}
+}
+
+func TestMalformedResponses(t *testing.T) {
+	t.Parallel()
+	responses := map[string]string{
+		"garbage":  "GARBAGE\r\n\r\n",
+		"empty":    "\r\n\r\n",
+		"http2":    "HTTP/2 301\r\nLocation: /x\r\n\r\n",
+		"status":   "HTTP/1.1 3O1 Moved\r\nLocation: /x\r\n\r\n",
+		"status2":  "HTTP/1.1 301Moved\r\n\r\n",
+		"status6":  "HTTP/1.1 601 What\r\n\r\n",
+		"cl":       "HTTP/1.1 301 Moved\r\nContent-Length: x\r\n\r\n",
+		"cl2":      "HTTP/1.1 301 Moved\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+		"te":       "HTTP/1.1 301 Moved\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"chunk":    "HTTP/1.1 301 Moved\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		"chunkend": "HTTP/1.1 301 Moved\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+		"header":   "HTTP/1.1 301 Moved\r\nNo colon here\r\n\r\n",
+		"fold":     "HTTP/1.1 301 Moved\r\nLocation: /x\r\n  folded\r\n\r\n",
+		"101":      "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+		"trunc":    "HTTP/1.1 301 Moved\r\nContent-Length: 100\r\n\r\nshort",
+		"head":     "HTTP/1.1 301 Moved\r\nLocation: /x\r\n",
+	}
+	srv := startRawServer(t, func(code string, n int) (string, bool) { return responses[code], true })
+	var hist bytes.Buffer
+	rep := run(t, Config{
+		Targets:  []Target{{Name: "m", BaseURL: srv.url()}},
+		Duration: 300 * time.Millisecond,
+		Workers:  4,
+		Codes:    slices.Sorted(maps.Keys(responses)),
+		History:  &hist,
+	})
+	tot := rep.Total
+	if tot.Sent < 50 || tot.Failed != tot.Sent || tot.ByStatus[0] != tot.Sent {
+		t.Fatalf("sent %d failed %d by status %v", tot.Sent, tot.Failed, tot.ByStatus)
+	}
+	errs := map[string]string{}
+	for _, l := range parseHistory(t, hist.Bytes()) {
+		if l.OK || l.Status != 0 || l.Err == "" {
+			t.Fatalf("bad line %+v", l)
+		}
+		errs[l.Err] = l.Err
+	}
+	if len(errs) != 2 || errs["malformed response"] == "" || errs["eof"] == "" {
+		t.Errorf("errors %v", slices.Collect(maps.Keys(errs)))
+	}
+}
+
+// cycleReader returns the same bytes forever.
+type cycleReader struct {
+	b []byte
+	i int
+}
+
+func (c *cycleReader) Read(p []byte) (int, error) {
+	n := copy(p, c.b[c.i:])
+	c.i = (c.i + n) % len(c.b)
+	return n, nil
+}
+
+func TestParseResponse(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		status  int
+		loc     string
+		close   bool
+		body    string // captured (capture on)
+		err     error
+		restLen int // bytes left unread after the response
+	}{
+		{in: redirectResp("/a", "") + "NEXT", status: 301, loc: "/a", restLen: 4},
+		{in: "HTTP/1.1 404 Not Found\r\nContent-Type: application/problem+json\r\nContent-Length: 2\r\n\r\n{}NEXT", status: 404, body: "{}", restLen: 4},
+		{in: "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}", status: 404},
+		{in: "HTTP/1.1 500 x\r\nContent-Type: json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n1\r\n \r\n0\r\n\r\nN", status: 500, body: "{} ", restLen: 1},
+		{in: "HTTP/1.1 503 x\r\nContent-Type: json\r\n\r\n{\"title\":\"t\"}", status: 503, close: true, body: `{"title":"t"}`},
+		{in: "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nHTTP/", status: 204, restLen: 5},
+		{in: "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", status: 304},
+		{in: "HTTP/1.1 301\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n", status: 301, close: true},
+		{in: "HTTP/1.0 301 x\r\nContent-Length: 0\r\n\r\n", status: 301, close: true},
+		{in: "HTTP/1.0 301 x\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nxy", status: 301, restLen: 1},
+		{in: "HTTP/1.1 301 x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", status: 301},
+		{in: "", err: io.EOF},
+		{in: "HTTP/1.1 301 x\r\n", err: io.ErrUnexpectedEOF},
+		{in: "HTTP/1.1 301 x\r\nContent-Length: 9\r\n\r\nabc", err: io.ErrUnexpectedEOF},
+		{in: "HTTP/1.1 301 x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", err: io.ErrUnexpectedEOF},
+		{in: "HTTP/1.1 301 x\r\n" + strings.Repeat("X-Long: "+strings.Repeat("y", 10000)+"\r\n", 110) + "\r\n", err: errHeaderLarge},
+		{in: "HTTP/1.1 301 x\r\nLocation: " + strings.Repeat("y", 10000) + "\r\nContent-Length: 0\r\n\r\n", status: 301, loc: strings.Repeat("y", 10000)},
+		{in: "HTTP/1.1 301 x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", err: errMalformed},
+		{in: "HTTP/1.1 301 x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n", err: errMalformed},
+		{in: "HTTP/1.1 301 x\r\nContent-Length: -1\r\n\r\n", err: errMalformed},
+		{in: "HTTP/1.1 301 x\r\nContent-Length: 1000000000000000000000\r\n\r\n", err: errMalformed},
+		{in: "HTTP/1.1 301 x\r\n: empty name\r\n\r\n", err: errMalformed},
+		{in: "HTTP/1.1 301 x\r\nBad Name: v\r\n\r\n", err: errMalformed},
+		{in: "HTTP/1.1 099 x\r\n\r\n", err: errMalformed},
+		{in: "HTTP/1.2 301 x\r\n\r\n", err: errMalformed},
+		{in: "http/1.1 301 x\r\n\r\n", err: errMalformed},
+		{in: strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 9) + redirectResp("/a", ""), err: errMalformed},
+	} {
+		rd := strings.NewReader(tc.in)
+		br := bufio.NewReader(rd)
+		var p respParser
+		h, err := p.readResponse(br, true)
+		rest := rd.Len() + br.Buffered()
+		if !errors.Is(err, tc.err) || err == nil && (h.status != tc.status || string(p.loc) != tc.loc ||
+			h.close != tc.close || string(p.body) != tc.body || rest != tc.restLen) {
+			t.Errorf("%.80q: got %+v loc %.40q body %q err %v rest %d", tc.in, h, p.loc, p.body, err, rest)
+		}
+		if err != nil && tc.in != "" && !p.started {
+			t.Errorf("%.80q: not started", tc.in)
+		}
+	}
+}
+
+func TestLeanNoAllocs(t *testing.T) {
+	// Parsing: a stream of responses, each with a body.
+	br := bufio.NewReaderSize(&cycleReader{b: []byte(redirectResp("https://example.com/", "Connection: keep-alive\r\n") +
+		"HTTP/1.1 302 Found\r\nLocation: /b\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")}, rawReadBuf)
+	var p respParser
+	if n := testing.AllocsPerRun(1000, func() {
+		if h, err := p.readResponse(br, true); err != nil || h.status/100 != 3 || h.close {
+			t.Fatalf("%+v %v", h, err)
+		}
+	}); n != 0 {
+		t.Errorf("readResponse: %v allocs per response", n)
+	}
+
+	// Whole round trips against a server that allocates nothing either.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		resp := []byte(redirectResp("https://example.com/", ""))
+		buf := make([]byte, 4096)
+		pending := 0
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			pending += bytes.Count(buf[:n], []byte("\r\n\r\n")) // one request per read in practice
+			for ; pending > 0; pending-- {
+				c.Write(resp)
+			}
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg, err := Config{Targets: []Target{{BaseURL: "http://" + ln.Addr().String()}}, Duration: time.Second, Codes: []string{"c"}}.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{cfg: cfg, start: time.Now()}
+	r.targets = []*target{newTarget(cfg.Targets[0], &cfg)}
+	w := &worker{r: r, ctx: ctx, done: ctx.Done(), conns: make([]rawConn, 1)}
+	defer w.conns[0].close()
+	if n := testing.AllocsPerRun(2000, func() {
+		if res := w.rawRedirect(0, r.targets[0], "abc", r.now()); !res.ok || res.err != nil {
+			t.Fatalf("%+v", res)
+		}
+	}); n != 0 {
+		t.Errorf("rawRedirect: %v allocs per request", n)
+	}
+}
+
+var statusLineRE = regexp.MustCompile(`^HTTP/1\.[01] [1-5][0-9][0-9](?: [^\n]*)?\r?\n`)
+
+func FuzzParseResponse(f *testing.F) {
+	for _, s := range []string{
+		redirectResp("https://example.com/", ""),
+		"HTTP/1.1 302 Found\r\nLocation: /b\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+		"HTTP/1.0 301 Moved\r\nLocation: /c\r\n\r\nuntil eof",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 307 TR\r\nLocation: /d\r\nContent-Length: 3\r\n\r\nabc" + redirectResp("/e", ""),
+		"HTTP/1.1 500 x\r\nContent-Type: application/problem+json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"title\":\"t\"}",
+		"HTTP/1.1 204 x\nContent-Length: 4\n\n",
+		"GARBAGE\r\n\r\n",
+		"HTTP/1.1 301 x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.1 301 x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rd := bytes.NewReader(data)
+		br := bufio.NewReader(rd)
+		var p respParser
+		for i := 0; i < 4; i++ { // keep-alive: responses back to back
+			pos := len(data) - rd.Len() - br.Buffered()
+			h, err := p.readResponse(br, true)
+			if err != nil {
+				if pos == len(data) && err != io.EOF || pos < len(data) && !p.started {
+					t.Fatalf("at %d of %d: err %v started %v", pos, len(data), err, p.started)
+				}
+				return
+			}
+			if !statusLineRE.Match(data[pos:]) {
+				t.Fatalf("success without a valid status line at %d: %q", pos, data[pos:])
+			}
+			if h.status < 200 || h.status > 599 || len(p.body) > maxBody {
+				t.Fatalf("status %d body %d", h.status, len(p.body))
+			}
+			if i == 0 && !bytes.HasPrefix(data, []byte("HTTP/1.1 1")) && !bytes.HasPrefix(data, []byte("HTTP/1.0 1")) {
+				// net/http agrees on what it accepts too.
+				resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(data)), nil)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					if err == nil && (resp.StatusCode != h.status || resp.Header.Get("Location") != string(p.loc)) {
+						t.Fatalf("net/http: status %d location %q, parser: %d %q", resp.StatusCode, resp.Header.Get("Location"), h.status, p.loc)
+					}
+				}
+			}
+			if h.close {
+				return
+			}
+		}
+	})
 }

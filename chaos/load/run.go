@@ -329,6 +329,15 @@ func (w *worker) miss(o *op) {
 	w.r.missed[o.target].Add(1)
 }
 
+// result is the outcome of one sent operation.
+type result struct {
+	status    int // 0 with err
+	ok        bool
+	code, loc string // history: the code, and the Location or created URL
+	emsg      string // history: why the operation failed (not ok, err nil)
+	err       error  // transport or protocol error
+}
+
 func (w *worker) do(o op) {
 	r := w.r
 	start := r.now()
@@ -346,7 +355,82 @@ func (w *worker) do(o op) {
 		return // closed loop: queued after the end, never intended
 	}
 	t := r.targets[o.target]
+	var res result
+	if o.kind == opRedirect && t.raw {
+		res = w.rawRedirect(o.target, t, o.code, start)
+	} else {
+		start, res = w.stdDo(t, &o, start)
+	}
+	end := r.now()
+	if res.err != nil {
+		if r.cancelled() {
+			r.cut.Store(true)
+			w.miss(&o) // aborted by the caller, not by the service
+			return
+		}
+		res.ok = false
+		res.emsg = errString(res.err)
+	}
+	if r.created != nil && res.ok && o.kind == opCreate {
+		select {
+		case r.created <- createdCode{target: o.target, code: res.code}:
+		default: // generator busy; the pool is a best-effort sample
+		}
+	}
+	intended := o.intended
+	if !r.open {
+		intended = start
+	}
+	w.mu.Lock()
+	w.samples = append(w.samples, sample{lat: end - intended, target: o.target, status: int32(res.status), ok: res.ok})
+	w.mu.Unlock()
+	if r.history != nil {
+		if w.hist == nil {
+			w.hist = r.history.batch()
+		}
+		w.hist = append(w.hist, histRec{
+			seq: o.seq, intended: intended, start: start, end: end,
+			status: res.status, target: o.target, kind: o.kind, ok: res.ok,
+			code: res.code, url: res.loc, errMessage: res.emsg,
+		})
+		if len(w.hist) >= historyBatch {
+			w.flushHistory()
+		}
+	}
+}
+
+// rawRedirect sends a redirect with the lean client; start is the send time
+// (ns since the run's start) from which the timeout runs. Any error gives
+// status 0.
+func (w *worker) rawRedirect(ti int32, t *target, code string, start int64) result {
+	r := w.r
+	req := append(w.wbuf[:0], t.reqPrefix...)
+	req = appendCode(req, code)
+	req = append(req, t.reqSuffix...)
+	w.wbuf = req
+	deadline := r.start.Add(time.Duration(start) + r.cfg.Timeout)
+	h, err := w.rawRoundTrip(ti, t, req, deadline, r.history != nil)
+	if err != nil {
+		return result{err: err} // no code, as with net/http
+	}
+	res := result{status: h.status, code: code}
+	res.ok = isRedirect(h.status)
+	if r.history != nil {
+		if res.ok {
+			res.loc = string(w.p.loc)
+		} else if res.emsg = "unexpected status"; h.json {
+			res.emsg = problemText(w.p.body)
+		}
+	}
+	return res
+}
+
+// stdDo sends an operation with net/http. In closed loop it returns the
+// actual send time in place of start.
+func (w *worker) stdDo(t *target, o *op, start int64) (int64, result) {
+	r := w.r
 	ctx, cancel := context.WithTimeout(w.ctx, r.cfg.Timeout)
+	defer cancel()
 	var req *http.Request
 	var longURL string
 	if o.kind == opRedirect {
@@ -365,81 +449,37 @@ func (w *worker) do(o op) {
 		start = r.now()
 	}
 
-	var (
-		status int
-		ok     bool
-		code   string
-		loc    string
-		emsg   string
-	)
+	var res result
 	// RoundTrip, not http.Client.Do: it never follows redirects, and
 	// Client.Do parses and prepares a follow-up request for every 3xx
 	// before CheckRedirect could stop it (about 8% of the client's CPU).
 	resp, err := t.tr.RoundTrip(req)
 	if err == nil {
-		status = resp.StatusCode
+		res.status = resp.StatusCode
 		switch {
 		case o.kind == opRedirect:
-			code = o.code
-			ok = status == http.StatusMovedPermanently || status == http.StatusFound ||
-				status == http.StatusTemporaryRedirect || status == http.StatusPermanentRedirect
-			if ok {
+			res.code = o.code
+			res.ok = isRedirect(res.status)
+			if res.ok {
 				if v := resp.Header["Location"]; len(v) > 0 {
-					loc = v[0]
+					res.loc = v[0]
 				}
 				_, err = io.Copy(io.Discard, resp.Body)
 			} else {
-				emsg, err = w.problem(resp)
+				res.emsg, err = w.problem(resp)
 			}
-		case status == http.StatusCreated:
-			loc = longURL
-			code, err = w.readCode(resp.Body)
-			ok = err == nil
+		case res.status == http.StatusCreated:
+			res.loc = longURL
+			res.code, err = w.readCode(resp.Body)
+			res.ok = err == nil
 		default:
-			loc = longURL
-			emsg, err = w.problem(resp)
+			res.loc = longURL
+			res.emsg, err = w.problem(resp)
 		}
 		resp.Body.Close()
-		if err != nil {
-			ok = false
-		}
 	}
-	cancel()
-	end := r.now()
-	if err != nil {
-		if r.cancelled() {
-			r.cut.Store(true)
-			w.miss(&o) // aborted by the caller, not by the service
-			return
-		}
-		emsg = errString(err)
-	}
-	if r.created != nil && ok && o.kind == opCreate {
-		select {
-		case r.created <- createdCode{target: o.target, code: code}:
-		default: // generator busy; the pool is a best-effort sample
-		}
-	}
-	intended := o.intended
-	if !r.open {
-		intended = start
-	}
-	w.mu.Lock()
-	w.samples = append(w.samples, sample{lat: end - intended, target: o.target, status: int32(status), ok: ok})
-	w.mu.Unlock()
-	if r.history != nil {
-		if w.hist == nil {
-			w.hist = r.history.batch()
-		}
-		w.hist = append(w.hist, histRec{
-			seq: o.seq, intended: intended, start: start, end: end,
-			status: status, target: o.target, kind: o.kind, ok: ok,
-			code: code, url: loc, errMessage: emsg,
-		})
-		if len(w.hist) >= historyBatch {
-			w.flushHistory()
-		}
-	}
+	res.err = err
+	return start, res
 }
 
 // readCode reads a create response body and returns its "code".
@@ -474,12 +514,18 @@ func (w *worker) problem(resp *http.Response) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return problemText(b), nil
+}
+
+// problemText returns "title: detail" of a problem+json body, or
+// "unexpected status" when b is not one.
+func problemText(b []byte) string {
 	var v struct {
 		Title  string `json:"title"`
 		Detail string `json:"detail"`
 	}
 	if json.Unmarshal(b, &v) != nil || (v.Title == "" && v.Detail == "") {
-		return "unexpected status", nil
+		return "unexpected status"
 	}
 	s := v.Title
 	if v.Detail != "" {
@@ -491,7 +537,7 @@ func (w *worker) problem(resp *http.Response) (string, error) {
 	if len(s) > 200 {
 		s = s[:200]
 	}
-	return s, nil
+	return s
 }
 
 // readAll reads r into b (up to maxBody bytes) and drains the rest.
