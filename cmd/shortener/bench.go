@@ -146,7 +146,11 @@ func benchRedirect(ctx context.Context, out, progress io.Writer, o benchRedirect
 		procs = append(procs, c)
 	}
 	for _, s := range servers {
-		if err := waitHTTPReady(ctx, s.url+readyPath(s.args[0]), nil, 60*time.Second); err != nil {
+		path, want := "/readyz", http.StatusOK
+		if s.args[0] == "baseline" {
+			path, want = "/", http.StatusMovedPermanently
+		}
+		if err := waitHTTP(ctx, s.url+path, nil, 60*time.Second, want); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
@@ -229,13 +233,6 @@ func benchRedirect(ctx context.Context, out, progress io.Writer, o benchRedirect
 		return os.WriteFile(o.jsonOut, data, 0o644)
 	}
 	return nil
-}
-
-func readyPath(sub string) string {
-	if sub == "region" {
-		return "/readyz"
-	}
-	return "/"
 }
 
 // preload creates n links with 32 concurrent clients and returns their codes.

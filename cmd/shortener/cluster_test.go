@@ -152,7 +152,7 @@ func (c *cluster) regions(i int) (region.RegionsResponse, error) {
 	return rr, err
 }
 
-func TestLinksRedirectInEveryRegion(t *testing.T) {
+func TestClusterLinksRedirectInEveryRegion(t *testing.T) {
 	c := newCluster(t)
 	ctx := context.Background()
 	for i := range c.names {
@@ -170,7 +170,7 @@ func TestLinksRedirectInEveryRegion(t *testing.T) {
 	}
 }
 
-func TestAliasRaceHasOneWinner(t *testing.T) {
+func TestClusterAliasRaceHasOneWinner(t *testing.T) {
 	c := newCluster(t)
 	ctx := context.Background()
 	const n = 100

@@ -183,16 +183,21 @@ func stopChildren(out io.Writer, children []*child) {
 // waitHTTPReady polls url until it answers 200, the process ends (exited)
 // or the timeout passes.
 func waitHTTPReady(ctx context.Context, url string, exited <-chan struct{}, timeout time.Duration) error {
+	return waitHTTP(ctx, url, exited, timeout, http.StatusOK)
+}
+
+// waitHTTP polls url until it answers want.
+func waitHTTP(ctx context.Context, url string, exited <-chan struct{}, timeout time.Duration, want int) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	client := &http.Client{Timeout: time.Second}
+	client := &http.Client{Timeout: time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == want {
 				return nil
 			}
 		}

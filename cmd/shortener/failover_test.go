@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/events"
-	"shortener/replicator"
 	"shortener/region/regiontest"
+	"shortener/replicator"
 )
 
 type ack struct {
@@ -125,7 +125,7 @@ func heldOf(c *cluster, from int, origin string) (uint64, error) {
 // all three regions: the other two keep creating and redirecting, the RPO
 // they reported at the kill bounds what they actually lack, and after the
 // restart everything acknowledged resolves everywhere with one digest.
-func TestOneRegionKilledUnderLoad(t *testing.T) {
+func TestClusterOneRegionKilledUnderLoad(t *testing.T) {
 	c := newCluster(t)
 	w := startWriters(c, 2)
 	regiontest.WaitFor(t, 10*time.Second, func() error {
@@ -256,7 +256,7 @@ func eventsBefore(t *testing.T, host string, killedAt time.Time, held [3]uint64)
 
 // TestTwoRegionsKilled: the survivor still redirects everything it holds
 // and creates links with generated codes; aliases answer 503.
-func TestTwoRegionsKilled(t *testing.T) {
+func TestClusterTwoRegionsKilled(t *testing.T) {
 	c := newCluster(t)
 	ctx := context.Background()
 	var acks []ack
@@ -301,7 +301,7 @@ func TestTwoRegionsKilled(t *testing.T) {
 
 // TestReplicatedDurability: in replicated mode a 201 means another region
 // holds the event, so killing the writer right after the 201 loses nothing.
-func TestReplicatedDurability(t *testing.T) {
+func TestClusterReplicatedDurability(t *testing.T) {
 	c := newCluster(t, "--durability", "replicated")
 	ctx := context.Background()
 	var acks []ack
