@@ -37,8 +37,8 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 15s)
 	  done; \
 	done
 
-bench: build ## redirect benchmark against a bare net/http 301, side by side (see docs/benchmarks.md)
-	@if command -v taskset >/dev/null; then taskset -c 1 ./$(BIN) bench redirect $(BENCHFLAGS); else ./$(BIN) bench redirect $(BENCHFLAGS); fi
+bench: build ## redirect benchmark against a bare net/http 301, side by side, with Go's GC defaults as a variant (docs/benchmarks.md)
+	@if command -v taskset >/dev/null; then taskset -c 1 ./$(BIN) bench redirect --variant go-gc-defaults=GOGC=100 $(BENCHFLAGS); else ./$(BIN) bench redirect --variant go-gc-defaults=GOGC=100 $(BENCHFLAGS); fi
 
 clean: ## remove bin/ and var/ (all dev state)
 	rm -rf bin var

@@ -29,7 +29,7 @@ func benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks measured as ratios against a baseline run side by side",
 	}
-	cmd.AddCommand(benchRedirectCmd())
+	cmd.AddCommand(benchRedirectCmd(), benchCreateCmd(), benchReplicationCmd(), benchCatchupCmd())
 	return cmd
 }
 
@@ -110,13 +110,13 @@ func benchRedirect(ctx context.Context, out, progress io.Writer, o benchRedirect
 	}
 	servers := []server{{name: "bare net/http 301", url: "http://127.0.9.1:8181", args: []string{"baseline", "--addr", "127.0.9.1:8181"}}}
 	addRegion := func(name string, env []string, n int) {
-		host := fmt.Sprintf("127.0.9.%d", 10+n)
+		host := fmt.Sprintf("127.0.9.%d", 10+2*n) // its global member takes the next address
 		servers = append(servers, server{name: name, env: env, url: "http://" + host + ":8080", args: []string{"region",
 			"--name", "us-east", "--http", host + ":8080", "--data", filepath.Join(o.dir, fmt.Sprint(n)), "--fsync", "interval",
 			"--rate-limit", "-1", "--cache-size", fmt.Sprint(max(100000, o.links)), "--log-level", "warn",
 			"--api-key-hash", region.HashAPIKey(key)}})
 	}
-	addRegion("region (default GC)", nil, 0)
+	addRegion("region", nil, 0)
 	for i, v := range o.variants {
 		name, env, ok := strings.Cut(v, "=")
 		if !ok {
@@ -227,7 +227,7 @@ func benchRedirect(ctx context.Context, out, progress io.Writer, o benchRedirect
 	fmt.Fprintf(out, "\ntargets: throughput >= 0.6x bare: %s (%.2fx); p99 at %.0f/s <= 2x bare: %s (%.2fx)\n",
 		verdict(reg.PeakRPS/base.PeakRPS >= 0.6), reg.PeakRPS/base.PeakRPS, o.fixedRate,
 		verdict(median(reg.RoundsP99) <= 2*median(base.RoundsP99)), median(reg.RoundsP99)/median(base.RoundsP99))
-	fmt.Fprintf(out, "machine: %d CPUs, %s; servers GOMAXPROCS=1%s\n", runtime.NumCPU(), runtime.Version(), map[bool]string{true: ", pinned to CPU 0, load on CPU 1", false: ""}[taskset != ""])
+	fmt.Fprintf(out, "%s; servers GOMAXPROCS=1%s\n", runtime.Version(), map[bool]string{true: ", pinned to CPU 0, load on CPU 1", false: ""}[taskset != ""])
 	if o.jsonOut != "" {
 		data, _ := json.MarshalIndent(results, "", "  ")
 		return os.WriteFile(o.jsonOut, data, 0o644)

@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -40,6 +43,7 @@ type regionFlags struct {
 	KeyHashes   []string `json:"api_key_hashes"`
 	KeyFile     string   `json:"api_key_file"`
 	LogLevel    string   `json:"log_level"`
+	MemoryLimit string   `json:"memory_limit"`
 }
 
 func regionCmd() *cobra.Command {
@@ -69,6 +73,9 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 				return err
 			}
 			cfg.Logger = log
+			if err := tuneGC(f.MemoryLimit, log); err != nil {
+				return err
+			}
 			r, err := region.New(cfg)
 			if err != nil {
 				return usageError{err}
@@ -101,6 +108,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringSliceVar(&f.KeyHashes, "api-key-hash", nil, "accepted API key, as hex SHA-256 (repeatable)")
 	fl.StringVar(&f.KeyFile, "api-key-file", "", "file holding the API key")
 	fl.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.MemoryLimit, "memory-limit", "1GiB", "Go heap limit; the GC then runs only near it (GOGC=off). 0 keeps Go's defaults; $GOGC or $GOMEMLIMIT override")
 	return cmd
 }
 
@@ -201,4 +209,44 @@ func apiKey(file string, generate bool) (string, error) {
 		return "", fmt.Errorf("write API key: %w", err)
 	}
 	return key, nil
+}
+
+// tuneGC sets the collector for the redirect path: with Go's default
+// (GOGC=100) a region at 20k redirects/s runs several GC cycles a second,
+// and on one core each cycle's mark phase delays requests by milliseconds
+// (p99 6x the bare server's; docs/benchmarks.md). With GOGC off and a memory
+// limit the collector runs only when the heap nears the limit: as cheap per
+// cycle (mark work follows the live heap, a few tens of MB) and far rarer.
+// $GOGC or $GOMEMLIMIT, when set, win over the flag.
+func tuneGC(limit string, log *slog.Logger) error {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" || limit == "0" || limit == "" {
+		log.Info("gc: Go settings kept", "GOGC", os.Getenv("GOGC"), "GOMEMLIMIT", os.Getenv("GOMEMLIMIT"))
+		return nil
+	}
+	n, err := parseBytes(limit)
+	if err != nil {
+		return usageError{fmt.Errorf("--memory-limit %q: %v", limit, err)}
+	}
+	debug.SetMemoryLimit(n)
+	debug.SetGCPercent(-1)
+	log.Info("gc: GOGC=off with a memory limit", "limit", limit)
+	return nil
+}
+
+// parseBytes reads sizes like 512MiB, 1GiB or 1073741824.
+func parseBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}, {"", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseInt(num, 10, 64)
+			if err != nil || v <= 0 {
+				return 0, fmt.Errorf("want a positive size like 512MiB or 1GiB")
+			}
+			return v * u.mult, nil
+		}
+	}
+	return 0, fmt.Errorf("want a positive size like 512MiB or 1GiB")
 }

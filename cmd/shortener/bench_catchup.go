@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"shortener/region"
+	"shortener/replicator"
+)
+
+type benchCatchupOpts struct {
+	events  int
+	window  int
+	dir     string
+	jsonOut string
+	timeout time.Duration
+}
+
+func benchCatchupCmd() *cobra.Command {
+	var o benchCatchupOpts
+	cmd := &cobra.Command{
+		Use:   "catchup",
+		Short: "Mirror catch-up after a region returns, against JetStream's own mirror catch-up",
+		Long: `Starts us-east, eu-west and ap-south as child processes (127.0.8.11, .13, .15;
+fsync always). Baseline first: a scratch stream BENCH_ORIGIN in us-east gets
+--events messages the size of a LinkCreated envelope, then a mirror
+BENCH_MIRROR of it is created in ap-south and timed until it holds them all.
+Then ap-south is SIGKILLed, --events LinkCreated envelopes are appended to
+us-east's stream, ap-south is restarted with the same arguments, and the
+run measures when its mirror LINKS_US_EAST_AT_AP_SOUTH first moves (the
+resume delay), how fast it then copies, and when ap-south's projection has
+applied everything. Both rates are events copied after the first observed
+movement divided by the time from that movement until the mirror holds the
+origin's last sequence.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.events < 1 || o.window < 1 {
+				return usageError{fmt.Errorf("--events and --window must be at least 1")}
+			}
+			return benchTimeout(cmd.Context(), o.timeout, func(ctx context.Context) error {
+				return benchCatchup(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&o.events, "events", 50000, "events written while ap-south is down (and messages in the baseline)")
+	fl.IntVar(&o.window, "window", 1024, "unacknowledged async publishes while writing them")
+	fl.StringVar(&o.dir, "dir", "var/bench-catchup", "scratch directory (wiped)")
+	fl.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
+	fl.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
+	return cmd
+}
+
+// mirrorProgress is how a mirror caught up, timed from a start (the
+// mirror's creation, or the region's restart).
+type mirrorProgress struct {
+	FirstMove time.Duration `json:"first_move_ns"` // start -> the mirror first held more than it had
+	Done      time.Duration `json:"done_ns"`       // start -> it held the origin's last sequence
+	Copied    uint64        `json:"copied"`        // events copied between first movement and done
+	Rate      float64       `json:"events_per_second"`
+}
+
+type catchupResult struct {
+	Events         int            `json:"events"`
+	EventBytes     int            `json:"event_bytes"`
+	WriteRate      float64        `json:"write_events_per_second"` // appends to us-east while ap-south was down
+	Baseline       mirrorProgress `json:"baseline"`
+	Region         mirrorProgress `json:"region"`
+	Ratio          float64        `json:"ratio"`
+	ReadyAfter     time.Duration  `json:"ap_south_ready_ns"`               // restart -> /readyz 200
+	ProjectionDone time.Duration  `json:"projection_done_ns"`              // restart -> checkpoint at the origin's last sequence
+	ProjectionPoll time.Duration  `json:"projection_poll_ns"`              // its resolution
+	ProjectionLate time.Duration  `json:"projection_after_mirror_done_ns"` // done of the mirror -> projection done
+}
+
+func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOpts) error {
+	loadavg := readLoadavg()
+	bc, err := newBenchCluster(o.dir, "always", benchThreeRegions(11), progress)
+	if err != nil {
+		return err
+	}
+	defer bc.stop()
+	const usEast, apSouth = 0, 2
+	fmt.Fprintf(progress, "starting us-east, eu-west, ap-south on 127.0.8.11/.13/.15 (logs under %s/<region>/region.log)\n", o.dir)
+	if err := bc.startAll(); err != nil {
+		return err
+	}
+	if err := bc.waitAllReady(ctx); err != nil {
+		return err
+	}
+	// Everything goes through us-east's server, which stays up: requests
+	// about ap-south's streams are answered by ap-south over the gateway.
+	nc, js, err := benchConnect(bc.natsURL(usEast))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	res := &catchupResult{Events: o.events}
+
+	// Baseline: JetStream's own mirror catch-up between the same servers.
+	fmt.Fprintf(progress, "baseline: writing %d messages to BENCH_ORIGIN in us-east\n", o.events)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_ORIGIN", Subjects: []string{"bench.origin.>"},
+		Storage: jetstream.FileStorage, Replicas: 1, Duplicates: 2 * time.Minute, Placement: &jetstream.Placement{Cluster: "us-east"}}); err != nil {
+		return fmt.Errorf("create BENCH_ORIGIN: %w", err)
+	}
+	if res.EventBytes, err = writeLinkEvents(ctx, nc, o.events, o.window, func(code string) string { return "bench.origin." + code }); err != nil {
+		return fmt.Errorf("write BENCH_ORIGIN: %w", err)
+	}
+	fmt.Fprintf(progress, "baseline: creating BENCH_MIRROR in ap-south\n")
+	created := time.Now()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_MIRROR", Mirror: &jetstream.StreamSource{Name: "BENCH_ORIGIN"},
+		Storage: jetstream.FileStorage, Replicas: 1, Placement: &jetstream.Placement{Cluster: "ap-south"}}); err != nil {
+		return fmt.Errorf("create BENCH_MIRROR: %w", err)
+	}
+	if res.Baseline, err = followMirror(ctx, js, "BENCH_MIRROR", created, 0, uint64(o.events), nil); err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	// Gone before the kill, so that ap-south's restart recovers exactly
+	// what a region has.
+	for _, s := range []string{"BENCH_MIRROR", "BENCH_ORIGIN"} {
+		if err := js.DeleteStream(ctx, s); err != nil {
+			return fmt.Errorf("delete %s: %w", s, err)
+		}
+	}
+
+	origin, mirror := replicator.StreamName("us-east"), replicator.MirrorName("us-east", "ap-south")
+	fmt.Fprintf(progress, "killing ap-south (SIGKILL)\n")
+	bc.kill(apSouth)
+	// The mirror cannot move while ap-south is down: what us-east holds
+	// now is the most it can have, and passing it means it has resumed.
+	before, err := lastSeq(ctx, js, origin)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "writing %d events to %s\n", o.events, origin)
+	wstart := time.Now()
+	if _, err := writeLinkEvents(ctx, nc, o.events, o.window, func(code string) string { return replicator.Subject("us-east", code) }); err != nil {
+		return fmt.Errorf("write %s: %w", origin, err)
+	}
+	res.WriteRate = float64(o.events) / time.Since(wstart).Seconds()
+	target, err := lastSeq(ctx, js, origin)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(progress, "restarting ap-south; %s must go from at most #%d to #%d\n", mirror, before, target)
+	restarted := time.Now()
+	if err := bc.start(apSouth); err != nil {
+		return err
+	}
+	readyc := make(chan time.Duration, 1)
+	go func() {
+		// Readiness is context only: the region answers before its mirrors resume.
+		if waitHTTPReady(ctx, bc.url(apSouth)+"/readyz", bc.children[apSouth].done, 5*time.Minute) == nil {
+			readyc <- time.Since(restarted)
+		}
+		close(readyc)
+	}()
+	if res.Region, err = followMirror(ctx, js, mirror, restarted, before, target, bc.children[apSouth].done); err != nil {
+		return fmt.Errorf("ap-south: %w", err)
+	}
+
+	// The projection cannot be done before the mirror is, and each poll
+	// computes a digest of every link: polling starts only now.
+	res.ProjectionPoll = 100 * time.Millisecond
+	client := &http.Client{Timeout: 5 * time.Second}
+	err = benchPoll(ctx, 5*time.Minute, res.ProjectionPoll, "ap-south's projection applied "+mirror, func(ctx context.Context) (bool, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, bc.url(apSouth)+"/api/v1/projection", nil)
+		req.Header.Set("X-Api-Key", benchKey)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, fmt.Errorf("/api/v1/projection: status %d", resp.StatusCode)
+		}
+		var p region.ProjectionInfo
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+			return false, err
+		}
+		return p.Checkpoints[mirror] >= target, nil
+	})
+	if err != nil {
+		return err
+	}
+	res.ProjectionDone = time.Since(restarted)
+	res.ProjectionLate = res.ProjectionDone - res.Region.Done
+	res.ReadyAfter = <-readyc
+	res.Ratio = res.Region.Rate / res.Baseline.Rate
+
+	sec := func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+	fmt.Fprintf(out, "mirror catch-up: %d events of %d bytes, us-east -> ap-south, fsync always\n", o.events, res.EventBytes)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "mirror\tfrom\tfirst moved after\tcomplete after\tcopied after first move\tevents/s\t\n")
+	fmt.Fprintf(tw, "BENCH_MIRROR (new mirror, baseline)\tcreation\t%s\t%s\t%d\t%.0f\t\n", sec(res.Baseline.FirstMove), sec(res.Baseline.Done), res.Baseline.Copied, res.Baseline.Rate)
+	fmt.Fprintf(tw, "%s (restarted region)\trestart\t%s\t%s\t%d\t%.0f\t\n", mirror, sec(res.Region.FirstMove), sec(res.Region.Done), res.Region.Copied, res.Region.Rate)
+	tw.Flush()
+	fmt.Fprintf(out, "\nap-south after its restart: /readyz 200 at %s; mirror resumed (resume delay) at %s; complete at %s; projection applied everything at %s (%s after the mirror; polled every %s)\n",
+		durOrNever(res.ReadyAfter), sec(res.Region.FirstMove), sec(res.Region.Done), sec(res.ProjectionDone), sec(res.ProjectionLate), res.ProjectionPoll)
+	fmt.Fprintf(out, "events were written to us-east at %.0f/s while ap-south was down\n", res.WriteRate)
+	fmt.Fprintf(out, "\ntarget: region catch-up rate >= 0.5x JetStream mirror baseline: %s (%.2fx)\n", verdict(res.Ratio >= 0.5), res.Ratio)
+	fmt.Fprintf(out, "machine: %s; three regions and the benchmark share it\n", benchMachine(loadavg))
+	return writeBenchJSON(o.jsonOut, res)
+}
+
+func durOrNever(d time.Duration) string {
+	if d == 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+// followMirror polls a mirror's last sequence every 10 ms from start until
+// it reaches target, and times its first movement beyond from and its
+// completion. Polls fail while the mirror's server is starting: that is
+// part of the delay. exited, when not nil, ends the wait if the region
+// holding the mirror exits.
+func followMirror(ctx context.Context, js jetstream.JetStream, mirror string, start time.Time, from, target uint64, exited <-chan struct{}) (mirrorProgress, error) {
+	var p mirrorProgress
+	var firstSeq uint64
+	var firstAt time.Time
+	err := benchPoll(ctx, 5*time.Minute, 10*time.Millisecond, mirror+" reached #"+fmt.Sprint(target), func(ctx context.Context) (bool, error) {
+		select {
+		case <-exited:
+			return false, pollStop{fmt.Errorf("the region holding %s exited", mirror)}
+		default:
+		}
+		seq, err := lastSeq(ctx, js, mirror)
+		if err != nil {
+			return false, err
+		}
+		now := time.Now()
+		if seq > from && firstAt.IsZero() {
+			firstSeq, firstAt = seq, now
+			p.FirstMove = now.Sub(start)
+		}
+		if seq < target {
+			return false, nil
+		}
+		p.Done = now.Sub(start)
+		p.Copied = target - firstSeq
+		if d := now.Sub(firstAt); d > 0 {
+			p.Rate = float64(p.Copied) / d.Seconds()
+		}
+		return true, nil
+	})
+	return p, err
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"shortener/chaos/load"
+	"shortener/events"
+	"shortener/replicator"
+)
+
+type benchCreateOpts struct {
+	duration time.Duration
+	workers  int
+	rounds   int
+	fsync    string
+	dir      string
+	jsonOut  string
+	timeout  time.Duration
+}
+
+func benchCreateCmd() *cobra.Command {
+	var o benchCreateOpts
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Create throughput over HTTP against raw JetStream synchronous publish, side by side",
+		Long: `Starts one region (us-east on 127.0.7.1, no peers) as a child process and
+measures, alternating --rounds times: (a) HTTP creates, closed loop with
+--workers connections (a create answers after the JetStream ack and the
+projection's synced batch); (b) from this process, --workers goroutines
+each publishing synchronously to a scratch stream BENCH_RAW on the region's
+own NATS server, one new subject and Nats-Msg-Id per message and a payload
+the size of a stored LinkCreated envelope. Both go to the same server, so
+both get the same --fsync.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := replicator.ParseFsync(o.fsync); err != nil {
+				return usageError{err}
+			}
+			if o.rounds < 1 || o.workers < 1 {
+				return usageError{fmt.Errorf("--rounds and --workers must be at least 1")}
+			}
+			return benchTimeout(cmd.Context(), o.timeout, func(ctx context.Context) error {
+				return benchCreate(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.DurationVar(&o.duration, "duration", 10*time.Second, "duration of each measurement")
+	fl.IntVar(&o.workers, "workers", 64, "concurrent HTTP creates, and concurrent publishers")
+	fl.IntVar(&o.rounds, "rounds", 2, "rounds, each HTTP then raw publish")
+	fl.StringVar(&o.fsync, "fsync", "always", "JetStream fsync of the region: always or interval")
+	fl.StringVar(&o.dir, "dir", "var/bench-create", "scratch directory (wiped)")
+	fl.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
+	fl.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on the whole run")
+	return cmd
+}
+
+// createRun is one measurement of either path.
+type createRun struct {
+	OK      int64         `json:"ok"`
+	Failed  int64         `json:"failed"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+	PerSec  float64       `json:"per_second"`
+	P50     time.Duration `json:"p50_ns"`
+	P99     time.Duration `json:"p99_ns"`
+}
+
+type createResult struct {
+	Fsync        string      `json:"fsync"`
+	Workers      int         `json:"workers"`
+	Duration     string      `json:"duration"`
+	PayloadBytes int         `json:"payload_bytes"`
+	HTTP         []createRun `json:"http_rounds"`
+	Raw          []createRun `json:"raw_rounds"`
+	HTTPPerSec   float64     `json:"http_creates_per_second"` // medians
+	RawPerSec    float64     `json:"raw_publishes_per_second"`
+	Ratio        float64     `json:"ratio"`
+}
+
+func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts) error {
+	loadavg := readLoadavg()
+	bc, err := newBenchCluster(o.dir, o.fsync, []devRegion{{Name: "us-east", Digit: '1', Host: "127.0.7.1"}}, progress)
+	if err != nil {
+		return err
+	}
+	defer bc.stop()
+	fmt.Fprintf(progress, "starting us-east on 127.0.7.1 (fsync %s; log %s)\n", o.fsync, bc.logPath(0))
+	if err := bc.start(0); err != nil {
+		return err
+	}
+	if err := bc.waitAllReady(ctx); err != nil {
+		return err
+	}
+	nc, js, err := benchConnect(bc.natsURL(0))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"},
+		Storage: jetstream.FileStorage, Replicas: 1, Duplicates: 2 * time.Minute, // the duplicate window of LINKS_*
+		Placement: &jetstream.Placement{Cluster: "us-east"}})
+	if err != nil {
+		return fmt.Errorf("create BENCH_RAW: %w", err)
+	}
+
+	target := []load.Target{{Name: "us-east", BaseURL: bc.url(0)}}
+	httpRun := func(d time.Duration, seed int64) (createRun, error) {
+		rep, err := load.Run(ctx, load.Config{Targets: target, Rate: 0, Duration: d, Workers: o.workers,
+			CreateRatio: 1, APIKey: benchKey, Seed: seed})
+		if err != nil {
+			return createRun{}, err
+		}
+		return createRun{OK: rep.Total.OK, Failed: rep.Total.Failed + rep.Total.Missed, Elapsed: rep.Duration,
+			PerSec: float64(rep.Total.OK) / rep.Duration.Seconds(), P50: rep.Total.P50, P99: rep.Total.P99}, nil
+	}
+
+	// Warm up the HTTP path (connections, Pebble, caches); then take the
+	// raw payload's size from a LinkCreated the region actually stored.
+	fmt.Fprintf(progress, "warm-up: HTTP creates for 1s\n")
+	if _, err := httpRun(time.Second, 100); err != nil {
+		return err
+	}
+	size, err := storedCreateSize(ctx, js)
+	if err != nil {
+		return err
+	}
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = 'a' + byte(i%26)
+	}
+	fmt.Fprintf(progress, "warm-up: raw publish of %d-byte payloads for 1s\n", size)
+	if _, err := rawPublish(ctx, js, o.workers, time.Second, payload); err != nil {
+		return err
+	}
+
+	res := &createResult{Fsync: o.fsync, Workers: o.workers, Duration: o.duration.String(), PayloadBytes: size}
+	for round := 1; round <= o.rounds; round++ {
+		fmt.Fprintf(progress, "round %d/%d: HTTP creates, %d workers, %s\n", round, o.rounds, o.workers, o.duration)
+		h, err := httpRun(o.duration, int64(round))
+		if err != nil {
+			return err
+		}
+		res.HTTP = append(res.HTTP, h)
+		fmt.Fprintf(progress, "round %d/%d: raw JetStream publish, %d publishers, %s\n", round, o.rounds, o.workers, o.duration)
+		r, err := rawPublish(ctx, js, o.workers, o.duration, payload)
+		if err != nil {
+			return err
+		}
+		res.Raw = append(res.Raw, r)
+	}
+
+	perSec := func(rs []createRun) []float64 {
+		var xs []float64
+		for _, r := range rs {
+			xs = append(xs, r.PerSec)
+		}
+		return xs
+	}
+	msOf := func(rs []createRun, p99 bool) []float64 {
+		var xs []float64
+		for _, r := range rs {
+			d := r.P50
+			if p99 {
+				d = r.P99
+			}
+			xs = append(xs, float64(d)/1e6)
+		}
+		return xs
+	}
+	failed := func(rs []createRun) (n int64) {
+		for _, r := range rs {
+			n += r.Failed
+		}
+		return n
+	}
+	res.HTTPPerSec, res.RawPerSec = median(perSec(res.HTTP)), median(perSec(res.Raw))
+	res.Ratio = res.HTTPPerSec / res.RawPerSec
+
+	fmt.Fprintf(out, "create throughput: fsync %s, %d workers, %s per measurement, medians of %d rounds (HTTP and raw alternating)\n",
+		o.fsync, o.workers, o.duration, o.rounds)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "path\tper second\tp50\tp99\tfailed\t\n")
+	fmt.Fprintf(tw, "HTTP create (region)\t%.0f\t%.2fms\t%.2fms\t%d\t\n", res.HTTPPerSec, median(msOf(res.HTTP, false)), median(msOf(res.HTTP, true)), failed(res.HTTP))
+	fmt.Fprintf(tw, "raw JetStream sync publish\t%.0f\t%.2fms\t%.2fms\t%d\t\n", res.RawPerSec, median(msOf(res.Raw, false)), median(msOf(res.Raw, true)), failed(res.Raw))
+	tw.Flush()
+	fmt.Fprintf(out, "\nrounds, per second in run order: HTTP %v, raw %v\n", roundAll(perSec(res.HTTP), 0), roundAll(perSec(res.Raw), 0))
+	fmt.Fprintf(out, "raw payload: %d bytes (a LinkCreated envelope as the region stored it), one subject and Nats-Msg-Id per message\n", size)
+	fmt.Fprintf(out, "\ntarget: HTTP creates >= 0.5x raw publish: %s (%.2fx)\n", verdict(res.Ratio >= 0.5), res.Ratio)
+	fmt.Fprintf(out, "machine: %s; region and load generator share it, not pinned\n", benchMachine(loadavg))
+	return writeBenchJSON(o.jsonOut, res)
+}
+
+// storedCreateSize returns the size of the newest LinkCreated envelope in
+// us-east's stream (heartbeats are skipped).
+func storedCreateSize(ctx context.Context, js jetstream.JetStream) (int, error) {
+	s, err := js.Stream(ctx, replicator.StreamName("us-east"))
+	if err != nil {
+		return 0, err
+	}
+	last := s.CachedInfo().State.LastSeq
+	for seq := last; seq > 0 && seq+100 > last; seq-- {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			return 0, fmt.Errorf("read %s #%d: %w", replicator.StreamName("us-east"), seq, err)
+		}
+		if env, err := events.Decode(m.Data); err == nil && env.Type == events.TypeLinkCreated {
+			return len(m.Data), nil
+		}
+	}
+	return 0, fmt.Errorf("no LinkCreated among the last 100 events of %s", replicator.StreamName("us-east"))
+}
+
+// rawPublish runs workers goroutines, each publishing payload synchronously
+// to BENCH_RAW for d. Like a create, every message has its own subject
+// (the stream tracks one more subject) and a UUIDv7 Nats-Msg-Id (the
+// stream checks it against its duplicate window).
+func rawPublish(ctx context.Context, js jetstream.JetStream, workers int, d time.Duration, payload []byte) (createRun, error) {
+	var (
+		mu     sync.Mutex
+		lat    []time.Duration
+		failed int64
+		wg     sync.WaitGroup
+	)
+	start := time.Now()
+	end := start.Add(d)
+	for w := 0; w < workers; w++ {
+		wg.Go(func() {
+			var mine []time.Duration
+			var bad int64
+			for ctx.Err() == nil {
+				t := time.Now()
+				if t.After(end) {
+					break
+				}
+				pctx, cancel := context.WithTimeout(ctx, load.DefaultTimeout)
+				_, err := js.Publish(pctx, "bench.raw."+events.NewCode('1'), payload, jetstream.WithMsgID(events.NewID(t)))
+				cancel()
+				if err != nil {
+					bad++
+					continue
+				}
+				mine = append(mine, time.Since(t))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			failed += bad
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return createRun{}, err
+	}
+	elapsed := time.Since(start)
+	q := benchQuantiles(lat, 0.5, 0.99)
+	return createRun{OK: int64(len(lat)), Failed: failed, Elapsed: elapsed,
+		PerSec: float64(len(lat)) / elapsed.Seconds(), P50: q[0], P99: q[1]}, nil
+}
