@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -66,6 +68,7 @@ type mirrorProgress struct {
 	Done      time.Duration `json:"done_ns"`       // start -> it held the origin's last sequence
 	Copied    uint64        `json:"copied"`        // events copied between first movement and done
 	Rate      float64       `json:"events_per_second"`
+	Errors    []string      `json:"mirror_errors,omitempty"` // as the mirror's stream info reported them meanwhile
 }
 
 type catchupResult struct {
@@ -194,7 +197,10 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 	}
 	res.ProjectionDone = time.Since(restarted)
 	res.ProjectionLate = res.ProjectionDone - res.Region.Done
-	res.ReadyAfter = <-readyc
+	select {
+	case res.ReadyAfter = <-readyc: // zero if it never answered
+	default: // still not ready: reported as such
+	}
 	res.Ratio = res.Region.Rate / res.Baseline.Rate
 
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
@@ -205,16 +211,24 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 	fmt.Fprintf(tw, "%s (restarted region)\trestart\t%s\t%s\t%d\t%.0f\t\n", mirror, sec(res.Region.FirstMove), sec(res.Region.Done), res.Region.Copied, res.Region.Rate)
 	tw.Flush()
 	fmt.Fprintf(out, "\nap-south after its restart: /readyz 200 at %s; mirror resumed (resume delay) at %s; complete at %s; projection applied everything at %s (%s after the mirror; polled every %s)\n",
-		durOrNever(res.ReadyAfter), sec(res.Region.FirstMove), sec(res.Region.Done), sec(res.ProjectionDone), sec(res.ProjectionLate), res.ProjectionPoll)
+		durOrNotYet(res.ReadyAfter), sec(res.Region.FirstMove), sec(res.Region.Done), sec(res.ProjectionDone), sec(res.ProjectionLate), res.ProjectionPoll)
+	for _, m := range []struct {
+		name string
+		p    mirrorProgress
+	}{{"BENCH_MIRROR", res.Baseline}, {mirror, res.Region}} {
+		if len(m.p.Errors) > 0 {
+			fmt.Fprintf(out, "%s reported while catching up: %s\n", m.name, strings.Join(m.p.Errors, "; "))
+		}
+	}
 	fmt.Fprintf(out, "events were written to us-east at %.0f/s while ap-south was down\n", res.WriteRate)
 	fmt.Fprintf(out, "\ntarget: region catch-up rate >= 0.5x JetStream mirror baseline: %s (%.2fx)\n", verdict(res.Ratio >= 0.5), res.Ratio)
 	fmt.Fprintf(out, "machine: %s; three regions and the benchmark share it\n", benchMachine(loadavg))
 	return writeBenchJSON(o.jsonOut, res)
 }
 
-func durOrNever(d time.Duration) string {
+func durOrNotYet(d time.Duration) string {
 	if d == 0 {
-		return "never"
+		return "not yet"
 	}
 	return fmt.Sprintf("%.2fs", d.Seconds())
 }
@@ -234,11 +248,15 @@ func followMirror(ctx context.Context, js jetstream.JetStream, mirror string, st
 			return false, pollStop{fmt.Errorf("the region holding %s exited", mirror)}
 		default:
 		}
-		seq, err := lastSeq(ctx, js, mirror)
+		s, err := js.Stream(ctx, mirror)
 		if err != nil {
 			return false, err
 		}
-		now := time.Now()
+		info := s.CachedInfo()
+		if info.Mirror != nil && info.Mirror.Error != nil && !slices.Contains(p.Errors, info.Mirror.Error.Description) {
+			p.Errors = append(p.Errors, info.Mirror.Error.Description)
+		}
+		seq, now := info.State.LastSeq, time.Now()
 		if seq > from && firstAt.IsZero() {
 			firstSeq, firstAt = seq, now
 			p.FirstMove = now.Sub(start)
