@@ -3,9 +3,9 @@
 // front for reads.
 //
 // Invariants: the rows an event changes and the checkpoint of the stream it
-// came from are written in one synced batch, so after a crash (kill -9 in the
+// came from are written in one atomic batch, so after a crash (kill -9 in the
 // middle of a batch included) the store holds each event exactly once or not
-// at all; an event whose id is already stored is skipped; records of a
+// at all, and what a crash took is delivered again from the checkpoint; an event whose id is already stored is skipped; records of a
 // stream are applied in sequence order with no gap; events for one code fold
 // in events.Before order whatever order the streams delivered them in (an
 // event that arrives late re-folds the code from its stored events); the

@@ -32,6 +32,12 @@ type Options struct {
 	CacheSize int          // entries in the LRU cache; default 100,000
 	Logger    *slog.Logger // default slog.Default()
 	FS        vfs.FS       // the file system; default the OS's (tests crash an in-memory one)
+
+	// SyncWrites fsyncs every batch. Off by default: the event log is the
+	// durable record, and a batch lost to a crash is whole (rows and
+	// checkpoint together), so the feed simply delivers it again from the
+	// checkpoint. Turning it on puts a second fsync on every write's path.
+	SyncWrites bool
 }
 
 // Store is a region's projection: link rows, the events they fold from, and
@@ -40,6 +46,7 @@ type Store struct {
 	db    *pebble.DB
 	cache *lru.Cache[string, Entry]
 	log   *slog.Logger
+	write *pebble.WriteOptions // Sync or NoSync: Options.SyncWrites
 
 	mu          sync.Mutex
 	checkpoints map[string]uint64 // mirrors the c/ rows, for WaitApplied
@@ -86,7 +93,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	s := &Store{db: db, cache: cache, log: opts.Logger, changed: make(chan struct{})}
+	s := &Store{db: db, cache: cache, log: opts.Logger, changed: make(chan struct{}), write: pebble.NoSync}
+	if opts.SyncWrites {
+		s.write = pebble.Sync
+	}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -113,6 +123,14 @@ func (s *Store) load() error {
 		}
 		return nil
 	})
+}
+
+// Flush writes everything applied so far durably to disk.
+func (s *Store) Flush() error {
+	if err := s.db.Flush(); err != nil {
+		return fmt.Errorf("flush store: %w", err)
+	}
+	return nil
 }
 
 // Close closes the store.
@@ -218,8 +236,8 @@ func (e *GapError) Error() string {
 	return fmt.Sprintf("gap in %s: want sequence %d, got %d", e.Stream, e.Want, e.Got)
 }
 
-// Apply folds records into the store in one synced batch with the new
-// checkpoints. Records at or below their stream's checkpoint are skipped
+// Apply folds records into the store in one atomic batch with the new
+// checkpoints (fsynced when Options.SyncWrites is set). Records at or below their stream's checkpoint are skipped
 // (redeliveries); a record beyond checkpoint+1 is a *GapError and nothing is
 // written. It returns how many records were applied. Apply must not be
 // called concurrently with itself.
@@ -286,7 +304,7 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 			return 0, err
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := b.Commit(s.write); err != nil {
 		return 0, fmt.Errorf("commit batch: %w", err)
 	}
 	// Committed: now, and only now, the cache and the waiters may see it.
