@@ -33,10 +33,11 @@ type Options struct {
 	Logger    *slog.Logger // default slog.Default()
 	FS        vfs.FS       // the file system; default the OS's (tests crash an in-memory one)
 
-	// SyncWrites fsyncs every batch. Off by default: the event log is the
-	// durable record, and a batch lost to a crash is whole (rows and
-	// checkpoint together), so the feed simply delivers it again from the
-	// checkpoint. Turning it on puts a second fsync on every write's path.
+	// SyncWrites fsyncs every batch. Without it a crash can take the last
+	// batches, whole (rows and checkpoint together), and the feed delivers
+	// them again from the checkpoint: the event log is the durable record.
+	// Regions turn it on: measured, leaving it off did not raise create
+	// throughput (docs/benchmarks.md), so the cheaper recovery wins.
 	SyncWrites bool
 }
 

@@ -127,7 +127,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	r.monitor = replicator.NewMonitor(r.js, r.cfg.Name, peers, r.cfg.Now)
 	r.replication = replicator.NewReplication(r.js, r.cfg.Name, peers)
 	r.store, err = projections.Open(filepath.Join(r.cfg.DataDir, "projection"), projections.Options{
-		CacheSize: r.cfg.CacheSize, Logger: r.log.With("component", "projection")})
+		CacheSize: r.cfg.CacheSize, Logger: r.log.With("component", "projection"), SyncWrites: true})
 	if err != nil {
 		return err
 	}
