@@ -34,8 +34,9 @@ type Options struct {
 	FS        vfs.FS       // the file system; default the OS's (tests crash an in-memory one)
 
 	// SyncWrites fsyncs every batch. Without it a crash can take the last
-	// batches, whole (rows and checkpoint together), and the feed delivers
-	// them again from the checkpoint: the event log is the durable record.
+	// batches, whole (rows and checkpoint together), and they must be
+	// delivered again from the checkpoint (the feed then re-creates its
+	// consumer, which needs a JetStream meta leader).
 	// Regions turn it on: measured, leaving it off did not raise create
 	// throughput (docs/benchmarks.md), so the cheaper recovery wins.
 	SyncWrites bool

@@ -5,9 +5,8 @@
 // regions' streams, the alias register, heartbeats and lag accounting here.
 //
 // Invariants: streams and consumers are created at start-up, never on the
-// request path; whatever a consumer delivered beyond the projection's own
-// checkpoint is fetched again directly (or the consumer re-created behind
-// it), so no event is skipped;
+// request path; a consumer is never positioned past the projection's own
+// checkpoint (it is re-created behind it instead), so no event is skipped;
 // the streams deny delete and purge, because the log is the audit record.
 //
 // It imports events and the NATS client, and nothing of projections or

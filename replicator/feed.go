@@ -12,10 +12,6 @@ import (
 	"shortener/events"
 )
 
-// maxRefetch is how many records beyond the checkpoint Open fetches one by
-// one before it prefers to re-create the consumer.
-const maxRefetch = 50_000
-
 // Feed delivers the records of several streams to one projection through a
 // durable pull consumer per stream, created at start-up. It implements the
 // projection's source: Next, Get and Ack.
@@ -60,12 +56,10 @@ func ConsumerConfig(durable string, checkpoint uint64) jetstream.ConsumerConfig 
 
 // Open finds or creates the consumer of every stream, positioned for a
 // projection whose checkpoint for a stream is checkpoint(stream), and starts
-// pulling. Records a consumer delivered before a restart but the projection
-// does not hold (never applied, or applied and lost in a crash before they
-// reached the disk, even if acknowledged) are fetched directly, so catching
-// up never waits for redelivery and never skips a record. A consumer far
-// ahead of the checkpoint (the projection was wiped for a rebuild) is
-// re-created behind it.
+// pulling. A consumer that acknowledged past the checkpoint (the projection
+// lost writes, or was wiped for a rebuild) is re-created behind it. Records
+// that a consumer delivered before a restart but the projection never
+// applied are fetched directly, so catching up never waits for redelivery.
 func (f *Feed) Open(ctx context.Context, streams []string, checkpoint func(stream string) uint64) error {
 	rctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
@@ -122,15 +116,9 @@ func (f *Feed) consumer(ctx context.Context, s jetstream.Stream, name string, cp
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 	case err != nil:
 		return nil, fmt.Errorf("consumer %s on %s: %w", f.durable, name, err)
-	case cons.CachedInfo().Delivered.Stream <= cp+maxRefetch:
-		// At most a crash's worth of records was delivered, even
-		// acknowledged, beyond what the store kept: Open fetches them
-		// directly. No consumer is created, so this works without a meta
-		// leader.
+	case cons.CachedInfo().AckFloor.Stream <= cp:
 		return cons, nil
 	default:
-		// Far behind (the store was wiped for a rebuild): start a consumer
-		// at the checkpoint instead of fetching one record at a time.
 		if err := s.DeleteConsumer(ctx, f.durable); err != nil {
 			return nil, fmt.Errorf("reset consumer %s on %s: %w", f.durable, name, err)
 		}

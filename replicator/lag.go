@@ -31,6 +31,10 @@ type OriginLag struct {
 	WriteRate        float64   `json:"write_rate"` // the origin's events per second, recent
 	RPOEvents        uint64    `json:"rpo_events"`
 	RPOSeconds       float64   `json:"rpo_seconds"`
+	// RPOKnown is false until this region has both observed the origin's
+	// stream and seen its mirror live: before that the RPO fields are no
+	// bound at all, and nothing should fail over on them.
+	RPOKnown bool `json:"rpo_known"`
 }
 
 // Monitor samples, from region here, every origin's stream and its mirror
@@ -50,7 +54,8 @@ type originState struct {
 	lag        OriginLag
 	rateSeq    uint64
 	rateAt     time.Time
-	everSeenUp bool
+	everSeenUp bool // the origin's stream answered at least once
+	everLive   bool // the mirror was live at least once
 }
 
 // NewMonitor returns a monitor of peers as seen from here. It does no I/O.
@@ -59,7 +64,7 @@ func NewMonitor(js jetstream.JetStream, here string, peers []string, now func() 
 		now = time.Now
 	}
 	m := &Monitor{js: js, here: here, peers: peers, interval: 250 * time.Millisecond, now: now, state: map[string]*originState{}}
-	m.state[here] = &originState{lag: OriginLag{Origin: here, Stream: StreamName(here), Local: true, OriginReachable: true, MirrorActive: true}}
+	m.state[here] = &originState{lag: OriginLag{Origin: here, Stream: StreamName(here), Local: true, OriginReachable: true, MirrorActive: true, RPOKnown: true}}
 	for _, p := range peers {
 		m.state[p] = &originState{lag: OriginLag{Origin: p, Stream: MirrorName(p, here), MirrorActiveAgo: -1}}
 	}
@@ -120,7 +125,14 @@ func (m *Monitor) sampleOne(ctx context.Context, origin string) {
 			if mirror.Mirror.Active >= 0 {
 				l.MirrorActiveAgo = mirror.Mirror.Active.Seconds()
 			}
-			l.MirrorActive = mirror.Mirror.Active >= 0 && mirror.Mirror.Active < 3*time.Second
+			// Live means events are arriving, not merely that the mirror is
+			// trying: while its source request is stuck in nats-server's
+			// start-up retry, Active looks fresh but nothing flows. The
+			// origin's heartbeats make a live mirror's newest event at most
+			// about a second old.
+			l.MirrorActive = mirror.Mirror.Active >= 0 && mirror.Mirror.Active < 3*time.Second &&
+				!l.LastEventTime.IsZero() && now.Sub(l.LastEventTime) < 3*time.Second
+			st.everLive = st.everLive || l.MirrorActive
 			l.MirrorError = ""
 			if mirror.Mirror.Error != nil {
 				l.MirrorError = mirror.Mirror.Error.Description
@@ -169,7 +181,8 @@ func (m *Monitor) Snapshot() []OriginLag {
 	defer m.mu.Unlock()
 	out := make([]OriginLag, 0, len(m.state))
 	for _, origin := range append([]string{m.here}, m.peers...) {
-		l := m.state[origin].lag
+		st := m.state[origin]
+		l := st.lag
 		if l.Local {
 			l.OriginLastSeq, l.OriginObservedAt = l.LastSeq, now
 			l.LagEvents, l.RPOEvents, l.RPOSeconds, l.LagSeconds = 0, 0, 0, 0
@@ -195,6 +208,7 @@ func (m *Monitor) Snapshot() []OriginLag {
 		if !l.LastEventTime.IsZero() {
 			l.RPOSeconds = math.Max(0, until.Sub(l.LastEventTime).Seconds())
 		}
+		l.RPOKnown = st.everSeenUp && st.everLive
 		out = append(out, l)
 	}
 	return out

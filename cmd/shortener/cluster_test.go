@@ -50,14 +50,25 @@ func newCluster(t *testing.T, extra ...string) *cluster {
 		}
 		c.waitReady(i)
 	}
-	// The alias register (R3 in "global") is elected in the background.
+	// The alias register (R3 in "global") is elected in the background, and
+	// a mirror whose first source request was lost while the gateways were
+	// still connecting resumes only after nats-server's 30 s + 10 s retry:
+	// the cluster is ready once every region sees every mirror live.
 	for i := range c.names {
-		regiontest.WaitFor(t, 30*time.Second, func() error {
+		regiontest.WaitFor(t, 90*time.Second, func() error {
 			rr, err := c.regions(i)
-			if err == nil && rr.AliasRegister != "available" {
-				err = fmt.Errorf("%s: alias register %s", c.names[i], rr.AliasRegister)
+			if err != nil {
+				return err
 			}
-			return err
+			if rr.AliasRegister != "available" {
+				return fmt.Errorf("%s: alias register %s", c.names[i], rr.AliasRegister)
+			}
+			for _, o := range rr.Origins {
+				if !o.RPOKnown {
+					return fmt.Errorf("%s: mirror of %s not live yet", c.names[i], o.Origin)
+				}
+			}
+			return nil
 		})
 	}
 	return c

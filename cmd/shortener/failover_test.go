@@ -102,6 +102,9 @@ func rpoOf(t *testing.T, c *cluster, from int, origin string) (uint64, error) {
 	}
 	for _, o := range rr.Origins {
 		if o.Origin == origin {
+			if !o.RPOKnown {
+				return 0, fmt.Errorf("%s reports no RPO bound for %s", c.names[from], origin)
+			}
 			return o.RPOEvents, nil
 		}
 	}

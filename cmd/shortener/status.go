@@ -73,6 +73,9 @@ func printStatus(ctx context.Context, out io.Writer, targets []string) error {
 					lag += "+?"
 				}
 				rpo, rpoS, lagS = fmt.Sprint(o.RPOEvents), fmt.Sprintf("%.1fs", o.RPOSeconds), fmt.Sprintf("%.1fs", o.LagSeconds)
+				if !o.RPOKnown {
+					rpo, rpoS = "UNKNOWN", "UNKNOWN" // never seen the origin and a live mirror together
+				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rr.Region, o.Origin, o.LastSeq, lag, lagS, mirror, rpo, rpoS, rr.AliasRegister, rr.Durability)
 		}
