@@ -324,13 +324,7 @@ func (r *Region) patchLink(c echo.Context) error {
 	if p.URL == nil && p.RedirectStatus == nil && p.ExpiresAt == nil && !p.ClearExpiry {
 		return events.FieldError("body", "nothing to change: give url, expires_at or redirect_status")
 	}
-	env, err := events.New(events.TypeLinkUpdated, l.Code, r.cfg.Name, c.Get(actorKey).(string), events.NextTime(now, l), p)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), r.cfg.CreateTimeout)
-	defer cancel()
-	if _, err := r.write(ctx, env, false); err != nil {
+	if err := r.change(c, l, events.TypeLinkUpdated, now, p); err != nil {
 		return err
 	}
 	l, _, err = r.store.Get(l.Code)
@@ -345,16 +339,23 @@ func (r *Region) deleteLink(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	env, err := events.New(events.TypeLinkDeleted, l.Code, r.cfg.Name, c.Get(actorKey).(string), events.NextTime(r.cfg.Now(), l), events.LinkDeleted{})
+	if err := r.change(c, l, events.TypeLinkDeleted, r.cfg.Now(), events.LinkDeleted{}); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// change writes an update or a delete of the existing link l, timed to fold
+// after l's last event, and waits until the local projection applied it.
+func (r *Region) change(c echo.Context, l events.Link, typ events.Type, now time.Time, payload any) error {
+	env, err := events.New(typ, l.Code, r.cfg.Name, c.Get(actorKey).(string), events.NextTime(now, l), payload)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), r.cfg.CreateTimeout)
 	defer cancel()
-	if _, err := r.write(ctx, env, false); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
+	_, err = r.write(ctx, env, false)
+	return err
 }
 
 func (r *Region) linkResponse(l events.Link) LinkResponse {

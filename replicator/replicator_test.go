@@ -91,16 +91,7 @@ func TestFeedPositionsBehindTheCheckpoint(t *testing.T) {
 	js := startJS(t, "us-east")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
-		t.Fatal(err)
-	}
-	log := replicator.NewLog(js, "us-east")
-	for i := 0; i < 10; i++ {
-		if _, err := log.Append(ctx, created(t, "code"+string(rune('a'+i))+"xx"), true); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stream := replicator.StreamName("us-east")
+	stream := streamWith(ctx, t, js, 10)
 	read := func(f *replicator.Feed, n int) []uint64 {
 		var seqs []uint64
 		for len(seqs) < n {
@@ -161,16 +152,7 @@ func TestFeedFetchesWhatWasDeliveredButNotApplied(t *testing.T) {
 	js := startJS(t, "us-east")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
-		t.Fatal(err)
-	}
-	log := replicator.NewLog(js, "us-east")
-	for i := 0; i < 5; i++ {
-		if _, err := log.Append(ctx, created(t, "code"+string(rune('a'+i))+"xx"), true); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stream := replicator.StreamName("us-east")
+	stream := streamWith(ctx, t, js, 5)
 	f := replicator.NewFeed(js, "proj-crash")
 	if err := f.Open(ctx, []string{stream}, func(string) uint64 { return 0 }); err != nil {
 		t.Fatal(err)
@@ -207,4 +189,20 @@ func TestFeedFetchesWhatWasDeliveredButNotApplied(t *testing.T) {
 			t.Fatalf("redelivered %v, want 1..5", seqs)
 		}
 	}
+}
+
+// streamWith creates us-east's stream holding n LinkCreated events and
+// returns its name.
+func streamWith(ctx context.Context, t *testing.T, js jetstream.JetStream, n int) string {
+	t.Helper()
+	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
+		t.Fatal(err)
+	}
+	log := replicator.NewLog(js, "us-east")
+	for i := 0; i < n; i++ {
+		if _, err := log.Append(ctx, created(t, "code"+string(rune('a'+i))+"xx"), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return replicator.StreamName("us-east")
 }

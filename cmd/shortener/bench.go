@@ -171,7 +171,7 @@ func benchRedirect(ctx context.Context, out, progress io.Writer, o benchRedirect
 
 	results := make([]*benchResult, len(servers))
 	for i, s := range servers {
-		results[i] = &benchResult{Name: s.name, Env: s.env, FixedRate: o.fixedRate}
+		results[i] = &benchResult{Name: s.name, Env: s.env, FixedRate: o.fixedRate, FixedOK: 1}
 	}
 	runOne := func(s server, rate float64, d time.Duration) (*load.Report, error) {
 		return load.Run(ctx, load.Config{Targets: []load.Target{{Name: s.name, BaseURL: s.url}},
@@ -202,7 +202,7 @@ func benchRedirect(ctx context.Context, out, progress io.Writer, o benchRedirect
 			results[i].RoundsP50 = append(results[i].RoundsP50, float64(rep.Total.P50)/1e6)
 			results[i].RoundsP99 = append(results[i].RoundsP99, float64(rep.Total.P99)/1e6)
 			results[i].RoundsP999 = append(results[i].RoundsP999, float64(rep.Total.P999)/1e6)
-			results[i].FixedOK = min(nonzero(results[i].FixedOK), rep.SuccessRate())
+			results[i].FixedOK = min(results[i].FixedOK, rep.SuccessRate())
 		}
 	}
 	ms := func(x float64) time.Duration { return time.Duration(x * 1e6) }
@@ -307,13 +307,6 @@ func roundAll(xs []float64, digits int) []string {
 		out = append(out, fmt.Sprintf("%.*f", digits, x))
 	}
 	return out
-}
-
-func nonzero(x float64) float64 {
-	if x == 0 {
-		return 1
-	}
-	return x
 }
 
 func fmtMS(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
