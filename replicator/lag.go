@@ -28,7 +28,9 @@ type OriginLag struct {
 	MirrorError      string    `json:"mirror_error,omitempty"`
 	LagEvents        uint64    `json:"lag_events"`
 	LagSeconds       float64   `json:"lag_seconds"`
-	WriteRate        float64   `json:"write_rate"` // the origin's events per second, recent
+	WriteRate        float64   `json:"write_rate"`             // the origin's events per second over the last second
+	PeakRate         float64   `json:"peak_write_rate"`        // the highest rate between two samples in the last 10 s
+	LostSightAt      time.Time `json:"lost_sight_at,omitzero"` // the first failed look at the origin since it was last seen
 	RPOEvents        uint64    `json:"rpo_events"`
 	RPOSeconds       float64   `json:"rpo_seconds"`
 	// RPOKnown is false until this region has both observed the origin's
@@ -52,10 +54,45 @@ type Monitor struct {
 
 type originState struct {
 	lag        OriginLag
-	rateSeq    uint64
-	rateAt     time.Time
-	everSeenUp bool // the origin's stream answered at least once
-	everLive   bool // the mirror was live at least once
+	seen       []seqAt // the origin's last sequence as sampled, oldest first, the last 10 s
+	everSeenUp bool    // the origin's stream answered at least once
+	everLive   bool    // the mirror was live at least once
+}
+
+// seqAt is an origin's last sequence as it stood at (no later than) at.
+type seqAt struct {
+	seq uint64
+	at  time.Time
+}
+
+// rateWindow is how far back the peak write rate looks.
+const rateWindow = 10 * time.Second
+
+// observe records a sample of the origin's last sequence taken at at and
+// updates the write rates from the samples of the last rateWindow.
+func (st *originState) observe(seq uint64, at time.Time) {
+	st.seen = append(st.seen, seqAt{seq, at})
+	drop := 0
+	for drop < len(st.seen)-2 && at.Sub(st.seen[drop].at) > rateWindow {
+		drop++
+	}
+	st.seen = st.seen[drop:]
+	l := &st.lag
+	l.WriteRate, l.PeakRate = 0, 0
+	for i := 1; i < len(st.seen); i++ {
+		a, b := st.seen[i-1], st.seen[i]
+		if dt := b.at.Sub(a.at).Seconds(); dt > 0 && b.seq > a.seq {
+			l.PeakRate = math.Max(l.PeakRate, float64(b.seq-a.seq)/dt)
+		}
+	}
+	for i := len(st.seen) - 2; i >= 0; i-- {
+		if a := st.seen[i]; at.Sub(a.at) >= time.Second || i == 0 {
+			if dt := at.Sub(a.at).Seconds(); dt > 0 && seq > a.seq {
+				l.WriteRate = float64(seq-a.seq) / dt
+			}
+			break
+		}
+	}
 }
 
 // NewMonitor returns a monitor of peers as seen from here. It does no I/O.
@@ -100,6 +137,9 @@ func (m *Monitor) sample(ctx context.Context) {
 func (m *Monitor) sampleOne(ctx context.Context, origin string) {
 	ctx, cancel := context.WithTimeout(ctx, 750*time.Millisecond)
 	defer cancel()
+	// The origin's answer describes its stream at some moment after this:
+	// counting what it wrote since from here on errs on the safe side.
+	asked := m.now()
 	local := origin == m.here
 	var mirror *jetstream.StreamInfo
 	if s, err := m.js.Stream(ctx, m.streamOf(origin)); err == nil {
@@ -139,23 +179,18 @@ func (m *Monitor) sampleOne(ctx context.Context, origin string) {
 			}
 		}
 	}
-	l.OriginReachable = originInfo != nil
-	if originInfo != nil {
-		last := originInfo.State.LastSeq
-		if !st.rateAt.IsZero() && now.Sub(st.rateAt) >= time.Second {
-			inst := float64(last-min(last, st.rateSeq)) / now.Sub(st.rateAt).Seconds()
-			if l.WriteRate == 0 {
-				l.WriteRate = inst
-			} else {
-				l.WriteRate = 0.5*l.WriteRate + 0.5*inst
-			}
-			st.rateSeq, st.rateAt = last, now
-		} else if st.rateAt.IsZero() {
-			st.rateSeq, st.rateAt = last, now
+	if originInfo == nil {
+		if l.OriginReachable || l.LostSightAt.IsZero() {
+			l.LostSightAt = asked
 		}
-		l.OriginLastSeq, l.OriginObservedAt = last, now
-		st.everSeenUp = true
+		l.OriginReachable = false
+		return
 	}
+	l.OriginReachable = true
+	l.LostSightAt = time.Time{}
+	l.OriginLastSeq, l.OriginObservedAt = originInfo.State.LastSeq, asked
+	st.observe(l.OriginLastSeq, asked)
+	st.everSeenUp = true
 }
 
 func (m *Monitor) streamOf(origin string) string {
@@ -169,12 +204,13 @@ func (m *Monitor) streamOf(origin string) string {
 // RPO bound computed for now.
 //
 // The RPO bound in events is the events the origin was last seen to hold
-// beyond the mirror, plus what it may have written since it was last seen:
-// 1.5 times its recent write rate over the time since then (capped at one
-// sampling interval once the origin is unreachable, since a dead region
-// writes nothing), plus 100 ms of in-flight replication. The bound in time
-// is how old the newest event of the origin held here is, up to the moment
-// the origin was last seen.
+// beyond the mirror, plus what it may have written since: 1.5 times its peak
+// write rate of the last 10 s over the time since it was last seen, plus
+// 100 ms. Once the origin cannot be reached, that time stops at the first
+// failed look: the bound assumes an origin out of sight stopped writing
+// then (true of a dead region; a partitioned one that keeps taking writes
+// holds them until the partition heals). The bound in seconds is the age of
+// the newest origin event held here, up to the same moment.
 func (m *Monitor) Snapshot() []OriginLag {
 	now := m.now()
 	m.mu.Lock()
@@ -195,15 +231,14 @@ func (m *Monitor) Snapshot() []OriginLag {
 		if !l.LastEventTime.IsZero() {
 			l.LagSeconds = math.Max(0, now.Sub(l.LastEventTime).Seconds())
 		}
-		unseen := now.Sub(l.OriginObservedAt)
-		if !l.OriginReachable || l.OriginObservedAt.IsZero() {
-			unseen = m.interval
-		}
-		unseen += 100 * time.Millisecond
-		l.RPOEvents = l.LagEvents + uint64(math.Ceil(1.5*l.WriteRate*unseen.Seconds()))
 		until := now
-		if !l.OriginReachable && !l.OriginObservedAt.IsZero() {
-			until = l.OriginObservedAt.Add(m.interval)
+		if !l.OriginReachable && !l.LostSightAt.IsZero() {
+			until = l.LostSightAt
+		}
+		if !l.OriginObservedAt.IsZero() {
+			unseen := until.Sub(l.OriginObservedAt) + 100*time.Millisecond
+			rate := math.Max(l.PeakRate, l.WriteRate)
+			l.RPOEvents = l.LagEvents + uint64(math.Ceil(1.5*rate*math.Max(0, unseen.Seconds())))
 		}
 		if !l.LastEventTime.IsZero() {
 			l.RPOSeconds = math.Max(0, until.Sub(l.LastEventTime).Seconds())
