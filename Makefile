@@ -6,7 +6,7 @@ FUZZTIME ?= 15s
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help build run status test test-race test-regions fuzz bench clean
+.PHONY: help build run status region-down region-up region-drain region-undrain test test-race test-regions fuzz bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -17,8 +17,24 @@ build: ## build bin/shortener
 run: build ## run the dev cluster: us-east, eu-west, ap-south on 127.0.N.1:8080, state in var/dev; Ctrl-C stops it
 	@./$(BIN) dev $(DEVFLAGS)
 
-status: build ## every region's view of every other: lag, mirror state, RPO bound, alias register
+status: build ## the switch's answers, and every region's view of every other: lag, mirror state, RPO bound, alias register
 	@./$(BIN) status
+
+region-down: build ## SIGKILL a region of the running cluster (a crash): make region-down REGION=us-east
+	@test -n "$(REGION)" || { echo "make region-down: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }
+	@./$(BIN) dev down $(REGION)
+
+region-up: build ## start a killed region again on its state, wait until it is caught up and answered again: make region-up REGION=us-east
+	@test -n "$(REGION)" || { echo "make region-up: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }
+	@./$(BIN) dev up $(REGION)
+
+region-drain: build ## send nobody to a region, whatever its health: make region-drain REGION=eu-west
+	@test -n "$(REGION)" || { echo "make region-drain: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }
+	@./$(BIN) switch drain $(REGION)
+
+region-undrain: build ## answer a drained region again once healthy: make region-undrain REGION=eu-west
+	@test -n "$(REGION)" || { echo "make region-undrain: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }
+	@./$(BIN) switch undrain $(REGION)
 
 test: ## the test suite: real NATS, Pebble, HTTP and child processes (about a minute)
 	$(GO) test -count=1 -timeout 15m ./...

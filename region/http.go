@@ -380,7 +380,8 @@ type Readiness struct {
 }
 
 // Ready reports whether the region can serve: NATS connected, the
-// projection caught up with the region's own stream, and the projector not
+// projection caught up at start-up with the region's own stream and with
+// every reachable peer's, and since then not stalled, and the projector not
 // failing.
 func (r *Region) Ready(ctx context.Context) Readiness {
 	rd := Readiness{Ready: true, Region: r.cfg.Name, Checks: map[string]string{}}
@@ -397,14 +398,19 @@ func (r *Region) Ready(ctx context.Context) Readiness {
 		fail("stream", err.Error())
 	} else {
 		rd.StreamLast = info.State.LastSeq
-		if rd.Applied < rd.StreamLast {
-			fail("projection", "catching up")
+		if why := r.catchup.own(rd.Applied, rd.StreamLast, r.cfg.Now()); why != "" {
+			fail("projection", why)
 		} else {
 			rd.Checks["projection"] = "ok"
 		}
 	}
 	if err := r.projector.Err(); err != nil {
 		fail("projector", err.Error())
+	}
+	if why := r.caughtUpWithPeers(); why != "" {
+		fail("peers", why)
+	} else if len(r.cfg.Peers) > 0 {
+		rd.Checks["peers"] = r.catchup.note
 	}
 	return rd
 }

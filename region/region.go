@@ -42,6 +42,8 @@ type Region struct {
 
 	http     *http.Server
 	listener net.Listener
+	opened   time.Time
+	catchup  catchUp
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -142,6 +144,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	r.http = &http.Server{Handler: r.routes(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute}
 
+	r.opened = r.cfg.Now()
 	bg, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.goRun(bg, "projector", r.projector.Run)

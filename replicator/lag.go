@@ -48,8 +48,9 @@ type Monitor struct {
 	interval time.Duration
 	now      func() time.Time
 
-	mu    sync.Mutex
-	state map[string]*originState
+	mu     sync.Mutex
+	state  map[string]*originState
+	rounds int // sampling rounds completed
 }
 
 type originState struct {
@@ -132,6 +133,16 @@ func (m *Monitor) sample(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	m.mu.Lock()
+	m.rounds++
+	m.mu.Unlock()
+}
+
+// Rounds returns how many times every origin has been looked at.
+func (m *Monitor) Rounds() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rounds
 }
 
 func (m *Monitor) sampleOne(ctx context.Context, origin string) {

@@ -104,7 +104,7 @@ func (b *benchCluster) start(i int) error {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", r.Name, err)
 	}
-	c := &child{region: r, dir: rdir, cmd: cmd, done: make(chan struct{})}
+	c := &child{name: r.Name, dir: rdir, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
 		logf.Close()

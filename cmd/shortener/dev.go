@@ -38,7 +38,7 @@ func devCmd() *cobra.Command {
 	var count int
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run the dev cluster (what make run starts): regions as child processes, state under var/dev",
+		Short: "Run the dev cluster (what make run starts): regions and the DNS switch as child processes, state under var/dev",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if count < 1 || count > len(devRegions) {
@@ -51,19 +51,35 @@ func devCmd() *cobra.Command {
 	cmd.Flags().StringVar(&fsync, "fsync", "always", "JetStream fsync: always or interval")
 	cmd.Flags().IntVar(&count, "regions", 3, "how many regions to run (1 to 3)")
 	cmd.Flags().StringVar(&durability, "durability", "local", "durability of creates: local or replicated")
+	cmd.AddCommand(devDownCmd(), devUpCmd())
 	return cmd
 }
 
 type child struct {
-	region devRegion
-	dir    string // the region's state directory
-	cmd    *exec.Cmd
-	done   chan struct{}
-	err    error
+	name string // region name, or "switch"
+	dir  string // its state directory
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
 }
 
 type devOptions struct {
 	dir, fsync, durability string
+}
+
+// supervisor owns the dev cluster's processes: it starts them, restarts a
+// region on `dev up`, SIGKILLs one on `dev down` (both asked over the
+// control socket var/dev/control.sock), and stops them all on Ctrl-C.
+type supervisor struct {
+	o       devOptions
+	self    string
+	key     string
+	regions []devRegion
+	out     io.Writer
+
+	mu       sync.Mutex
+	children map[string]*child // the live process of each region and of the switch
+	killed   map[*child]bool   // killed on purpose by `dev down`
 }
 
 func runDev(ctx context.Context, out io.Writer, o devOptions, regions []devRegion) error {
@@ -76,66 +92,162 @@ func runDev(ctx context.Context, out io.Writer, o devOptions, regions []devRegio
 	if err != nil {
 		return err
 	}
-	var children []*child
-	defer func() { stopChildren(out, children) }()
+	sv := &supervisor{o: o, self: self, key: key, regions: regions, out: out,
+		children: map[string]*child{}, killed: map[*child]bool{}}
+	ctl, err := sv.listenControl()
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	defer sv.stopAll()
 	for _, r := range regions {
-		c, err := startRegionChild(self, o, key, r, regions)
-		if err != nil {
+		if _, err := sv.start(r.Name); err != nil {
 			return err
 		}
-		children = append(children, c)
 	}
-	fmt.Fprintf(out, "starting %d region(s); logs under %s/<region>/region.log\n", len(regions), dir)
-	for _, c := range children {
-		if err := waitHTTPReady(ctx, "http://"+c.region.Host+":8080/readyz", c.done, 60*time.Second); err != nil {
-			return fmt.Errorf("%s: %w (see %s)", c.region.Name, err, filepath.Join(dir, c.region.Name, "region.log"))
+	fmt.Fprintf(out, "starting %d region(s) and the DNS switch; logs under %s/<region>/region.log\n", len(regions), dir)
+	for _, r := range regions {
+		c := sv.child(r.Name)
+		if err := waitHTTPReady(ctx, "http://"+r.Host+":8080/readyz", c.done, 90*time.Second); err != nil {
+			return fmt.Errorf("%s: %w (see %s)", r.Name, err, filepath.Join(dir, r.Name, "region.log"))
 		}
+	}
+	if _, err := sv.start("switch"); err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, "http://"+devSwitchAdmin+"/v1/state", sv.child("switch").done, 10*time.Second, http.StatusOK); err != nil {
+		return fmt.Errorf("switch: %w (see %s)", err, filepath.Join(dir, "switch", "switch.log"))
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REGION\tHTTP\tNATS\tGLOBAL MEMBER\tPID\tSTATE")
-	for _, c := range children {
-		gh := c.region.Host[:len(c.region.Host)-1] + "2"
-		fmt.Fprintf(tw, "%s\thttp://%s:8080\tnats://%s:4222\tnats://%s:4222\t%d\t%s\n", c.region.Name, c.region.Host, c.region.Host, gh, c.cmd.Process.Pid, filepath.Join(dir, c.region.Name))
+	for _, r := range regions {
+		gh := r.Host[:len(r.Host)-1] + "2"
+		fmt.Fprintf(tw, "%s\thttp://%s:8080\tnats://%s:4222\tnats://%s:4222\t%d\t%s\n", r.Name, r.Host, r.Host, gh, sv.child(r.Name).cmd.Process.Pid, filepath.Join(dir, r.Name))
 	}
+	fmt.Fprintf(tw, "switch\tadmin http://%s\tdns %s (udp, tcp)\tzone %s\t%d\t%s\n", devSwitchAdmin, devSwitchDNS, devZone, sv.child("switch").cmd.Process.Pid, filepath.Join(dir, "switch"))
 	tw.Flush()
 	fmt.Fprintf(out, "\nAPI key: %s (in %s)\n", key, filepath.Join(dir, "api-key"))
 	fmt.Fprintf(out, "try:     curl -si -H \"X-Api-Key: $(cat %s)\" -d '{\"url\":\"https://example.com/\"}' http://%s:8080/api/v1/links\n", filepath.Join(dir, "api-key"), regions[0].Host)
+	fmt.Fprintf(out, "         dig @127.0.0.1 -p 8053 -b 127.0.2.10 %s   (the answer for eu-west's clients)\n", devZone)
+	fmt.Fprintln(out, "         make status | make region-down REGION=us-east | make region-up REGION=us-east")
 	fmt.Fprintln(out, "Ctrl-C stops the cluster.")
-
-	var wg sync.WaitGroup
-	for _, c := range children {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case <-c.done:
-				if ctx.Err() == nil {
-					fmt.Fprintf(out, "region %s exited: %v (log: %s)\n", c.region.Name, c.err, filepath.Join(dir, c.region.Name, "region.log"))
-				}
-			case <-ctx.Done():
-			}
-		}()
-	}
-	allDone := make(chan struct{})
-	go func() { wg.Wait(); close(allDone) }()
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(out, "\nstopping")
-	case <-allDone:
-		return fmt.Errorf("every region exited")
-	}
+	<-ctx.Done()
+	fmt.Fprintln(out, "\nstopping")
 	return nil
+}
+
+func (sv *supervisor) child(name string) *child {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return sv.children[name]
+}
+
+// start starts the process of a region (or of the switch) unless it runs.
+func (sv *supervisor) start(name string) (*child, error) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if c := sv.children[name]; c != nil {
+		select {
+		case <-c.done:
+		default:
+			return nil, fmt.Errorf("%s is running (pid %d)", name, c.cmd.Process.Pid)
+		}
+	}
+	var c *child
+	var err error
+	if name == "switch" {
+		c, err = startSwitchChild(sv.self, sv.o, sv.key)
+	} else {
+		r, ok := devRegionNamed(sv.regions, name)
+		if !ok {
+			return nil, fmt.Errorf("no region %q in this dev cluster", name)
+		}
+		c, err = startRegionChild(sv.self, sv.o, sv.key, r, sv.regions)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sv.children[name] = c
+	go func() {
+		<-c.done
+		sv.mu.Lock()
+		onPurpose := sv.killed[c]
+		stopping := sv.children == nil
+		sv.mu.Unlock()
+		switch {
+		case onPurpose:
+			fmt.Fprintf(sv.out, "%s  %s killed (SIGKILL, pid %d) by region-down; make region-up REGION=%s starts it again\n", time.Now().Format("15:04:05.000"), name, c.cmd.Process.Pid, name)
+		case !stopping:
+			fmt.Fprintf(sv.out, "%s  %s exited: %v (log: %s)\n", time.Now().Format("15:04:05.000"), name, c.err, c.dir)
+		}
+	}()
+	return c, nil
+}
+
+// kill SIGKILLs a region's process (a crash, not a shutdown) and waits
+// until it is gone.
+func (sv *supervisor) kill(name string) (*child, error) {
+	sv.mu.Lock()
+	c := sv.children[name]
+	if c == nil || name == "switch" {
+		sv.mu.Unlock()
+		return nil, fmt.Errorf("no region %q in this dev cluster", name)
+	}
+	select {
+	case <-c.done:
+		sv.mu.Unlock()
+		return nil, fmt.Errorf("%s is not running", name)
+	default:
+	}
+	sv.killed[c] = true
+	sv.mu.Unlock()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		return nil, err
+	}
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		return nil, fmt.Errorf("%s (pid %d) still running 10 s after SIGKILL", name, c.cmd.Process.Pid)
+	}
+	_ = os.Remove(filepath.Join(c.dir, "pid"))
+	return c, nil
+}
+
+// stopAll sends SIGTERM to every process and SIGKILL to those still
+// running after 10 s: the switch first, then the regions.
+func (sv *supervisor) stopAll() {
+	sv.mu.Lock()
+	var all []*child
+	if c := sv.children["switch"]; c != nil {
+		all = append(all, c)
+	}
+	for _, r := range sv.regions {
+		if c := sv.children[r.Name]; c != nil {
+			all = append(all, c)
+		}
+	}
+	sv.children = nil
+	sv.mu.Unlock()
+	stopChildren(sv.out, all)
+}
+
+func devRegionNamed(regions []devRegion, name string) (devRegion, bool) {
+	for _, r := range regions {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return devRegion{}, false
+}
+
+func startSwitchChild(self string, o devOptions, key string) (*child, error) {
+	sdir := filepath.Join(o.dir, "switch")
+	args := []string{"switch", "serve", "--state", filepath.Join(sdir, "state.json")}
+	return startChild(self, "switch", sdir, "switch.log", args, key)
 }
 
 func startRegionChild(self string, o devOptions, key string, r devRegion, all []devRegion) (*child, error) {
 	rdir := filepath.Join(o.dir, r.Name)
-	if err := os.MkdirAll(rdir, 0o755); err != nil {
-		return nil, err
-	}
-	logf, err := os.OpenFile(filepath.Join(rdir, "region.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, err
-	}
 	args := []string{"region", "--name", r.Name, "--digit", string(r.Digit),
 		"--http", r.Host + ":8080", "--data", rdir, "--fsync", o.fsync, "--durability", o.durability}
 	for _, p := range all {
@@ -143,16 +255,29 @@ func startRegionChild(self string, o devOptions, key string, r devRegion, all []
 			args = append(args, "--peer", p.Name+"="+p.Host)
 		}
 	}
+	return startChild(self, r.Name, rdir, "region.log", args, key)
+}
+
+// startChild starts self with args, logging to dir/logName and writing its
+// pid to dir/pid.
+func startChild(self, name, dir, logName string, args []string, key string) (*child, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, logName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), "SHORTENER_API_KEY="+key)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C reaches the supervisor, which stops children in order
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", r.Name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	_ = os.WriteFile(filepath.Join(rdir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
-	c := &child{region: r, dir: rdir, cmd: cmd, done: make(chan struct{})}
+	_ = os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
+	c := &child{name: name, dir: dir, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
 		logf.Close()
@@ -172,7 +297,7 @@ func stopChildren(out io.Writer, children []*child) {
 		select {
 		case <-c.done:
 		case <-deadline:
-			fmt.Fprintf(out, "region %s did not stop in 10s: killing it\n", c.region.Name)
+			fmt.Fprintf(out, "%s did not stop in 10s: killing it\n", c.name)
 			_ = c.cmd.Process.Kill()
 			<-c.done
 		}

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"shortener/region"
+)
+
+// The dev switch's addresses (DESIGN.md: the DNS switch on 127.0.0.1:8053).
+const (
+	devSwitchDNS   = "127.0.0.1:8053"
+	devSwitchAdmin = "127.0.0.1:8054"
+	devZone        = "short.test"
+)
+
+// devPrefer is where each dev region's clients go when it is unavailable.
+var devPrefer = map[string][]string{
+	"us-east":  {"eu-west", "ap-south"},
+	"eu-west":  {"us-east", "ap-south"},
+	"ap-south": {"eu-west", "us-east"},
+}
+
+func switchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "switch",
+		Short: "The DNS failover switch: serve it, drain or override regions, show its answers",
+	}
+	cmd.AddCommand(switchServeCmd(), switchStatusCmd(), switchDrainCmd(true), switchDrainCmd(false), switchOverrideCmd())
+	return cmd
+}
+
+func switchServeCmd() *cobra.Command {
+	var (
+		dnsAddr, admin, zone, stateFile, keyFile, logLevel string
+		regions, prefer                                    []string
+		ttl, interval, timeout, rise                       time.Duration
+		fall, httpPort                                     int
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the zone: each client gets its home region while healthy, else the next healthy one",
+		Long: `An authoritative DNS server (UDP and TCP) for one zone. A query for the zone
+apex is answered with the address of the asking client's home region (a client
+whose source address is in 127.0.N.0/24 belongs to region N) while that region
+answers /readyz with 200 and is not drained, else with the next healthy region
+of the home's preference list. <region>.<zone> always answers that region.
+
+Health: /readyz every --interval; --fall failures in a row take a region out;
+it comes back only after passing every check for --rise (hysteresis).
+
+  shortener switch serve --region us-east=127.0.1.1 --region eu-west=127.0.2.1 \
+      --prefer us-east=eu-west,ap-south`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
+			}
+			cfg := region.SwitchConfig{Zone: zone, DNSAddr: dnsAddr, AdminAddr: admin, TTL: ttl,
+				CheckInterval: interval, CheckTimeout: timeout, Fall: fall, Rise: rise, StateFile: stateFile,
+				Prefer: map[string][]string{}, Logger: log.With("component", "switch")}
+			if len(regions) == 0 {
+				for _, r := range devRegions {
+					regions = append(regions, r.Name+"="+r.Host)
+				}
+				if len(prefer) == 0 {
+					cfg.Prefer = devPrefer
+				}
+			}
+			for _, r := range regions {
+				name, addr, ok := strings.Cut(r, "=")
+				a, err := netip.ParseAddr(addr)
+				if !ok || err != nil || !a.Is4() {
+					return usageError{fmt.Errorf("--region %q: want NAME=IPv4", r)}
+				}
+				home, _ := a.Prefix(24)
+				cfg.Regions = append(cfg.Regions, region.SwitchRegion{Name: name, Addr: a, Home: home,
+					ReadyURL: fmt.Sprintf("http://%s:%d/readyz", a, httpPort)})
+			}
+			for _, p := range prefer {
+				home, list, ok := strings.Cut(p, "=")
+				if !ok || list == "" {
+					return usageError{fmt.Errorf("--prefer %q: want HOME=REGION,REGION", p)}
+				}
+				cfg.Prefer[home] = strings.Split(list, ",")
+			}
+			if key, err := apiKey(keyFile, false); err == nil {
+				cfg.APIKeyHashes = []string{region.HashAPIKey(key)}
+			} else {
+				log.Warn("no API key: drains and overrides are refused", "err", err)
+			}
+			sw, err := region.NewSwitch(cfg)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := sw.Start(cmd.Context()); err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			sw.Close()
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&dnsAddr, "dns", devSwitchDNS, "DNS listen address, UDP and TCP")
+	fl.StringVar(&admin, "admin", devSwitchAdmin, "admin HTTP address (state, drain, override); empty for none")
+	fl.StringVar(&zone, "zone", devZone, "the zone served")
+	fl.StringArrayVar(&regions, "region", nil, "a region behind the switch, NAME=IPv4 (repeatable; default the dev regions)")
+	fl.StringArrayVar(&prefer, "prefer", nil, "where HOME's clients go when it is down, HOME=REGION,REGION (repeatable)")
+	fl.IntVar(&httpPort, "http-port", 8080, "the regions' HTTP port, for /readyz")
+	fl.DurationVar(&ttl, "ttl", time.Second, "TTL of every answer")
+	fl.DurationVar(&interval, "interval", 250*time.Millisecond, "health check interval")
+	fl.DurationVar(&timeout, "timeout", 500*time.Millisecond, "health check timeout")
+	fl.IntVar(&fall, "fall", 2, "failed checks in a row that take a region out")
+	fl.DurationVar(&rise, "rise", 3*time.Second, "how long a region must pass every check to come back")
+	fl.StringVar(&stateFile, "state", "var/dev/switch/state.json", "file keeping drains and overrides across restarts")
+	fl.StringVar(&keyFile, "api-key-file", "var/dev/api-key", "API key that authorises drains and overrides (or $SHORTENER_API_KEY)")
+	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func switchStatusCmd() *cobra.Command {
+	var admin string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "What the switch answers each region's clients now, each region's health, and recent changes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return printSwitch(cmd.Context(), cmd.OutOrStdout(), admin, 10)
+		},
+	}
+	cmd.Flags().StringVar(&admin, "admin", devSwitchAdmin, "the switch's admin address")
+	return cmd
+}
+
+func switchDrainCmd(drain bool) *cobra.Command {
+	var admin, keyFile string
+	use, short, method := "drain REGION", "Send nobody to REGION, whatever its health (its clients go to the next region)", http.MethodPut
+	if !drain {
+		use, short, method = "undrain REGION", "Answer REGION again once it is healthy", http.MethodDelete
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  exactArgs(1, "REGION"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return switchChange(cmd.Context(), cmd.OutOrStdout(), admin, keyFile, method, "/v1/drain/"+args[0])
+		},
+	}
+	cmd.Flags().StringVar(&admin, "admin", devSwitchAdmin, "the switch's admin address")
+	cmd.Flags().StringVar(&keyFile, "api-key-file", "var/dev/api-key", "API key (or $SHORTENER_API_KEY)")
+	return cmd
+}
+
+func switchOverrideCmd() *cobra.Command {
+	var admin, keyFile string
+	var clear bool
+	cmd := &cobra.Command{
+		Use:   "override CLIENTS [REGION]",
+		Short: "Answer the clients of one region with another region, whatever the health of either (--clear to undo)",
+		Args: func(_ *cobra.Command, args []string) error {
+			if (clear && len(args) != 1) || (!clear && len(args) != 2) {
+				return usageError{fmt.Errorf("want CLIENTS REGION, or CLIENTS --clear")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if clear {
+				return switchChange(cmd.Context(), cmd.OutOrStdout(), admin, keyFile, http.MethodDelete, "/v1/override/"+args[0])
+			}
+			return switchChange(cmd.Context(), cmd.OutOrStdout(), admin, keyFile, http.MethodPut, "/v1/override/"+args[0]+"?to="+args[1])
+		},
+	}
+	cmd.Flags().StringVar(&admin, "admin", devSwitchAdmin, "the switch's admin address")
+	cmd.Flags().StringVar(&keyFile, "api-key-file", "var/dev/api-key", "API key (or $SHORTENER_API_KEY)")
+	cmd.Flags().BoolVar(&clear, "clear", false, "remove the override of CLIENTS")
+	return cmd
+}
+
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("want %s", names)}
+		}
+		return nil
+	}
+}
+
+func switchChange(ctx context.Context, out io.Writer, admin, keyFile, method, path string) error {
+	key, err := apiKey(keyFile, false)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+admin+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Api-Key", key)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("no switch answers at %s (is the cluster running? make run): %v", admin, shortErr(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var p struct{ Detail string }
+		_ = json.NewDecoder(resp.Body).Decode(&p)
+		return fmt.Errorf("switch: %s", p.Detail)
+	}
+	return printSwitch(ctx, out, admin, 3)
+}
+
+// printSwitch prints the switch's answers, regions and its last changes.
+func printSwitch(ctx context.Context, out io.Writer, admin string, changes int) error {
+	var st region.SwitchState
+	if err := getJSON(ctx, &http.Client{Timeout: 2 * time.Second}, "http://"+admin+"/v1/state", &st); err != nil {
+		return fmt.Errorf("no switch answers at %s (is the cluster running? make run): %v", admin, shortErr(err))
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "CLIENTS OF\tANSWERED\tADDRESS\tWHY\t\tREGION\tHEALTH\tSINCE\tLAST ERROR\n")
+	now := time.Now()
+	for i, a := range st.Answers {
+		r := st.Regions[i]
+		health := "healthy"
+		switch {
+		case r.Drained:
+			health = "DRAINED"
+		case !r.Healthy:
+			health = "DOWN"
+		case r.Fails > 0:
+			health = fmt.Sprintf("failing %d", r.Fails)
+		}
+		answered := a.Region
+		if a.Region != a.Clients {
+			answered = strings.ToUpper(a.Region)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t%s\t%s\t%s ago\t%s\n", a.Clients, answered, a.Addr, a.Why,
+			r.Name, health, now.Sub(r.Since).Round(100*time.Millisecond), r.LastError)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "zone %s, TTL %.0fs", strings.TrimSuffix(st.Zone, "."), st.TTLSeconds)
+	if len(st.Overrides) > 0 {
+		fmt.Fprintf(out, ", overrides %v", st.Overrides)
+	}
+	fmt.Fprintln(out)
+	if n := len(st.Transitions); n > 0 && changes > 0 {
+		fmt.Fprintln(out, "last changes:")
+		for _, tr := range st.Transitions[max(0, n-changes):] {
+			fmt.Fprintf(out, "  %s  %-9s %-16s %s\n", tr.Time.Local().Format("15:04:05.000"), tr.Region, tr.What, tr.Detail)
+		}
+	}
+	return nil
+}
+
+// switchAnswer returns the region the switch answers clients of home with.
+func switchAnswer(ctx context.Context, admin, home string) (string, error) {
+	var st region.SwitchState
+	if err := getJSON(ctx, &http.Client{Timeout: time.Second}, "http://"+admin+"/v1/state", &st); err != nil {
+		return "", err
+	}
+	for _, a := range st.Answers {
+		if a.Clients == home {
+			return a.Region, nil
+		}
+	}
+	return "", fmt.Errorf("the switch has no region %s", home)
+}

@@ -1,0 +1,606 @@
+package region
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// SwitchRegion is one region behind the switch.
+type SwitchRegion struct {
+	Name string
+	// Addr is the address the switch answers for this region.
+	Addr netip.Addr
+	// Home is the source prefix of this region's clients: a query from it
+	// is answered with this region while the region is healthy.
+	Home netip.Prefix
+	// ReadyURL is health-checked; 200 is healthy.
+	ReadyURL string
+}
+
+// SwitchConfig configures a Switch. Zero durations get the defaults.
+type SwitchConfig struct {
+	Zone      string // "short.test"
+	DNSAddr   string // UDP and TCP, "127.0.0.1:8053"
+	AdminAddr string // HTTP, "127.0.0.1:8054"; "" for none
+	Regions   []SwitchRegion
+	// Prefer lists, per home region, the regions its clients go to when
+	// the home region is not healthy, in order. A region missing here falls
+	// back to the order of Regions.
+	Prefer map[string][]string
+	TTL    time.Duration // of every answer; default 1 s
+	// Every CheckInterval each region's ReadyURL is asked, with
+	// CheckTimeout. A healthy region is marked down after Fall failed
+	// checks in a row; a down region is marked up only after it has passed
+	// every check for Rise (hysteresis: a flapping region stays down).
+	CheckInterval, CheckTimeout time.Duration // default 250 ms and 500 ms
+	Fall                        int           // default 2
+	Rise                        time.Duration // default 3 s
+	// StateFile keeps drains and overrides across restarts; "" keeps them
+	// in memory only.
+	StateFile string
+	// APIKeyHashes (hex SHA-256, as for regions) authorise the admin API's
+	// changes (drain, override); reading the state needs no key.
+	APIKeyHashes []string
+	Logger       *slog.Logger
+	Now          func() time.Time
+}
+
+// Switch is the DNS-style failover switch: an authoritative DNS server for
+// one zone that answers each client with its home region while that region
+// is healthy and not drained, else with the next healthy region in the
+// home's preference list.
+type Switch struct {
+	cfg   SwitchConfig
+	zone  string // fully qualified, lower case
+	log   *slog.Logger
+	hc    *http.Client
+	udp   *dns.Server
+	tcp   *dns.Server
+	keys  *keyring
+	admin *http.Server
+	ln    net.Listener
+
+	mu          sync.Mutex
+	health      map[string]*regionHealth
+	drained     map[string]bool
+	overrides   map[string]string // client home region -> region answered
+	transitions []Transition
+}
+
+type regionHealth struct {
+	Healthy   bool      `json:"healthy"`
+	Since     time.Time `json:"since"` // when Healthy last changed
+	Fails     int       `json:"consecutive_failures"`
+	OKSince   time.Time `json:"ok_since,omitzero"` // start of the current run of passed checks
+	LastCheck time.Time `json:"last_check,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	checked   bool
+}
+
+// Transition is a change of what the switch answers or of a region's state.
+type Transition struct {
+	Time   time.Time `json:"time"`
+	Region string    `json:"region"`
+	What   string    `json:"what"` // "down", "up", "drained", "undrained", "override", "override cleared"
+	Detail string    `json:"detail,omitempty"`
+}
+
+// NewSwitch validates cfg and returns a switch that is not serving yet.
+func NewSwitch(cfg SwitchConfig) (*Switch, error) {
+	if cfg.Zone == "" || len(cfg.Regions) == 0 {
+		return nil, errors.New("switch: a zone and at least one region are needed")
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = time.Second
+	}
+	if cfg.CheckInterval <= 0 {
+		cfg.CheckInterval = 250 * time.Millisecond
+	}
+	if cfg.CheckTimeout <= 0 {
+		cfg.CheckTimeout = 500 * time.Millisecond
+	}
+	if cfg.Fall <= 0 {
+		cfg.Fall = 2
+	}
+	if cfg.Rise <= 0 {
+		cfg.Rise = 3 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Switch{cfg: cfg, zone: dns.Fqdn(strings.ToLower(cfg.Zone)), log: cfg.Logger,
+		hc:     &http.Client{Timeout: cfg.CheckTimeout, Transport: &http.Transport{DisableKeepAlives: true}},
+		health: map[string]*regionHealth{}, drained: map[string]bool{}, overrides: map[string]string{}}
+	for _, r := range cfg.Regions {
+		if _, dup := s.health[r.Name]; dup || r.Name == "" {
+			return nil, fmt.Errorf("switch: region name %q empty or given twice", r.Name)
+		}
+		if !r.Addr.Is4() {
+			return nil, fmt.Errorf("switch: region %s: address %v is not IPv4", r.Name, r.Addr)
+		}
+		// Unknown until the first check; answered as if healthy so that a
+		// restarted switch does not move everybody while it looks.
+		s.health[r.Name] = &regionHealth{Healthy: true, Since: cfg.Now()}
+	}
+	for home, list := range cfg.Prefer {
+		for _, n := range append([]string{home}, list...) {
+			if _, ok := s.health[n]; !ok {
+				return nil, fmt.Errorf("switch: preference of %s names unknown region %q", home, n)
+			}
+		}
+	}
+	var err error
+	if s.keys, err = newKeyring(cfg.APIKeyHashes); err != nil {
+		return nil, err
+	}
+	if err := s.loadState(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start opens the DNS listeners (UDP and TCP) and the admin API, and
+// starts the health checks; they run until ctx ends. Close waits.
+func (s *Switch) Start(ctx context.Context) error {
+	mux := dns.NewServeMux()
+	mux.HandleFunc(s.zone, s.serveDNS)
+	mux.HandleFunc(".", func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetRcode(q, dns.RcodeRefused)
+		_ = w.WriteMsg(m)
+	})
+	pc, err := net.ListenPacket("udp", s.cfg.DNSAddr)
+	if err != nil {
+		return fmt.Errorf("switch: dns udp %s: %w", s.cfg.DNSAddr, err)
+	}
+	tl, err := net.Listen("tcp", pc.LocalAddr().String()) // the same port, also when asked for port 0
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("switch: dns tcp %s: %w", s.cfg.DNSAddr, err)
+	}
+	s.udp = &dns.Server{PacketConn: pc, Handler: mux}
+	s.tcp = &dns.Server{Listener: tl, Handler: mux}
+	go func() { _ = s.udp.ActivateAndServe() }()
+	go func() { _ = s.tcp.ActivateAndServe() }()
+	if s.cfg.AdminAddr != "" {
+		if s.ln, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
+			s.Close()
+			return fmt.Errorf("switch: admin %s: %w", s.cfg.AdminAddr, err)
+		}
+		s.admin = &http.Server{Handler: s.adminRoutes(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = s.admin.Serve(s.ln) }()
+	}
+	for _, r := range s.cfg.Regions {
+		go s.check(ctx, r)
+	}
+	s.log.Info("switch serving", "zone", s.zone, "dns", s.cfg.DNSAddr, "admin", s.cfg.AdminAddr, "ttl", s.cfg.TTL)
+	return nil
+}
+
+// Close stops the listeners.
+func (s *Switch) Close() {
+	if s.udp != nil {
+		_ = s.udp.Shutdown()
+	}
+	if s.tcp != nil {
+		_ = s.tcp.Shutdown()
+	}
+	if s.admin != nil {
+		_ = s.admin.Close()
+	}
+}
+
+// DNSAddr is the address the DNS server listens on (useful with port 0).
+func (s *Switch) DNSAddr() string { return s.udp.PacketConn.LocalAddr().String() }
+
+// AdminAddr is the admin API's address.
+func (s *Switch) AdminAddr() string { return s.ln.Addr().String() }
+
+func (s *Switch) check(ctx context.Context, r SwitchRegion) {
+	t := time.NewTicker(s.cfg.CheckInterval)
+	defer t.Stop()
+	for {
+		err := s.probe(ctx, r.ReadyURL)
+		if ctx.Err() != nil {
+			return
+		}
+		s.record(r.Name, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Switch) probe(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// record applies one check's result with hysteresis: Fall failures in a
+// row take a region down; passing every check for Rise brings it back. The
+// first check decides at once.
+func (s *Switch) record(name string, err error) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.health[name]
+	h.LastCheck = now
+	first := !h.checked
+	h.checked = true
+	if err != nil {
+		h.LastError = err.Error()
+		h.Fails++
+		h.OKSince = time.Time{}
+		if h.Healthy && (h.Fails >= s.cfg.Fall || first) {
+			h.Healthy, h.Since = false, now
+			s.transition(name, "down", h.LastError)
+		}
+		return
+	}
+	h.LastError, h.Fails = "", 0
+	if h.OKSince.IsZero() {
+		h.OKSince = now
+	}
+	if !h.Healthy && now.Sub(h.OKSince) >= s.cfg.Rise {
+		h.Healthy, h.Since = true, now
+		s.transition(name, "up", fmt.Sprintf("ready for %s", now.Sub(h.OKSince).Round(time.Millisecond)))
+	}
+}
+
+// transition logs and keeps a change; s.mu is held.
+func (s *Switch) transition(region, what, detail string) {
+	tr := Transition{Time: s.cfg.Now().UTC(), Region: region, What: what, Detail: detail}
+	s.transitions = append(s.transitions, tr)
+	if len(s.transitions) > 200 {
+		s.transitions = slices.Clone(s.transitions[len(s.transitions)-200:])
+	}
+	s.log.Info("switch "+what, "region", region, "detail", detail)
+}
+
+// homeOf returns the region whose clients come from src, or "" for none.
+func (s *Switch) homeOf(src netip.Addr) string {
+	src = src.Unmap()
+	for _, r := range s.cfg.Regions {
+		if r.Home.IsValid() && r.Home.Contains(src) {
+			return r.Name
+		}
+	}
+	return ""
+}
+
+// order is the list of regions tried for clients of home, home first.
+func (s *Switch) order(home string) []string {
+	if home == "" {
+		home = s.cfg.Regions[0].Name
+	}
+	out := []string{home}
+	out = append(out, s.cfg.Prefer[home]...)
+	for _, r := range s.cfg.Regions {
+		if !slices.Contains(out, r.Name) {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
+
+// Choose returns the region answered to clients of home ("" for clients
+// of no region) and why. s.mu must not be held.
+func (s *Switch) Choose(home string) (region, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.choose(home)
+}
+
+func (s *Switch) choose(home string) (string, string) {
+	if to, ok := s.overrides[home]; ok && home != "" {
+		return to, "override"
+	}
+	order := s.order(home)
+	for i, n := range order {
+		if s.health[n].Healthy && !s.drained[n] {
+			if i == 0 {
+				return n, "home"
+			}
+			return n, "failover"
+		}
+	}
+	// Nothing healthy: fail open to the first region not drained, so that
+	// a broken health check cannot take the whole service off the air.
+	for _, n := range order {
+		if !s.drained[n] {
+			return n, "no healthy region: fail open"
+		}
+	}
+	return order[0], "every region drained: fail open"
+}
+
+func (s *Switch) addrOf(name string) netip.Addr {
+	for _, r := range s.cfg.Regions {
+		if r.Name == name {
+			return r.Addr
+		}
+	}
+	return netip.Addr{}
+}
+
+// serveDNS answers the zone: its apex resolves by the client's home
+// region, <region>.<zone> to that region directly; SOA and NS describe the
+// zone; other names are NXDOMAIN.
+func (s *Switch) serveDNS(w dns.ResponseWriter, q *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(q)
+	m.Authoritative = true
+	if len(q.Question) != 1 {
+		m.SetRcode(q, dns.RcodeFormatError)
+		_ = w.WriteMsg(m)
+		return
+	}
+	qs := q.Question[0]
+	name := strings.ToLower(qs.Name)
+	ttl := uint32(max(1, s.cfg.TTL.Round(time.Second)/time.Second))
+	var addr netip.Addr
+	switch {
+	case name == s.zone:
+		var src netip.Addr
+		if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
+			src = ap.Addr()
+		}
+		region, _ := s.Choose(s.homeOf(src))
+		addr = s.addrOf(region)
+	case strings.HasSuffix(name, "."+s.zone):
+		addr = s.addrOf(strings.TrimSuffix(name, "."+s.zone))
+		if !addr.IsValid() {
+			m.SetRcode(q, dns.RcodeNameError)
+			m.Ns = []dns.RR{s.soa()}
+			_ = w.WriteMsg(m)
+			return
+		}
+	}
+	switch {
+	case qs.Qtype == dns.TypeA || qs.Qtype == dns.TypeANY:
+		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: qs.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: addr.AsSlice()}}
+	case qs.Qtype == dns.TypeSOA && name == s.zone:
+		m.Answer = []dns.RR{s.soa()}
+	case qs.Qtype == dns.TypeNS && name == s.zone:
+		m.Answer = []dns.RR{&dns.NS{Hdr: dns.RR_Header{Name: s.zone, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 3600}, Ns: "ns." + s.zone}}
+	default:
+		m.Ns = []dns.RR{s.soa()} // no data of that type
+	}
+	_ = w.WriteMsg(m)
+}
+
+func (s *Switch) soa() dns.RR {
+	return &dns.SOA{Hdr: dns.RR_Header{Name: s.zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 60},
+		Ns: "ns." + s.zone, Mbox: "hostmaster." + s.zone, Serial: 1, Refresh: 60, Retry: 10, Expire: 600,
+		Minttl: uint32(max(1, s.cfg.TTL/time.Second))}
+}
+
+// SwitchState is what the admin API serves and `make status` prints.
+type SwitchState struct {
+	Zone        string                 `json:"zone"`
+	TTLSeconds  float64                `json:"ttl_seconds"`
+	Regions     []SwitchRegionState    `json:"regions"`
+	Answers     []SwitchAnswer         `json:"answers"`
+	Overrides   map[string]string      `json:"overrides"`
+	Transitions []Transition           `json:"transitions"`
+	Config      map[string]interface{} `json:"config"`
+}
+
+// SwitchRegionState is one region as the switch sees it.
+type SwitchRegionState struct {
+	Name    string `json:"name"`
+	Addr    string `json:"addr"`
+	Drained bool   `json:"drained"`
+	regionHealth
+}
+
+// SwitchAnswer is what clients of one home region are answered now.
+type SwitchAnswer struct {
+	Clients string `json:"clients"` // home region of the clients
+	Region  string `json:"region"`
+	Addr    string `json:"addr"`
+	Why     string `json:"why"` // home, failover, override, fail open
+}
+
+// State returns the switch's view now.
+func (s *Switch) State() SwitchState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := SwitchState{Zone: s.zone, TTLSeconds: s.cfg.TTL.Seconds(), Overrides: map[string]string{},
+		Transitions: slices.Clone(s.transitions),
+		Config: map[string]interface{}{"check_interval": s.cfg.CheckInterval.String(), "check_timeout": s.cfg.CheckTimeout.String(),
+			"fall": s.cfg.Fall, "rise": s.cfg.Rise.String(), "prefer": s.cfg.Prefer}}
+	for k, v := range s.overrides {
+		st.Overrides[k] = v
+	}
+	for _, r := range s.cfg.Regions {
+		st.Regions = append(st.Regions, SwitchRegionState{Name: r.Name, Addr: r.Addr.String(), Drained: s.drained[r.Name], regionHealth: *s.health[r.Name]})
+		to, why := s.choose(r.Name)
+		st.Answers = append(st.Answers, SwitchAnswer{Clients: r.Name, Region: to, Addr: s.addrOf(to).String(), Why: why})
+	}
+	return st
+}
+
+// Drain stops answering region to anybody (or starts again), whatever its
+// health.
+func (s *Switch) Drain(region string, drain bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.health[region]; !ok {
+		return fmt.Errorf("no region %q behind the switch", region)
+	}
+	if s.drained[region] == drain {
+		return nil
+	}
+	if drain {
+		s.drained[region] = true
+		s.transition(region, "drained", "by the operator")
+	} else {
+		delete(s.drained, region)
+		s.transition(region, "undrained", "by the operator")
+	}
+	return s.saveState()
+}
+
+// Override answers clients of home with region to, whatever the health of
+// either; to == "" clears it.
+func (s *Switch) Override(home, to string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.health[home]; !ok {
+		return fmt.Errorf("no region %q behind the switch", home)
+	}
+	if to == "" {
+		if _, ok := s.overrides[home]; !ok {
+			return nil
+		}
+		delete(s.overrides, home)
+		s.transition(home, "override cleared", "by the operator")
+		return s.saveState()
+	}
+	if _, ok := s.health[to]; !ok {
+		return fmt.Errorf("no region %q behind the switch", to)
+	}
+	s.overrides[home] = to
+	s.transition(home, "override", "clients of "+home+" sent to "+to+" by the operator")
+	return s.saveState()
+}
+
+type switchFile struct {
+	Drained   []string          `json:"drained"`
+	Overrides map[string]string `json:"overrides"`
+}
+
+func (s *Switch) loadState() error {
+	if s.cfg.StateFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(s.cfg.StateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var f switchFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return fmt.Errorf("switch state %s: %w", s.cfg.StateFile, err)
+	}
+	for _, n := range f.Drained {
+		if _, ok := s.health[n]; ok {
+			s.drained[n] = true
+		}
+	}
+	for k, v := range f.Overrides {
+		if s.health[k] != nil && s.health[v] != nil {
+			s.overrides[k] = v
+		}
+	}
+	return nil
+}
+
+// saveState writes drains and overrides atomically; s.mu is held.
+func (s *Switch) saveState() error {
+	if s.cfg.StateFile == "" {
+		return nil
+	}
+	f := switchFile{Overrides: s.overrides}
+	for n := range s.drained {
+		f.Drained = append(f.Drained, n)
+	}
+	slices.Sort(f.Drained)
+	data, _ := json.MarshalIndent(f, "", "  ")
+	tmp := s.cfg.StateFile + ".tmp"
+	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.cfg.StateFile)
+}
+
+// adminRoutes: GET /v1/state; PUT|DELETE /v1/drain/{region};
+// PUT|DELETE /v1/override/{clients}?to=REGION. Changes need an API key.
+func (s *Switch) adminRoutes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/state", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.State()) })
+	change := func(fn func(r *http.Request) error) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !s.authorised(r) {
+				writeProblem(w, http.StatusUnauthorized, "no or bad API key (X-Api-Key)")
+				return
+			}
+			if err := fn(r); err != nil {
+				writeProblem(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			writeJSON(w, http.StatusOK, s.State())
+		}
+	}
+	mux.HandleFunc("PUT /v1/drain/{region}", change(func(r *http.Request) error { return s.Drain(r.PathValue("region"), true) }))
+	mux.HandleFunc("DELETE /v1/drain/{region}", change(func(r *http.Request) error { return s.Drain(r.PathValue("region"), false) }))
+	mux.HandleFunc("PUT /v1/override/{clients}", change(func(r *http.Request) error {
+		to := r.URL.Query().Get("to")
+		if to == "" {
+			return errors.New("give the region to send them to: ?to=REGION")
+		}
+		return s.Override(r.PathValue("clients"), to)
+	}))
+	mux.HandleFunc("DELETE /v1/override/{clients}", change(func(r *http.Request) error { return s.Override(r.PathValue("clients"), "") }))
+	return mux
+}
+
+func (s *Switch) authorised(r *http.Request) bool {
+	key := r.Header.Get("X-Api-Key")
+	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && key == "" {
+		key = b
+	}
+	return s.keys.check(key) != ""
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeProblem(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail})
+}
