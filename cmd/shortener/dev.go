@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
@@ -20,9 +24,57 @@ import (
 // devRegion is one region of the dev cluster: region N binds 127.0.N.1 with
 // the same ports in every region.
 type devRegion struct {
-	Name  string
-	Digit byte
-	Host  string
+	Name  string `json:"name"`
+	Digit byte   `json:"digit"`
+	Host  string `json:"host"`
+}
+
+// devTopology is where a running dev cluster's regions and switch are; the
+// supervisor writes it to <dir>/cluster.json for region-down, region-up
+// and status.
+type devTopology struct {
+	Regions     []devRegion `json:"regions"`
+	SwitchDNS   string      `json:"switch_dns"`
+	SwitchAdmin string      `json:"switch_admin"`
+	Zone        string      `json:"zone"`
+}
+
+// topologyOn places the dev regions on network prefix net ("127.0": region
+// N on 127.0.N.1, the switch on 127.0.0.1): tests use another prefix so
+// that they never meet a cluster of make run.
+func topologyOn(net string, count int) devTopology {
+	t := devTopology{SwitchDNS: net + ".0.1:8053", SwitchAdmin: net + ".0.1:8054", Zone: devZone}
+	for i, r := range devRegions[:count] {
+		r.Host = fmt.Sprintf("%s.%d.1", net, i+1)
+		t.Regions = append(t.Regions, r)
+	}
+	return t
+}
+
+func topologyFile(dir string) string { return filepath.Join(dir, "cluster.json") }
+
+// loadTopology reads the topology of the dev cluster running on dir.
+func loadTopology(dir string) (devTopology, error) {
+	var t devTopology
+	data, err := os.ReadFile(topologyFile(dir))
+	if err != nil {
+		return t, fmt.Errorf("no dev cluster is running under %s (start one with make run)", dir)
+	}
+	if err := json.Unmarshal(data, &t); err != nil || len(t.Regions) == 0 {
+		return t, fmt.Errorf("%s is damaged: restart the cluster (make run)", topologyFile(dir))
+	}
+	return t, nil
+}
+
+func (t devTopology) region(name string) (devRegion, error) {
+	if r, ok := devRegionNamed(t.Regions, name); ok {
+		return r, nil
+	}
+	var names []string
+	for _, r := range t.Regions {
+		names = append(names, r.Name)
+	}
+	return devRegion{}, usageError{fmt.Errorf("no region %q: the dev regions are %s", name, strings.Join(names, ", "))}
 }
 
 // devRegions is the dev topology of DESIGN.md. "Region core" runs the first
@@ -34,7 +86,7 @@ var devRegions = []devRegion{
 }
 
 func devCmd() *cobra.Command {
-	var dir, fsync, durability string
+	var dir, fsync, durability, netPrefix string
 	var count int
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -44,13 +96,18 @@ func devCmd() *cobra.Command {
 			if count < 1 || count > len(devRegions) {
 				return usageError{fmt.Errorf("--regions must be 1 to %d", len(devRegions))}
 			}
-			return runDev(cmd.Context(), cmd.OutOrStdout(), devOptions{dir: dir, fsync: fsync, durability: durability}, devRegions[:count])
+			if !regexp.MustCompile(`^127\.\d{1,3}$`).MatchString(netPrefix) {
+				return usageError{fmt.Errorf("--net %q: want 127.X", netPrefix)}
+			}
+			return runDev(cmd.Context(), cmd.OutOrStdout(), devOptions{dir: dir, fsync: fsync, durability: durability}, topologyOn(netPrefix, count))
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "var/dev", "state directory of the dev cluster")
 	cmd.Flags().StringVar(&fsync, "fsync", "always", "JetStream fsync: always or interval")
 	cmd.Flags().IntVar(&count, "regions", 3, "how many regions to run (1 to 3)")
 	cmd.Flags().StringVar(&durability, "durability", "local", "durability of creates: local or replicated")
+	cmd.Flags().StringVar(&netPrefix, "net", "127.0", "network prefix: region N on PREFIX.N.1, the switch on PREFIX.0.1")
+	_ = cmd.Flags().MarkHidden("net")
 	cmd.AddCommand(devDownCmd(), devUpCmd())
 	return cmd
 }
@@ -74,6 +131,7 @@ type supervisor struct {
 	o       devOptions
 	self    string
 	key     string
+	topo    devTopology
 	regions []devRegion
 	out     io.Writer
 
@@ -82,7 +140,8 @@ type supervisor struct {
 	killed   map[*child]bool   // killed on purpose by `dev down`
 }
 
-func runDev(ctx context.Context, out io.Writer, o devOptions, regions []devRegion) error {
+func runDev(ctx context.Context, out io.Writer, o devOptions, topo devTopology) error {
+	regions := topo.Regions
 	dir := o.dir
 	key, err := apiKey(filepath.Join(dir, "api-key"), true)
 	if err != nil {
@@ -92,7 +151,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions, regions []devRegio
 	if err != nil {
 		return err
 	}
-	sv := &supervisor{o: o, self: self, key: key, regions: regions, out: out,
+	sv := &supervisor{o: o, self: self, key: key, topo: topo, regions: regions, out: out,
 		children: map[string]*child{}, killed: map[*child]bool{}}
 	ctl, err := sv.listenControl()
 	if err != nil {
@@ -100,6 +159,11 @@ func runDev(ctx context.Context, out io.Writer, o devOptions, regions []devRegio
 	}
 	defer ctl.Close()
 	defer sv.stopAll()
+	data, _ := json.MarshalIndent(topo, "", "  ")
+	if err := os.WriteFile(topologyFile(dir), data, 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(topologyFile(dir))
 	for _, r := range regions {
 		if _, err := sv.start(r.Name); err != nil {
 			return err
@@ -115,7 +179,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions, regions []devRegio
 	if _, err := sv.start("switch"); err != nil {
 		return err
 	}
-	if err := waitHTTP(ctx, "http://"+devSwitchAdmin+"/v1/state", sv.child("switch").done, 10*time.Second, http.StatusOK); err != nil {
+	if err := waitHTTP(ctx, "http://"+topo.SwitchAdmin+"/v1/state", sv.child("switch").done, 10*time.Second, http.StatusOK); err != nil {
 		return fmt.Errorf("switch: %w (see %s)", err, filepath.Join(dir, "switch", "switch.log"))
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -124,11 +188,12 @@ func runDev(ctx context.Context, out io.Writer, o devOptions, regions []devRegio
 		gh := r.Host[:len(r.Host)-1] + "2"
 		fmt.Fprintf(tw, "%s\thttp://%s:8080\tnats://%s:4222\tnats://%s:4222\t%d\t%s\n", r.Name, r.Host, r.Host, gh, sv.child(r.Name).cmd.Process.Pid, filepath.Join(dir, r.Name))
 	}
-	fmt.Fprintf(tw, "switch\tadmin http://%s\tdns %s (udp, tcp)\tzone %s\t%d\t%s\n", devSwitchAdmin, devSwitchDNS, devZone, sv.child("switch").cmd.Process.Pid, filepath.Join(dir, "switch"))
+	fmt.Fprintf(tw, "switch\tadmin http://%s\tdns %s (udp, tcp)\tzone %s\t%d\t%s\n", topo.SwitchAdmin, topo.SwitchDNS, topo.Zone, sv.child("switch").cmd.Process.Pid, filepath.Join(dir, "switch"))
 	tw.Flush()
 	fmt.Fprintf(out, "\nAPI key: %s (in %s)\n", key, filepath.Join(dir, "api-key"))
 	fmt.Fprintf(out, "try:     curl -si -H \"X-Api-Key: $(cat %s)\" -d '{\"url\":\"https://example.com/\"}' http://%s:8080/api/v1/links\n", filepath.Join(dir, "api-key"), regions[0].Host)
-	fmt.Fprintf(out, "         dig @127.0.0.1 -p 8053 -b 127.0.2.10 %s   (the answer for eu-west's clients)\n", devZone)
+	dnsHost, dnsPort, _ := net.SplitHostPort(topo.SwitchDNS)
+	fmt.Fprintf(out, "         dig @%s -p %s -b %s0 %s   (what %s's clients are answered)\n", dnsHost, dnsPort, regions[len(regions)-1].Host, topo.Zone, regions[len(regions)-1].Name)
 	fmt.Fprintln(out, "         make status | make region-down REGION=us-east | make region-up REGION=us-east")
 	fmt.Fprintln(out, "Ctrl-C stops the cluster.")
 	<-ctx.Done()
@@ -156,7 +221,7 @@ func (sv *supervisor) start(name string) (*child, error) {
 	var c *child
 	var err error
 	if name == "switch" {
-		c, err = startSwitchChild(sv.self, sv.o, sv.key)
+		c, err = startSwitchChild(sv.self, sv.o, sv.key, sv.topo)
 	} else {
 		r, ok := devRegionNamed(sv.regions, name)
 		if !ok {
@@ -240,9 +305,24 @@ func devRegionNamed(regions []devRegion, name string) (devRegion, bool) {
 	return devRegion{}, false
 }
 
-func startSwitchChild(self string, o devOptions, key string) (*child, error) {
+func startSwitchChild(self string, o devOptions, key string, topo devTopology) (*child, error) {
 	sdir := filepath.Join(o.dir, "switch")
-	args := []string{"switch", "serve", "--state", filepath.Join(sdir, "state.json")}
+	args := []string{"switch", "serve", "--state", filepath.Join(sdir, "state.json"),
+		"--dns", topo.SwitchDNS, "--admin", topo.SwitchAdmin, "--zone", topo.Zone}
+	for _, r := range topo.Regions {
+		args = append(args, "--region", r.Name+"="+r.Host)
+		if p := devPrefer[r.Name]; len(p) > 0 {
+			var present []string
+			for _, n := range p {
+				if _, ok := devRegionNamed(topo.Regions, n); ok {
+					present = append(present, n)
+				}
+			}
+			if len(present) > 0 {
+				args = append(args, "--prefer", r.Name+"="+strings.Join(present, ","))
+			}
+		}
+	}
 	return startChild(self, "switch", sdir, "switch.log", args, key)
 }
 

@@ -115,13 +115,16 @@ func devDownCmd() *cobra.Command {
 		Args:  exactArgs(1, "REGION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, out, name := cmd.Context(), cmd.OutOrStdout(), args[0]
-			dead, ok := devRegionNamed(devRegions, name)
-			if !ok {
-				return usageError{fmt.Errorf("no region %q: the dev regions are us-east, eu-west, ap-south", name)}
+			topo, err := loadTopology(dir)
+			if err != nil {
+				return err
+			}
+			if _, err := topo.region(name); err != nil {
+				return err
 			}
 			// What the others would lose if this region never came back: the
 			// RPO they report just before the kill.
-			rpos := reportedRPOs(ctx, dead.Name)
+			rpos := reportedRPOs(ctx, topo, name)
 			p, err := control(ctx, dir, "/down/"+name)
 			if err != nil {
 				return err
@@ -130,7 +133,7 @@ func devDownCmd() *cobra.Command {
 			for _, r := range rpos {
 				fmt.Fprintf(out, "              RPO %s reported for %s just before: %s\n", r.region, name, r.text)
 			}
-			to, at, err := waitSwitch(ctx, name, func(answer string) bool { return answer != name }, 15*time.Second)
+			to, at, err := waitSwitch(ctx, topo.SwitchAdmin, name, func(answer string) bool { return answer != name }, 15*time.Second)
 			if err != nil {
 				fmt.Fprintf(out, "              the switch has not moved %s's clients: %v\n", name, err)
 				return nil
@@ -152,9 +155,13 @@ func devUpCmd() *cobra.Command {
 		Args:  exactArgs(1, "REGION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, out, name := cmd.Context(), cmd.OutOrStdout(), args[0]
-			r, ok := devRegionNamed(devRegions, name)
-			if !ok {
-				return usageError{fmt.Errorf("no region %q: the dev regions are us-east, eu-west, ap-south", name)}
+			topo, err := loadTopology(dir)
+			if err != nil {
+				return err
+			}
+			r, err := topo.region(name)
+			if err != nil {
+				return err
 			}
 			p, err := control(ctx, dir, "/up/"+name)
 			if err != nil {
@@ -166,7 +173,7 @@ func devUpCmd() *cobra.Command {
 				return fmt.Errorf("%s: %w (see %s)", name, err, filepath.Join(dir, name, "region.log"))
 			}
 			fmt.Fprintf(out, "%s  %s ready: caught up with the other regions (%.1f s after the start)\n", stamp(readyAt), name, readyAt.Sub(p.At).Seconds())
-			_, at, err := waitSwitch(ctx, name, func(answer string) bool { return answer == name }, 30*time.Second)
+			_, at, err := waitSwitch(ctx, topo.SwitchAdmin, name, func(answer string) bool { return answer == name }, 30*time.Second)
 			if err != nil {
 				fmt.Fprintf(out, "              the switch does not answer %s's clients with %s yet: %v (make status)\n", name, name, err)
 				return nil
@@ -184,10 +191,10 @@ type reportedRPO struct{ region, text string }
 
 // reportedRPOs asks every other dev region for the RPO bound it reports
 // for origin now.
-func reportedRPOs(ctx context.Context, origin string) []reportedRPO {
+func reportedRPOs(ctx context.Context, topo devTopology, origin string) []reportedRPO {
 	var out []reportedRPO
 	hc := &http.Client{Timeout: time.Second}
-	for _, r := range devRegions {
+	for _, r := range topo.Regions {
 		if r.Name == origin {
 			continue
 		}
@@ -212,12 +219,12 @@ func reportedRPOs(ctx context.Context, origin string) []reportedRPO {
 
 // waitSwitch polls the switch until its answer to home's clients
 // satisfies ok, and returns it and when it was seen.
-func waitSwitch(ctx context.Context, home string, ok func(string) bool, timeout time.Duration) (string, time.Time, error) {
+func waitSwitch(ctx context.Context, admin, home string, ok func(string) bool, timeout time.Duration) (string, time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	var last string
 	var lastErr error
 	for time.Now().Before(deadline) {
-		a, err := switchAnswer(ctx, devSwitchAdmin, home)
+		a, err := switchAnswer(ctx, admin, home)
 		if err == nil && ok(a) {
 			return a, time.Now(), nil
 		}
