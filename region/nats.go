@@ -118,6 +118,14 @@ func routeURLs(addrs []string) []*url.URL {
 
 // startNATS starts one embedded server and waits for its listeners.
 func startNATS(opts *server.Options, log *slog.Logger) (*server.Server, error) {
+	// Dial the gateways at once instead of after nats-server's default 1 s:
+	// a mirror's first request to its origin goes out about 150 ms after
+	// JetStream starts, and if no gateway is up yet it is lost and retried
+	// only after 30 s + 10 s (srcConsumerWaitTime and the retry backoff in
+	// server/stream.go). Measured: a restarted region's mirrors flowed again
+	// after 1.0 to 1.3 s instead of 41.5 s. Process-wide; set per start so
+	// that it holds whoever embeds the region.
+	server.SetGatewaysSolicitDelay(0)
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats server %s: %w", opts.ServerName, err)

@@ -47,6 +47,7 @@ type rawConn struct {
 	br   *bufio.Reader
 	stop func() bool // unregisters the cancellation hook
 	used bool        // a response has been read on c
+	ep   *endpoint   // where c goes
 }
 
 func (rc *rawConn) close() {
@@ -60,11 +61,6 @@ func (rc *rawConn) close() {
 
 // initRaw prepares t for the lean client; u is its parsed base URL.
 func (t *target) initRaw(u *url.URL, localAddr string) {
-	port := u.Port()
-	if port == "" {
-		port = "80"
-	}
-	t.addr = net.JoinHostPort(u.Hostname(), port)
 	if localAddr != "" {
 		t.local = &net.TCPAddr{IP: net.ParseIP(localAddr)}
 	}
@@ -83,18 +79,18 @@ func appendCode(b []byte, code string) []byte {
 	return append(b, code...)
 }
 
-// dial opens rc's connection to t; I/O on it is aborted when the worker's
-// context ends.
-func (w *worker) dial(rc *rawConn, t *target, deadline time.Time) error {
+// dial opens rc's connection to ep for t; I/O on it is aborted when the
+// worker's context ends.
+func (w *worker) dial(rc *rawConn, t *target, ep *endpoint, deadline time.Time) error {
 	d := net.Dialer{Deadline: deadline, KeepAlive: 30 * time.Second}
 	if t.local != nil {
 		d.LocalAddr = t.local
 	}
-	c, err := d.DialContext(w.ctx, "tcp", t.addr)
+	c, err := d.DialContext(w.ctx, "tcp", ep.addr)
 	if err != nil {
 		return err
 	}
-	rc.c = c
+	rc.c, rc.ep = c, ep
 	if rc.br == nil {
 		rc.br = bufio.NewReaderSize(c, rawReadBuf)
 	} else {
@@ -105,16 +101,17 @@ func (w *worker) dial(rc *rawConn, t *target, deadline time.Time) error {
 	return nil
 }
 
-// rawRoundTrip writes req on the worker's connection to target ti and reads
-// the response (see respParser.readResponse for capture).
-func (w *worker) rawRoundTrip(ti int32, t *target, req []byte, deadline time.Time, capture bool) (respHead, error) {
+// rawRoundTrip writes req on the worker's connection to target ti at ep and
+// reads the response (see respParser.readResponse for capture). A
+// connection to another endpoint (the DNS answer moved) is closed first.
+func (w *worker) rawRoundTrip(ti int32, t *target, ep *endpoint, req []byte, deadline time.Time, capture bool) (respHead, error) {
 	rc := &w.conns[ti]
 	for retried := false; ; retried = true {
-		if rc.c != nil && rc.br.Buffered() > 0 {
+		if rc.c != nil && (rc.br.Buffered() > 0 || rc.ep != ep) {
 			rc.close() // unsolicited bytes: the connection's state is unknown
 		}
 		if rc.c == nil {
-			if err := w.dial(rc, t, deadline); err != nil {
+			if err := w.dial(rc, t, ep, deadline); err != nil {
 				return respHead{}, err
 			}
 		}

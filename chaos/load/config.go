@@ -15,22 +15,44 @@ const (
 	DefaultWorkers   = 64
 	DefaultTimeout   = 5 * time.Second
 	DefaultURLPrefix = "https://example.com/load/"
+	// DefaultResolveTimeout bounds one DNS query of a DNS target.
+	DefaultResolveTimeout = time.Second
+	// DefaultRegionsInterval is how often Run polls each Config.Regions
+	// entry's GET /api/v1/regions into the history.
+	DefaultRegionsInterval = 500 * time.Millisecond
 )
 
 // maxBacklogCap bounds the default backlog so the op queue (allocated up
 // front) stays small even at very high rates.
 const maxBacklogCap = 1 << 18
 
-// Target is one region of the service under load.
+// Target is one client of the service under load: either a fixed region
+// (BaseURL names it) or, with DNS set, the clients of one home region that
+// find their region through the DNS switch.
 type Target struct {
-	// Name is the region name, e.g. "us-east"; it keys Report.Targets.
-	// Empty means BaseURL.
+	// Name is the target's name, e.g. "us-east" (for a DNS target, the
+	// home region of its clients); it keys Report.Targets and is the
+	// history's "target". Empty means BaseURL.
 	Name string
-	// BaseURL is the region's base URL, e.g. "http://127.0.1.1:8080".
+	// BaseURL is the service's base URL, e.g. "http://127.0.1.1:8080", or
+	// with DNS "http://short.test:8080": its host is then resolved through
+	// DNS and requests go to the answer's address at the URL's port, with
+	// the URL's host in the Host header.
 	BaseURL string
 	// LocalAddr is an optional source IP to bind outgoing connections to,
-	// e.g. "127.0.1.50"; "" lets the kernel choose.
+	// e.g. "127.0.1.10"; "" lets the kernel choose. With DNS it is also the
+	// source of the DNS queries, so the switch sees the client's home.
 	LocalAddr string
+	// DNS is the host:port of the DNS server that resolves BaseURL's host
+	// (UDP, TCP when the answer is truncated), e.g. "127.0.0.1:8053"; ""
+	// dials BaseURL's host as is. The first A record of the answer is used
+	// for exactly its TTL (at least MinTTL), then the name is resolved again
+	// in the background; a failed resolve keeps the last answer, is counted
+	// in TargetReport.DNS and retried every RetryResolve. When the address
+	// changes, new requests go to the new one: a worker's lean connection to
+	// the old address is closed at its next use and net/http's idle ones at
+	// once.
+	DNS string
 }
 
 // Config describes one load run. Zero fields get the documented defaults.
@@ -80,6 +102,26 @@ type Config struct {
 	// generator is not the bottleneck of a peak-throughput measurement;
 	// creates and https targets always use net/http.
 	StdHTTP bool
+	// ResolveTimeout bounds one DNS query; default DefaultResolveTimeout.
+	ResolveTimeout time.Duration
+	// Regions are the regions of the service by name and base URL. They
+	// name the region behind an address (the "region" of history records,
+	// progress and Second.Region: the region whose BaseURL has that
+	// address's host and port) and, while History is set, Run polls each
+	// one's GET /api/v1/regions every RegionsInterval and records the
+	// answer as a "regions" history record.
+	Regions []Region
+	// RegionsInterval is the polling interval of Regions; default
+	// DefaultRegionsInterval, negative disables polling.
+	RegionsInterval time.Duration
+}
+
+// Region is one region of the service.
+type Region struct {
+	// Name is the region's name, e.g. "eu-west".
+	Name string
+	// BaseURL is the region's own base URL, e.g. "http://127.0.2.1:8080".
+	BaseURL string
 }
 
 // normalize validates cfg and returns it with defaults applied.
@@ -112,6 +154,20 @@ func (cfg Config) normalize() (Config, error) {
 		b := math.Max(1024, math.Min(cfg.Rate, maxBacklogCap))
 		cfg.MaxBacklog = int(b)
 	}
+	if cfg.ResolveTimeout <= 0 {
+		cfg.ResolveTimeout = DefaultResolveTimeout
+	}
+	if cfg.RegionsInterval == 0 {
+		cfg.RegionsInterval = DefaultRegionsInterval
+	}
+	for _, rg := range cfg.Regions {
+		if rg.Name == "" {
+			return cfg, errors.New("load: a region without a name")
+		}
+		if _, err := parseBase(rg.BaseURL); err != nil {
+			return cfg, errors.New("load: region " + rg.Name + ": " + err.Error())
+		}
+	}
 	ts := make([]Target, len(cfg.Targets))
 	seen := make(map[string]bool, len(ts))
 	for i, t := range cfg.Targets {
@@ -127,6 +183,11 @@ func (cfg Config) normalize() (Config, error) {
 		}
 		if _, err := parseBase(t.BaseURL); err != nil {
 			return cfg, errors.New("load: target " + t.Name + ": " + err.Error())
+		}
+		if t.DNS != "" {
+			if _, port, err := net.SplitHostPort(t.DNS); err != nil || port == "" {
+				return cfg, errors.New("load: target " + t.Name + ": DNS is not host:port: " + t.DNS)
+			}
 		}
 		ts[i] = t
 	}

@@ -19,6 +19,19 @@
 // per target, requests are written from a reused buffer and responses parsed
 // from a reused reader, no allocations per request) so that the generator is
 // not what saturates first in a peak measurement; creates, https targets and
-// every operation under Config.StdHTTP use net/http. The package imports
-// only the standard library.
+// every operation under Config.StdHTTP use net/http.
+//
+// A target can play the clients of one region that find the service through
+// the DNS switch (Target.DNS): the name is resolved from the target's source
+// address, each answer is used for its TTL, then resolved again in the
+// background; requests follow a changed answer at once. The history records
+// every operation with the address and region that served it, every
+// resolve, and every 500 ms what each region reports at GET /api/v1/regions
+// (lag and RPO per origin); ReadHistory reads it back, Failover measures a
+// region's loss from it (RTO, failure runs, success per client region, the
+// acknowledged creates at risk, the RPO reported at the kill) and Probe
+// counts which of those creates a surviving region lacks (the measured
+// RPO). The history format is documented in read.go. The package imports
+// only the standard library and golang.org/x/net/dns/dnsmessage (the DNS
+// client); its tests use github.com/miekg/dns as the DNS server.
 package load

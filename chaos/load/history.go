@@ -9,7 +9,8 @@ import (
 )
 
 // histRec is one history line before formatting. Times are nanoseconds
-// since the run's start.
+// since the run's start. A record with raw set is another kind of record,
+// already formatted (one line with its newline).
 type histRec struct {
 	seq                   int64
 	intended, start, end  int64
@@ -18,6 +19,8 @@ type histRec struct {
 	kind                  opKind
 	ok                    bool
 	code, url, errMessage string
+	ep                    *endpoint
+	raw                   []byte
 }
 
 // historyBatch is how many records a worker buffers before handing them to
@@ -98,8 +101,14 @@ func (h *historyWriter) loop() {
 	}
 }
 
+// sendRaw hands one preformatted line to the writer.
+func (h *historyWriter) sendRaw(line []byte) { h.ch <- []histRec{{raw: line}} }
+
 func (h *historyWriter) appendLine(b []byte, r *histRec) []byte {
-	b = append(b, `{"seq":`...)
+	if r.raw != nil {
+		return append(b, r.raw...)
+	}
+	b = append(b, `{"kind":"op","seq":`...)
 	b = strconv.AppendInt(b, r.seq, 10)
 	b = append(b, `,"op":"`...)
 	b = append(b, r.kind.String()...)
@@ -121,6 +130,16 @@ func (h *historyWriter) appendLine(b []byte, r *histRec) []byte {
 	b = appendJSONString(b, r.url)
 	b = append(b, `,"err":`...)
 	b = appendJSONString(b, r.errMessage)
+	b = append(b, `,"ack":`...)
+	b = strconv.AppendBool(b, r.ok && r.kind == opCreate)
+	var addr, region string
+	if r.ep != nil {
+		addr, region = r.ep.addr, r.ep.region
+	}
+	b = append(b, `,"addr":`...)
+	b = appendJSONString(b, addr)
+	b = append(b, `,"region":`...)
+	b = appendJSONString(b, region)
 	b = append(b, "}\n"...)
 	return b
 }

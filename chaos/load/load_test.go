@@ -1149,11 +1149,15 @@ func TestLeanNoAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &runner{cfg: cfg, start: time.Now()}
-	r.targets = []*target{newTarget(cfg.Targets[0], &cfg)}
+	tg, err := r.newTarget(cfg.Targets[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.targets = []*target{tg}
 	w := &worker{r: r, ctx: ctx, done: ctx.Done(), conns: make([]rawConn, 1)}
 	defer w.conns[0].close()
 	if n := testing.AllocsPerRun(2000, func() {
-		if res := w.rawRedirect(0, r.targets[0], "abc", r.now()); !res.ok || res.err != nil {
+		if res := w.rawRedirect(0, tg, tg.cur.Load(), "abc", r.now()); !res.ok || res.err != nil {
 			t.Fatalf("%+v", res)
 		}
 	}); n != 0 {

@@ -3,6 +3,7 @@ package load
 import (
 	"bufio"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -67,6 +68,11 @@ type TargetReport struct {
 	Summary
 	// Seconds has one entry per second of the run (the last may be partial).
 	Seconds []Second
+	// Addr and Region are where the target's requests went at the end of
+	// the run (Region "" when no Config.Regions entry is at Addr).
+	Addr, Region string
+	// DNS counts the resolves of a DNS target; nil for a fixed one.
+	DNS *DNSStats `json:",omitempty"`
 }
 
 // Second summarizes the operations of one target that completed during one
@@ -80,6 +86,19 @@ type Second struct {
 	Missed int64
 	// P50, P99 and P999 are the latency quantiles of those operations.
 	P50, P99, P999 time.Duration
+	// Addr and Region are where the target's requests went at the end of
+	// the second: the address and the region behind it ("" unknown).
+	Addr, Region string
+}
+
+// SuccessRate returns OK / (Sent + Missed) of the second, 0 when nothing
+// was due.
+func (s Second) SuccessRate() float64 {
+	d := s.Sent + s.Missed
+	if d == 0 {
+		return 0
+	}
+	return float64(s.OK) / float64(d)
 }
 
 // SuccessRate returns the success rate of the whole run, as
@@ -172,4 +191,52 @@ func fmtDur(d time.Duration) string {
 		d = d.Round(10 * time.Nanosecond)
 	}
 	return d.String()
+}
+
+// WriteSeconds writes the per-second report: one row per second of the
+// run, and per target (sorted by name) its ok%, p50, p99, p999 and the
+// region (else the address) serving it at the end of that second.
+func (r *Report) WriteSeconds(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	tw := tabwriter.NewWriter(bw, 0, 4, 1, ' ', 0)
+	names := slices.Sorted(maps.Keys(r.Targets))
+	rows := 0
+	b := []byte("sec")
+	for _, n := range names {
+		rows = max(rows, len(r.Targets[n].Seconds))
+		b = append(b, '\t')
+		b = append(b, n...)
+		b = append(b, " ok%\tp50\tp99\tp999\tserved by"...)
+	}
+	b = append(b, '\n')
+	tw.Write(b)
+	for i := range rows {
+		b = strconv.AppendInt(b[:0], int64(i), 10)
+		for _, n := range names {
+			ss := r.Targets[n].Seconds
+			if i >= len(ss) {
+				b = append(b, "\t\t\t\t\t"...)
+				continue
+			}
+			s := ss[i]
+			b = append(b, '\t')
+			b = strconv.AppendFloat(b, 100*s.SuccessRate(), 'f', 2, 64)
+			for _, d := range []time.Duration{s.P50, s.P99, s.P999} {
+				b = append(b, '\t')
+				b = append(b, fmtDur(d)...)
+			}
+			b = append(b, '\t')
+			if s.Region != "" {
+				b = append(b, s.Region...)
+			} else {
+				b = append(b, s.Addr...)
+			}
+		}
+		b = append(b, '\n')
+		tw.Write(b)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return bw.Flush()
 }

@@ -3,6 +3,7 @@ package load
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,16 +29,33 @@ type target struct {
 	path         string // base path without trailing slash
 	createPath   string
 	tr           *http.Transport
+	// cur is where requests go now: fixed, or the last DNS answer.
+	cur atomic.Pointer[endpoint]
+	dns *dnsClient // nil: BaseURL's host is dialled as is
 
 	// Lean client (redirects over plain HTTP unless Config.StdHTTP).
 	raw                  bool
-	addr                 string       // host:port to dial
 	local                *net.TCPAddr // source address, nil to let the kernel choose
 	reqPrefix, reqSuffix string       // a redirect request is prefix + code + suffix
 }
 
-func newTarget(t Target, cfg *Config) *target {
+// baseHostPort returns u's host and port, the scheme's default port when
+// u names none.
+func baseHostPort(u *url.URL) hostPort {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return hostPort{host: u.Hostname(), port: port}
+}
+
+func (r *runner) newTarget(t Target) (*target, error) {
+	cfg := &r.cfg
 	u, _ := parseBase(t.BaseURL) // validated by normalize
+	hp := baseHostPort(u)
 	d := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
 	if t.LocalAddr != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(t.LocalAddr)}
@@ -59,17 +77,40 @@ func newTarget(t Target, cfg *Config) *target {
 		tr:         tr,
 		raw:        !cfg.StdHTTP && u.Scheme == "http",
 	}
+	if t.DNS != "" {
+		var err error
+		if tg.dns, err = newDNSClient(t, hp, cfg.ResolveTimeout); err != nil {
+			return nil, err
+		}
+		// Requests are sent to the resolved address; TLS still checks the
+		// name.
+		tr.TLSClientConfig = &tls.Config{ServerName: hp.host}
+	} else {
+		addr := net.JoinHostPort(hp.host, hp.port)
+		tg.cur.Store(&endpoint{addr: addr, region: r.regionOf(addr)})
+	}
 	if tg.raw {
 		tg.initRaw(u, t.LocalAddr)
 	}
-	return tg
+	return tg, nil
 }
 
-// request builds a request without parsing a URL string.
-func (t *target) request(ctx context.Context, method, path string, h http.Header, body io.ReadCloser, n int) *http.Request {
+// regionOf returns the name of the region whose base URL is at addr
+// (host:port), or "".
+func (r *runner) regionOf(addr string) string {
+	return r.regionAddrs[addr]
+}
+
+// request builds a request to ep without parsing a URL string; the Host
+// header is always the base URL's.
+func (t *target) request(ctx context.Context, ep *endpoint, method, path string, h http.Header, body io.ReadCloser, n int) *http.Request {
+	host := t.host
+	if t.dns != nil {
+		host = ep.addr
+	}
 	req := &http.Request{
 		Method:        method,
-		URL:           &url.URL{Scheme: t.scheme, Host: t.host, Path: path},
+		URL:           &url.URL{Scheme: t.scheme, Host: host, Path: path},
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
@@ -136,6 +177,9 @@ type runner struct {
 	urlPrefix  string
 	bodyPrefix []byte // {"url":"<escaped URLPrefix>
 	aggs       []*targetAgg
+	// regionAddrs maps the host:port of every Config.Regions base URL to
+	// the region's name.
+	regionAddrs map[string]string
 }
 
 func (r *runner) now() int64 { return int64(time.Since(r.start)) }
@@ -177,9 +221,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	} else {
 		r.ops = make(chan op, cfg.Workers)
 	}
+	r.regionAddrs = make(map[string]string, len(cfg.Regions))
+	for _, rg := range cfg.Regions {
+		u, _ := parseBase(rg.BaseURL) // validated by normalize
+		hp := baseHostPort(u)
+		r.regionAddrs[net.JoinHostPort(hp.host, hp.port)] = rg.Name
+	}
 	names := make([]string, len(cfg.Targets))
 	for i, t := range cfg.Targets {
-		r.targets = append(r.targets, newTarget(t, &cfg))
+		tg, err := r.newTarget(t)
+		if err != nil {
+			return nil, err
+		}
+		r.targets = append(r.targets, tg)
 		names[i] = t.Name
 		r.aggs = append(r.aggs, &targetAgg{sec: newHistogram(), run: newHistogram(), status: map[int]int64{}})
 	}
@@ -188,6 +242,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			t.tr.CloseIdleConnections()
 		}
 	}()
+	// Every DNS target is resolved before the run: a switch that does not
+	// answer at all is a configuration error, not a failover.
+	var firstDNS []dnsEvent
+	var expires []time.Time
+	for _, t := range r.targets {
+		if t.dns == nil {
+			firstDNS, expires = append(firstDNS, dnsEvent{}), append(expires, time.Time{})
+			continue
+		}
+		exp, ev := r.refresh(ctx, t)
+		if ev.err != nil {
+			return nil, fmt.Errorf("load: target %s: resolve %s at %s: %w", t.name, t.dns.name, t.dns.server, ev.err)
+		}
+		firstDNS, expires = append(firstDNS, ev), append(expires, exp)
+	}
 	for range cfg.Workers {
 		w := &worker{
 			r:       r,
@@ -210,6 +279,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.start = time.Now()
 	if cfg.History != nil {
 		r.history = newHistoryWriter(cfg.History, r.start, names)
+	}
+	// Background work (re-resolving, polling the regions) lasts until the
+	// workers are done, and ends before the history is closed.
+	bgCtx, bgCancel := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	stopBackground := func() { bgCancel(); bg.Wait() }
+	defer stopBackground()
+	for i, t := range r.targets {
+		if t.dns == nil {
+			continue
+		}
+		r.recordDNS(int32(i), firstDNS[i])
+		bg.Go(func() { r.resolveLoop(bgCtx, t, int32(i), expires[i]) })
+	}
+	if r.history != nil && cfg.RegionsInterval > 0 {
+		for _, rg := range cfg.Regions {
+			bg.Go(func() { r.pollRegion(bgCtx, rg) })
+		}
 	}
 	var wg sync.WaitGroup
 	for _, w := range r.workers {
@@ -238,6 +325,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		break
 	}
+	stopBackground()
 	rep := r.report(time.Since(r.start))
 	if r.history != nil {
 		if herr := r.history.close(); herr != nil {
@@ -355,11 +443,12 @@ func (w *worker) do(o op) {
 		return // closed loop: queued after the end, never intended
 	}
 	t := r.targets[o.target]
+	ep := t.cur.Load()
 	var res result
 	if o.kind == opRedirect && t.raw {
-		res = w.rawRedirect(o.target, t, o.code, start)
+		res = w.rawRedirect(o.target, t, ep, o.code, start)
 	} else {
-		start, res = w.stdDo(t, &o, start)
+		start, res = w.stdDo(t, ep, &o, start)
 	}
 	end := r.now()
 	if res.err != nil {
@@ -391,7 +480,7 @@ func (w *worker) do(o op) {
 		w.hist = append(w.hist, histRec{
 			seq: o.seq, intended: intended, start: start, end: end,
 			status: res.status, target: o.target, kind: o.kind, ok: res.ok,
-			code: res.code, url: res.loc, errMessage: res.emsg,
+			code: res.code, url: res.loc, errMessage: res.emsg, ep: ep,
 		})
 		if len(w.hist) >= historyBatch {
 			w.flushHistory()
@@ -402,14 +491,14 @@ func (w *worker) do(o op) {
 // rawRedirect sends a redirect with the lean client; start is the send time
 // (ns since the run's start) from which the timeout runs. Any error gives
 // status 0.
-func (w *worker) rawRedirect(ti int32, t *target, code string, start int64) result {
+func (w *worker) rawRedirect(ti int32, t *target, ep *endpoint, code string, start int64) result {
 	r := w.r
 	req := append(w.wbuf[:0], t.reqPrefix...)
 	req = appendCode(req, code)
 	req = append(req, t.reqSuffix...)
 	w.wbuf = req
 	deadline := r.start.Add(time.Duration(start) + r.cfg.Timeout)
-	h, err := w.rawRoundTrip(ti, t, req, deadline, r.history != nil)
+	h, err := w.rawRoundTrip(ti, t, ep, req, deadline, r.history != nil)
 	if err != nil {
 		return result{err: err} // no code, as with net/http
 	}
@@ -425,22 +514,22 @@ func (w *worker) rawRedirect(ti int32, t *target, code string, start int64) resu
 	return res
 }
 
-// stdDo sends an operation with net/http. In closed loop it returns the
-// actual send time in place of start.
-func (w *worker) stdDo(t *target, o *op, start int64) (int64, result) {
+// stdDo sends an operation to ep with net/http. In closed loop it returns
+// the actual send time in place of start.
+func (w *worker) stdDo(t *target, ep *endpoint, o *op, start int64) (int64, result) {
 	r := w.r
 	ctx, cancel := context.WithTimeout(w.ctx, r.cfg.Timeout)
 	defer cancel()
 	var req *http.Request
 	var longURL string
 	if o.kind == opRedirect {
-		req = t.request(ctx, http.MethodGet, t.path+"/"+o.code, w.getHdr, nil, 0)
+		req = t.request(ctx, ep, http.MethodGet, t.path+"/"+o.code, w.getHdr, nil, 0)
 	} else {
 		body := make([]byte, 0, len(r.bodyPrefix)+16)
 		body = append(body, r.bodyPrefix...)
 		body = strconv.AppendUint(body, o.suffix, 36)
 		body = append(body, '"', '}')
-		req = t.request(ctx, http.MethodPost, t.createPath, w.postHdr, io.NopCloser(bytes.NewReader(body)), len(body))
+		req = t.request(ctx, ep, http.MethodPost, t.createPath, w.postHdr, io.NopCloser(bytes.NewReader(body)), len(body))
 		if r.history != nil {
 			longURL = r.urlPrefix + strconv.FormatUint(o.suffix, 36)
 		}
@@ -628,28 +717,23 @@ func (r *runner) harvest(sec int, final bool) {
 		missed += dm[i]
 	}
 	if !final || sec == 0 || sent > 0 || missed > 0 {
-		var all *histogram
-		if r.cfg.Progress != nil {
-			all = newHistogram()
-		}
+		var line []byte
 		for i, a := range r.aggs {
-			a.seconds = append(a.seconds, Second{
+			ep := r.targets[i].cur.Load()
+			sc := Second{
 				T: sec, Sent: a.secSent, OK: a.secOK, Failed: a.secFailed, Missed: dm[i],
 				P50:  time.Duration(a.sec.quantile(0.50)),
 				P99:  time.Duration(a.sec.quantile(0.99)),
 				P999: time.Duration(a.sec.quantile(0.999)),
-			})
-			if all != nil {
-				all.merge(a.sec)
+				Addr: ep.addr, Region: ep.region,
+			}
+			a.seconds = append(a.seconds, sc)
+			if r.cfg.Progress != nil {
+				line = r.appendProgress(line, r.targets[i], &sc)
 			}
 		}
-		if all != nil {
-			pct := 0.0
-			if sent > 0 {
-				pct = 100 * float64(okN) / float64(sent)
-			}
-			fmt.Fprintf(r.cfg.Progress, "%4ds ops=%d ok=%.2f%% p99=%s missed=%d\n",
-				sec, sent, pct, fmtDur(time.Duration(all.quantile(0.99))), missed)
+		if r.cfg.Progress != nil {
+			r.cfg.Progress.Write(line)
 		}
 	}
 	for _, a := range r.aggs {
@@ -660,6 +744,25 @@ func (r *runner) harvest(sec int, final bool) {
 		a.failed += a.secFailed
 		a.secSent, a.secOK, a.secFailed = 0, 0, 0
 	}
+}
+
+// appendProgress appends the progress line of one target's second:
+//
+//	3s us-east→eu-west   127.0.2.1:8080  ops=200 ok=100.00% p50=1.2ms p99=3.1ms missed=0
+func (r *runner) appendProgress(b []byte, t *target, s *Second) []byte {
+	b = fmt.Appendf(b, "%4ds %-20s %-21s ops=%d ok=%.2f%% p50=%s p99=%s missed=%d\n",
+		s.T, servedLabel(t.name, s.Region), s.Addr, s.Sent, 100*s.SuccessRate(),
+		fmtDur(s.P50), fmtDur(s.P99), s.Missed)
+	return b
+}
+
+// servedLabel is "client→region" when the region serving the target's
+// clients is known and not its own name, else the target's name.
+func servedLabel(name, region string) string {
+	if region == "" || region == name {
+		return name
+	}
+	return name + "→" + region
 }
 
 // report builds the final report from the aggregates.
@@ -674,7 +777,16 @@ func (r *runner) report(elapsed time.Duration) *Report {
 	for i, a := range r.aggs {
 		s := Summary{Sent: a.sent, OK: a.ok, Failed: a.failed, Missed: r.missed[i].Load(), ByStatus: a.status}
 		fillSummary(&s, a.run, elapsed)
-		rep.Targets[r.targets[i].name] = &TargetReport{Summary: s, Seconds: a.seconds}
+		t := r.targets[i]
+		tr := &TargetReport{Summary: s, Seconds: a.seconds}
+		if ep := t.cur.Load(); ep != nil {
+			tr.Addr, tr.Region = ep.addr, ep.region
+		}
+		if t.dns != nil {
+			st := t.dns.stats()
+			tr.DNS = &st
+		}
+		rep.Targets[t.name] = tr
 		total.merge(a.run)
 		rep.Total.Sent += s.Sent
 		rep.Total.OK += s.OK

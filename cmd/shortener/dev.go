@@ -249,33 +249,34 @@ func (sv *supervisor) start(name string) (*child, error) {
 	return c, nil
 }
 
-// kill SIGKILLs a region's process (a crash, not a shutdown) and waits
-// until it is gone.
-func (sv *supervisor) kill(name string) (*child, error) {
+// kill SIGKILLs a region's process (a crash, not a shutdown), waits until
+// it is gone, and returns when the signal was sent.
+func (sv *supervisor) kill(name string) (*child, time.Time, error) {
 	sv.mu.Lock()
 	c := sv.children[name]
 	if c == nil || name == "switch" {
 		sv.mu.Unlock()
-		return nil, fmt.Errorf("no region %q in this dev cluster", name)
+		return nil, time.Time{}, fmt.Errorf("no region %q in this dev cluster", name)
 	}
 	select {
 	case <-c.done:
 		sv.mu.Unlock()
-		return nil, fmt.Errorf("%s is not running", name)
+		return nil, time.Time{}, fmt.Errorf("%s is not running", name)
 	default:
 	}
 	sv.killed[c] = true
 	sv.mu.Unlock()
+	at := time.Now()
 	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		return nil, err
+		return nil, at, err
 	}
 	select {
 	case <-c.done:
 	case <-time.After(10 * time.Second):
-		return nil, fmt.Errorf("%s (pid %d) still running 10 s after SIGKILL", name, c.cmd.Process.Pid)
+		return nil, at, fmt.Errorf("%s (pid %d) still running 10 s after SIGKILL", name, c.cmd.Process.Pid)
 	}
 	_ = os.Remove(filepath.Join(c.dir, "pid"))
-	return c, nil
+	return c, at, nil
 }
 
 // stopAll sends SIGTERM to every process and SIGKILL to those still

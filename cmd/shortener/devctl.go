@@ -46,12 +46,14 @@ func (sv *supervisor) listenControl() (io.Closer, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /down/{name}", func(w http.ResponseWriter, r *http.Request) {
-		c, err := sv.kill(r.PathValue("name"))
+		c, at, err := sv.kill(r.PathValue("name"))
 		if err != nil {
 			writeCtlError(w, err)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(procInfo{Name: c.name, PID: c.cmd.Process.Pid, At: time.Now()})
+		p := procInfo{Name: c.name, PID: c.cmd.Process.Pid, At: at}
+		sv.journal("down", p)
+		_ = json.NewEncoder(w).Encode(p)
 	})
 	mux.HandleFunc("POST /up/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
@@ -59,16 +61,69 @@ func (sv *supervisor) listenControl() (io.Closer, error) {
 			writeCtlError(w, fmt.Errorf("no region %q in this dev cluster", name))
 			return
 		}
+		at := time.Now()
 		c, err := sv.start(name)
 		if err != nil {
 			writeCtlError(w, err)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(procInfo{Name: c.name, PID: c.cmd.Process.Pid, Running: true, At: time.Now()})
+		p := procInfo{Name: c.name, PID: c.cmd.Process.Pid, Running: true, At: at}
+		sv.journal("up", p)
+		_ = json.NewEncoder(w).Encode(p)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return closerFunc(func() error { err := srv.Close(); _ = os.Remove(path); return err }), nil
+}
+
+// journalFile keeps every region-down and region-up of a dev cluster, with
+// times, for `shortener load analyze` and the drills.
+func journalFile(dir string) string { return filepath.Join(dir, "journal.jsonl") }
+
+// journalEntry is one line of the journal.
+type journalEntry struct {
+	Time   time.Time `json:"time"`
+	Action string    `json:"action"` // "down" (SIGKILL sent) or "up" (process started)
+	Region string    `json:"region"`
+	PID    int       `json:"pid"`
+}
+
+func (sv *supervisor) journal(action string, p procInfo) {
+	line, _ := json.Marshal(journalEntry{Time: p.At.UTC(), Action: action, Region: p.Name, PID: p.PID})
+	f, err := os.OpenFile(journalFile(sv.o.dir), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		fmt.Fprintf(sv.out, "journal: %v\n", err)
+		return
+	}
+	defer f.Close()
+	_, _ = f.Write(append(line, '\n'))
+}
+
+// lastOutage returns the last region-down of region in the journal and the
+// region-up after it (zero if none yet).
+func lastOutage(dir, region string) (down, up time.Time, err error) {
+	data, err := os.ReadFile(journalFile(dir))
+	if err != nil {
+		return down, up, fmt.Errorf("no journal of region-down/up in %s: give --killed-at", dir)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var e journalEntry
+		if json.Unmarshal([]byte(line), &e) != nil || e.Region != region {
+			continue
+		}
+		switch e.Action {
+		case "down":
+			down, up = e.Time, time.Time{}
+		case "up":
+			if !down.IsZero() {
+				up = e.Time
+			}
+		}
+	}
+	if down.IsZero() {
+		return down, up, fmt.Errorf("the journal %s has no region-down of %s: give --killed-at", journalFile(dir), region)
+	}
+	return down, up, nil
 }
 
 type closerFunc func() error
@@ -129,7 +184,7 @@ func devDownCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "%s  %s killed with SIGKILL (pid %d)\n", stamp(p.At), name, p.PID)
+			fmt.Fprintf(out, "%s  %s killed with SIGKILL (pid %d) at %s\n", stamp(p.At), name, p.PID, p.At.UTC().Format(time.RFC3339Nano))
 			for _, r := range rpos {
 				fmt.Fprintf(out, "              RPO %s reported for %s just before: %s\n", r.region, name, r.text)
 			}
