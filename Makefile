@@ -6,7 +6,7 @@ FUZZTIME ?= 15s
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help build run status region-down region-up region-drain region-undrain test test-race test-regions fuzz bench clean
+.PHONY: help build run status region-down region-up region-drain region-undrain audit test test-race test-regions fuzz bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +19,9 @@ run: build ## run the dev cluster: us-east, eu-west, ap-south on 127.0.N.1:8080,
 
 status: build ## the switch's answers, and every region's view of every other: lag, mirror state, RPO bound, alias register
 	@./$(BIN) status
+
+audit: build ## verify the running dev cluster: every mirror against its origin (range digests), every projection against a replay of the log
+	@./$(BIN) audit verify
 
 region-down: build ## SIGKILL a region of the running cluster (a crash): make region-down REGION=us-east
 	@test -n "$(REGION)" || { echo "make region-down: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }

@@ -81,6 +81,7 @@ func (r *Region) routes() *echo.Echo {
 	api.PATCH("/links/:code", r.patchLink)
 	api.DELETE("/links/:code", r.deleteLink)
 	api.GET("/projection", r.projectionInfo)
+	api.GET("/projection/digests", r.projectionDigests) // audit: digests, checkpoints and bucket rows from one snapshot (region/audit.go)
 
 	e.GET("/:code", r.redirect)
 	e.HEAD("/:code", r.redirect)

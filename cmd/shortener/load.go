@@ -204,8 +204,8 @@ throughput). "shortener load analyze" measures a failover from a history.`,
 func loadAnalyzeCmd() *cobra.Command {
 	var (
 		historyFile, region, killedAt, upAt, probe, jsonFile, devDir string
-		maxRTO                                               time.Duration
-		minSuccess                                           float64
+		maxRTO                                                       time.Duration
+		minSuccess                                                   float64
 	)
 	cmd := &cobra.Command{
 		Use:   "analyze",

@@ -36,7 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(regionCmd(), devCmd(), statusCmd(), loadCmd(), benchCmd(), baselineCmd(), switchCmd())
+	root.AddCommand(regionCmd(), devCmd(), statusCmd(), loadCmd(), benchCmd(), baselineCmd(), switchCmd(), auditCmd())
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

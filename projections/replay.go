@@ -1,0 +1,316 @@
+package projections
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+
+	"shortener/events"
+)
+
+// ReplayOptions configures a Replay.
+type ReplayOptions struct {
+	// Until, when set, leaves out every event with a producer time after
+	// it: the store then holds the state of every link at that moment.
+	Until  time.Time
+	Logger *slog.Logger
+}
+
+// ReplayStats counts what a replay did.
+type ReplayStats struct {
+	Records    uint64 `json:"records"`     // records applied (every stream, heartbeats included)
+	Events     uint64 `json:"events"`      // distinct link events folded
+	Duplicates uint64 `json:"duplicates"`  // link events already folded from another record
+	Heartbeats uint64 `json:"heartbeats"`  //
+	Invalid    uint64 `json:"invalid"`     // records that are not valid events (skipped, as a projection does)
+	Later      uint64 `json:"after_until"` // link events left out by Until
+	Refolds    uint64 `json:"refolds"`     // events that arrived before events already folded
+}
+
+// Replay rebuilds a projection from the event log into a fresh store, the
+// way an auditor trusts: nothing of a live store is read. It folds exactly
+// as Store.Apply does (same decoding, same skipping of invalid records,
+// same dedupe by event key, same fold), so a replay of the records a live
+// store applied has the live store's Digest; it is only faster: it folds
+// in memory, writes the log's events without reading them back, decodes
+// on every core, and writes no WAL (a replay that crashes is simply run
+// again).
+//
+// Apply must be given each stream's records in sequence order, from 1;
+// streams may interleave in any way. Finish writes the link rows and
+// returns the store.
+type Replay struct {
+	dir   string
+	db    *pebble.DB
+	batch *pebble.Batch
+	opts  ReplayOptions
+
+	links map[string]*events.Link
+	cps   map[string]uint64
+	beats map[string]time.Time
+	stats ReplayStats
+
+	decoded []decodedRecord // reused between batches
+}
+
+type decodedRecord struct {
+	e   events.Envelope
+	err error
+}
+
+// replayBatchBytes is the size at which a replay commits its batch of
+// event rows.
+const replayBatchBytes = 32 << 20
+
+// NewReplay creates a fresh store in dir for a replay. dir must not exist
+// or be empty: a replay never folds into an existing store.
+func NewReplay(dir string, opts ReplayOptions) (*Replay, error) {
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+		return nil, fmt.Errorf("replay into %s: the directory is not empty", dir)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	// Write once, read once: no WAL, no compression, no compactions while
+	// writing (the store is reopened with the defaults by Finish).
+	popts := &pebble.Options{
+		Logger:                      pebbleLogger{opts.Logger},
+		DisableWAL:                  true,
+		MemTableSize:                64 << 20,
+		MemTableStopWritesThreshold: 4,
+		L0StopWritesThreshold:       1 << 20,
+		DisableAutomaticCompactions: true,
+		ErrorIfExists:               true,
+	}
+	popts.Levels = make([]pebble.LevelOptions, 7)
+	for i := range popts.Levels {
+		popts.Levels[i].Compression = pebble.NoCompression
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("open replay store %s: %w", dir, err)
+	}
+	return &Replay{dir: dir, db: db, batch: db.NewBatch(), opts: opts,
+		links: map[string]*events.Link{}, cps: map[string]uint64{}, beats: map[string]time.Time{}}, nil
+}
+
+// Stats returns what the replay has done so far.
+func (r *Replay) Stats() ReplayStats { return r.stats }
+
+// Checkpoints returns the last sequence applied of every stream.
+func (r *Replay) Checkpoints() map[string]uint64 {
+	out := make(map[string]uint64, len(r.cps))
+	for k, v := range r.cps {
+		out[k] = v
+	}
+	return out
+}
+
+// Apply folds records in. A record at or below its stream's last applied
+// sequence is skipped; one beyond the next is a *GapError and nothing of
+// recs is applied.
+func (r *Replay) Apply(recs []events.Record) error {
+	next := map[string]uint64{}
+	for _, rec := range recs {
+		want, ok := next[rec.Stream]
+		if !ok {
+			want = r.cps[rec.Stream] + 1
+		}
+		if rec.Seq >= want && rec.Seq != want {
+			return &GapError{Stream: rec.Stream, Want: want, Got: rec.Seq}
+		}
+		next[rec.Stream] = max(want, rec.Seq+1)
+	}
+	r.decode(recs)
+	for i, rec := range recs {
+		if rec.Seq <= r.cps[rec.Stream] {
+			continue
+		}
+		r.cps[rec.Stream] = rec.Seq
+		r.stats.Records++
+		d := &r.decoded[i]
+		if d.err != nil {
+			r.stats.Invalid++
+			r.opts.Logger.Warn("replay: skipping a record that is not a valid event", "stream", rec.Stream, "seq", rec.Seq, "err", d.err)
+			continue
+		}
+		if err := r.fold(d.e, rec.Data); err != nil {
+			return err
+		}
+	}
+	if r.batch.Len() >= replayBatchBytes {
+		return r.commit()
+	}
+	return nil
+}
+
+// decode decodes recs into r.decoded, on every core for large batches.
+func (r *Replay) decode(recs []events.Record) {
+	if cap(r.decoded) < len(recs) {
+		r.decoded = make([]decodedRecord, len(recs))
+	}
+	r.decoded = r.decoded[:len(recs)]
+	workers := runtime.GOMAXPROCS(0)
+	if len(recs) < 64 || workers == 1 {
+		for i, rec := range recs {
+			r.decoded[i].e, r.decoded[i].err = events.Decode(rec.Data)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (len(recs) + workers - 1) / workers
+	for lo := 0; lo < len(recs); lo += chunk {
+		hi := min(lo+chunk, len(recs))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				r.decoded[i].e, r.decoded[i].err = events.Decode(recs[i].Data)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (r *Replay) fold(e events.Envelope, raw []byte) error {
+	if e.Type == events.TypeRegionHeartbeat {
+		r.stats.Heartbeats++
+		if e.Time.After(r.beats[e.Origin]) {
+			r.beats[e.Origin] = e.Time
+		}
+		return nil
+	}
+	if !r.opts.Until.IsZero() && e.Time.After(r.opts.Until) {
+		r.stats.Later++
+		return nil
+	}
+	l := r.links[e.Code]
+	if l == nil {
+		l = &events.Link{}
+		r.links[e.Code] = l
+	}
+	if l.After(e) {
+		// Strictly after everything folded for the code: a new event.
+		if err := r.batch.Set(eventKey(e), raw, nil); err != nil {
+			return err
+		}
+		*l = events.Apply(*l, e)
+		r.stats.Events++
+		return nil
+	}
+	// At or before the last event folded: the same event again (from
+	// another copy, or resent), or one that arrived late. The store says
+	// which; a late one re-folds the code from all its events, as
+	// Store.Apply does.
+	if err := r.commit(); err != nil {
+		return err
+	}
+	ek := eventKey(e)
+	if _, closer, err := r.db.Get(ek); err == nil {
+		closer.Close()
+		r.stats.Duplicates++
+		return nil
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("read event %s: %w", e.ID, err)
+	}
+	if err := r.db.Set(ek, raw, pebble.NoSync); err != nil {
+		return fmt.Errorf("write event %s: %w", e.ID, err)
+	}
+	evs, err := (&Store{db: r.db}).eventsOf(r.db, e.Code)
+	if err != nil {
+		return err
+	}
+	*l = events.Fold(evs)
+	r.stats.Events++
+	r.stats.Refolds++
+	return nil
+}
+
+func (r *Replay) commit() error {
+	if r.batch.Empty() {
+		return nil
+	}
+	if err := r.batch.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit replay batch: %w", err)
+	}
+	r.batch.Close()
+	r.batch = r.db.NewBatch()
+	return nil
+}
+
+// Finish writes every link row, the checkpoints and the heartbeats, flushes
+// everything to disk and returns the store, open: its Digest can be
+// compared with a live store's. The Replay must not be used afterwards.
+func (r *Replay) Finish() (*Store, error) {
+	// Encoding the rows is most of the work left: on every core.
+	codes := make([]string, 0, len(r.links))
+	links := make([]*events.Link, 0, len(r.links))
+	for code, l := range r.links {
+		if l.Events > 0 { // an update of a code never created has a row, with no Code in it
+			codes, links = append(codes, code), append(links, l)
+		}
+	}
+	rows := make([][]byte, len(links))
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(links); i += workers {
+				rows[i], _ = json.Marshal(links[i]) // plain values: cannot fail
+			}
+		}()
+	}
+	wg.Wait()
+	for i, code := range codes {
+		if err := r.batch.Set(linkKey(code), rows[i], nil); err != nil {
+			return nil, err
+		}
+		if r.batch.Len() >= replayBatchBytes {
+			if err := r.commit(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var buf [8]byte
+	for stream, seq := range r.cps {
+		binary.BigEndian.PutUint64(buf[:], seq)
+		if err := r.batch.Set([]byte(prefixCheckpoint+stream), buf[:], nil); err != nil {
+			return nil, err
+		}
+	}
+	for origin, t := range r.beats {
+		binary.BigEndian.PutUint64(buf[:], uint64(t.UnixNano()))
+		if err := r.batch.Set([]byte(prefixHeartbeat+origin), buf[:], nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.commit(); err != nil {
+		return nil, err
+	}
+	r.batch.Close()
+	r.links = nil
+	if err := r.db.Flush(); err != nil {
+		r.db.Close()
+		return nil, fmt.Errorf("flush replay store: %w", err)
+	}
+	if err := r.db.Close(); err != nil {
+		return nil, fmt.Errorf("close replay store: %w", err)
+	}
+	return Open(r.dir, Options{Logger: r.opts.Logger, CacheSize: 16})
+}
+
+// Abort closes the replay's store without finishing it.
+func (r *Replay) Abort() error {
+	r.batch.Close()
+	return r.db.Close()
+}
