@@ -37,6 +37,10 @@ type Config struct {
 	APIKeyHashes  []string      // hex SHA-256 of every accepted API key
 	RateLimit     float64       // API requests per second per key; 0 = default 200, <0 = off
 	CreateTimeout time.Duration // how long a write waits for its projection, default 5s
+	// ClaimGrace is how old a pending alias claim must be before a missing
+	// event counts as never written (region/claims.go); default
+	// CreateTimeout + 30 s.
+	ClaimGrace time.Duration
 
 	Logger *slog.Logger
 	Now    func() time.Time // injected clock; default time.Now
@@ -170,6 +174,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.CreateTimeout <= 0 {
 		c.CreateTimeout = 5 * time.Second
+	}
+	if c.ClaimGrace <= 0 {
+		c.ClaimGrace = c.CreateTimeout + 30*time.Second
 	}
 	if len(c.APIKeyHashes) == 0 {
 		return c, fmt.Errorf("at least one API key is required")

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"shortener/events"
+	"shortener/projections"
 	"shortener/replicator"
 )
 
@@ -213,6 +214,13 @@ func (r *Region) createLink(c echo.Context) error {
 			if err := r.aliases.Claim(ctx, req.Alias, claim); err != nil {
 				return err
 			}
+			// Remembered until the link is applied here: if the event is
+			// never written (a crash or a failed append right after the
+			// claim), the claim is released instead of holding the alias
+			// forever (region/claims.go).
+			if err := r.store.PutClaim(projections.PendingClaim{Alias: req.Alias, EventID: env.ID, Time: r.cfg.Now()}); err != nil {
+				return err
+			}
 		}
 		var seq uint64
 		seq, err = r.write(ctx, env, true)
@@ -231,6 +239,9 @@ func (r *Region) createLink(c echo.Context) error {
 			return err
 		}
 		break
+	}
+	if req.Alias != "" {
+		_ = r.store.DropClaim(req.Alias) // applied: nothing left to reconcile
 	}
 	l, found, err := r.store.Get(code)
 	if err != nil {

@@ -151,6 +151,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	r.goRun(bg, "alias register", r.aliases.Run)
 	r.goRun(bg, "lag monitor", r.monitor.Run)
 	r.goRun(bg, "replication", r.replication.Run)
+	r.goRun(bg, "alias claims", r.reconcileClaimsLoop)
 	r.goRun(bg, "heartbeats", func(ctx context.Context) error {
 		return replicator.Heartbeats(ctx, r.events, r.cfg.Name, time.Second, r.cfg.Now)
 	})

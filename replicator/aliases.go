@@ -107,8 +107,9 @@ func unavailable(err error) error {
 // Claim claims alias for c. It returns nil if this claim won, Conflict if the
 // alias belongs to another claim, and Unavailable (with Retry-After) when the
 // register cannot answer: no quorum in the global cluster, or no route to it.
-// A claim is never taken back, even if the event it announces is never
-// written (the claimant crashed in between): the alias then stays taken.
+// A claim whose link exists is never taken back; one whose event was never
+// written (the claimant crashed in between) is released by its claimant
+// with Release.
 func (a *Aliases) Claim(ctx context.Context, alias string, c AliasClaim) error {
 	kv := a.bucket()
 	if kv == nil {
@@ -129,6 +130,35 @@ func (a *Aliases) Claim(ctx context.Context, alias string, c AliasClaim) error {
 		return &events.Error{Kind: events.Conflict, Field: "alias", Message: "this alias is already taken"}
 	}
 	return unavailable(err)
+}
+
+// Release frees alias if, and only if, it is still held by the claim of
+// eventID: the claimant found that event was never written. It is a
+// compare-and-delete on the entry's revision, so a newer claim is never
+// touched. It returns false, nil when the alias is held by another claim or
+// free already.
+func (a *Aliases) Release(ctx context.Context, alias, eventID string) (bool, error) {
+	kv := a.bucket()
+	if kv == nil {
+		return false, errors.New("alias register not open yet")
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	e, err := kv.Get(ctx, alias)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var c AliasClaim
+	if err := json.Unmarshal(e.Value(), &c); err != nil || c.EventID != eventID {
+		return false, nil
+	}
+	if err := kv.Delete(ctx, alias, jetstream.LastRevision(e.Revision())); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Owner returns the claim that holds alias.
