@@ -6,7 +6,7 @@ FUZZTIME ?= 15s
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help build run status region-down region-up region-drain region-undrain audit test test-race test-regions fuzz bench clean
+.PHONY: help build run status region-down region-up region-drain region-undrain audit rules test-obs screenshot test test-race test-regions fuzz bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,7 +57,18 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 15s)
 	done
 
 bench: build ## redirect benchmark against a bare net/http 301, side by side, with Go's GC defaults as a variant (docs/benchmarks.md)
-	@if command -v taskset >/dev/null; then taskset -c 1 ./$(BIN) bench redirect --variant go-gc-defaults=GOGC=100 $(BENCHFLAGS); else ./$(BIN) bench redirect --variant go-gc-defaults=GOGC=100 $(BENCHFLAGS); fi
+	@if command -v taskset >/dev/null; then taskset -c 1 ./$(BIN) bench redirect --variant go-gc-defaults=GOGC=100 --variant clicks-off=--no-clicks $(BENCHFLAGS); else ./$(BIN) bench redirect --variant go-gc-defaults=GOGC=100 --variant clicks-off=--no-clicks $(BENCHFLAGS); fi
+
+rules: ## promtool check and unit tests of the Prometheus rules (deploy/prometheus)
+	cd deploy/prometheus && promtool check rules shortener.rules.yml && promtool check config prometheus.yml && promtool test rules shortener.rules.test.yml shortener.rules.slow.test.yml
+
+test-obs: ## observability: rules, runbook commands, /metrics and the status page (headless Chromium) against three regions
+	$(GO) test -count=1 ./deploy/
+	$(GO) test -count=1 -run 'TestRunbook' ./cmd/shortener/
+	$(GO) test -count=1 -tags regions -timeout 10m -run 'TestClusterObservability' ./cmd/shortener/
+
+screenshot: ## the README's picture of /status (docs/status.png), taken in headless Chromium
+	STATUS_SCREENSHOT=$(CURDIR)/docs/status.png $(GO) test -count=1 -tags regions -timeout 10m -run 'TestClusterObservability' ./cmd/shortener/
 
 clean: ## remove bin/ and var/ (all dev state)
 	rm -rf bin var

@@ -93,8 +93,27 @@ func (e Envelope) Encode() []byte {
 
 // Decode parses and validates one stored event. It returns an Invalid error
 // for anything that is not a well-formed event of a known schema, and never
-// panics.
+// panics. The form Encode writes is parsed in one pass, payload included;
+// anything else goes through encoding/json, with the same result.
 func Decode(data []byte) (Envelope, error) {
+	e, p, ok := decodeEnvelopeFast(data)
+	if !ok {
+		return decodeJSON(data)
+	}
+	if err := e.validateHead(); err != nil {
+		return Envelope{}, err
+	}
+	if e.isLink() {
+		if err := e.checkPayload(p); err != nil {
+			return Envelope{}, err
+		}
+	}
+	return e, nil
+}
+
+// decodeJSON is Decode through encoding/json alone: the reference the fast
+// path is fuzzed against.
+func decodeJSON(data []byte) (Envelope, error) {
 	var e Envelope
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&e); err != nil {
@@ -112,6 +131,15 @@ func Decode(data []byte) (Envelope, error) {
 // Validate checks the envelope and decodes its payload. It returns an
 // Invalid error naming the first field at fault.
 func (e Envelope) Validate() error {
+	if err := e.validateHead(); err != nil || !e.isLink() {
+		return err
+	}
+	_, err := e.decodePayload()
+	return err
+}
+
+// validateHead checks everything but the payload.
+func (e Envelope) validateHead() error {
 	if !validID(e.ID) {
 		return FieldError("id", "not a UUID")
 	}
@@ -131,56 +159,76 @@ func (e Envelope) Validate() error {
 		}
 		return nil
 	case TypeLinkCreated, TypeLinkUpdated, TypeLinkDeleted:
-		if err := ValidateCode(e.Code); err != nil {
-			return err
-		}
+		return ValidateCode(e.Code)
 	default:
 		return FieldError("type", fmt.Sprintf("unknown event type %q", e.Type))
 	}
-	_, err := e.decodePayload()
-	return err
 }
 
-// decodePayload returns the typed payload of a link event.
-func (e Envelope) decodePayload() (any, error) {
-	bad := func(err error) error {
-		return &Error{Kind: Invalid, Field: "payload", Message: "malformed " + string(e.Type), Err: err}
-	}
+// isLink reports whether e is a link event, whose payload is checked.
+func (e Envelope) isLink() bool {
+	return e.Type == TypeLinkCreated || e.Type == TypeLinkUpdated || e.Type == TypeLinkDeleted
+}
+
+// payload is the typed payload of a link event: the member for e.Type.
+type payload struct {
+	created LinkCreated
+	updated LinkUpdated
+}
+
+// decodePayload returns the typed payload of a link event, and the zero
+// payload for any other type.
+func (e Envelope) decodePayload() (payload, error) {
+	var p payload
 	switch e.Type {
-	case TypeLinkCreated:
-		var p LinkCreated
-		if err := json.Unmarshal(e.Payload, &p); err != nil {
-			return nil, bad(err)
-		}
-		if p.URL == "" {
-			return nil, FieldError("payload.url", "missing")
-		}
-		if !ValidRedirectStatus(p.RedirectStatus) {
-			return nil, FieldError("payload.redirect_status", "must be 301, 302, 307 or 308")
-		}
-		return p, nil
-	case TypeLinkUpdated:
-		var p LinkUpdated
-		if err := json.Unmarshal(e.Payload, &p); err != nil {
-			return nil, bad(err)
-		}
-		if p.URL != nil && *p.URL == "" {
-			return nil, FieldError("payload.url", "empty")
-		}
-		if p.RedirectStatus != nil && !ValidRedirectStatus(*p.RedirectStatus) {
-			return nil, FieldError("payload.redirect_status", "must be 301, 302, 307 or 308")
-		}
-		return p, nil
-	case TypeLinkDeleted:
-		if len(e.Payload) > 0 {
-			var p LinkDeleted
-			if err := json.Unmarshal(e.Payload, &p); err != nil {
-				return nil, bad(err)
+	case TypeLinkCreated, TypeLinkUpdated:
+		var ok bool
+		if p, ok = parsePayloadFast(e.Payload, e.Type); !ok {
+			p = payload{}
+			var err error
+			if e.Type == TypeLinkCreated {
+				err = json.Unmarshal(e.Payload, &p.created)
+			} else {
+				err = json.Unmarshal(e.Payload, &p.updated)
+			}
+			if err != nil {
+				return payload{}, &Error{Kind: Invalid, Field: "payload", Message: "malformed " + string(e.Type), Err: err}
 			}
 		}
-		return LinkDeleted{}, nil
+	case TypeLinkDeleted:
+		if len(e.Payload) > 0 {
+			if _, ok := parsePayloadFast(e.Payload, e.Type); !ok {
+				var d LinkDeleted
+				if err := json.Unmarshal(e.Payload, &d); err != nil {
+					return payload{}, &Error{Kind: Invalid, Field: "payload", Message: "malformed " + string(e.Type), Err: err}
+				}
+			}
+		}
+	default:
+		return payload{}, nil
 	}
-	return nil, nil
+	return p, e.checkPayload(p)
+}
+
+// checkPayload validates a link event's decoded payload.
+func (e Envelope) checkPayload(p payload) error {
+	switch e.Type {
+	case TypeLinkCreated:
+		if p.created.URL == "" {
+			return FieldError("payload.url", "missing")
+		}
+		if !ValidRedirectStatus(p.created.RedirectStatus) {
+			return FieldError("payload.redirect_status", "must be 301, 302, 307 or 308")
+		}
+	case TypeLinkUpdated:
+		if p.updated.URL != nil && *p.updated.URL == "" {
+			return FieldError("payload.url", "empty")
+		}
+		if p.updated.RedirectStatus != nil && !ValidRedirectStatus(*p.updated.RedirectStatus) {
+			return FieldError("payload.redirect_status", "must be 301, 302, 307 or 308")
+		}
+	}
+	return nil
 }
 
 // ValidRedirectStatus reports whether s is a redirect status a link may use.

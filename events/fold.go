@@ -91,9 +91,10 @@ func Apply(l Link, e Envelope) Link {
 	return l
 }
 
-func apply(l Link, e Envelope, payload any) Link {
-	switch p := payload.(type) {
-	case LinkCreated:
+func apply(l Link, e Envelope, pl payload) Link {
+	switch e.Type {
+	case TypeLinkCreated:
+		p := pl.created
 		if l.Exists() {
 			return l
 		}
@@ -106,7 +107,8 @@ func apply(l Link, e Envelope, payload any) Link {
 		l.CreatedAt = e.Time
 		l.UpdatedAt = e.Time
 		l.ExpiresAt = cloneTime(p.ExpiresAt)
-	case LinkUpdated:
+	case TypeLinkUpdated:
+		p := pl.updated
 		if !l.Exists() || l.Deleted {
 			return l
 		}
@@ -123,7 +125,7 @@ func apply(l Link, e Envelope, payload any) Link {
 			l.ExpiresAt = cloneTime(p.ExpiresAt)
 		}
 		l.UpdatedAt = e.Time
-	case LinkDeleted:
+	case TypeLinkDeleted:
 		if !l.Exists() || l.Deleted {
 			return l
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,7 +54,8 @@ type Replay struct {
 	batch *pebble.Batch
 	opts  ReplayOptions
 
-	links map[string]*events.Link
+	links map[string]replayLink // by code: its row as written
+	row   []byte                // scratch for encoding rows
 	cps   map[string]uint64
 	beats map[string]time.Time
 	stats ReplayStats
@@ -99,7 +101,7 @@ func NewReplay(dir string, opts ReplayOptions) (*Replay, error) {
 		return nil, fmt.Errorf("open replay store %s: %w", dir, err)
 	}
 	return &Replay{dir: dir, db: db, batch: db.NewBatch(), opts: opts,
-		links: map[string]*events.Link{}, cps: map[string]uint64{}, beats: map[string]time.Time{}}, nil
+		links: map[string]replayLink{}, cps: map[string]uint64{}, beats: map[string]time.Time{}}, nil
 }
 
 // Stats returns what the replay has done so far.
@@ -192,19 +194,17 @@ func (r *Replay) fold(e events.Envelope, raw []byte) error {
 		r.stats.Later++
 		return nil
 	}
-	l := r.links[e.Code]
-	if l == nil {
-		l = &events.Link{}
-		r.links[e.Code] = l
+	l, err := r.link(e.Code)
+	if err != nil {
+		return err
 	}
 	if l.After(e) {
 		// Strictly after everything folded for the code: a new event.
 		if err := r.batch.Set(eventKey(e), raw, nil); err != nil {
 			return err
 		}
-		*l = events.Apply(*l, e)
 		r.stats.Events++
-		return nil
+		return r.setLink(e.Code, events.Apply(l, e))
 	}
 	// At or before the last event folded: the same event again (from
 	// another copy, or resent), or one that arrived late. The store says
@@ -228,10 +228,54 @@ func (r *Replay) fold(e events.Envelope, raw []byte) error {
 	if err != nil {
 		return err
 	}
-	*l = events.Fold(evs)
 	r.stats.Events++
 	r.stats.Refolds++
-	return nil
+	return r.setLink(e.Code, events.Fold(evs))
+}
+
+// replayLink is what a replay keeps of a code between its events: the row
+// it wrote, which is also the state the next event folds into. Rows are
+// plain bytes, so a million codes cost the garbage collector little, and
+// each row is written while its link is fresh in the cache instead of all
+// at the end. link holds the state instead when it has no row (json.Marshal
+// fails on a time outside RFC 3339's years; the row is then empty, as the
+// live projection writes it).
+type replayLink struct {
+	row  []byte
+	link *events.Link
+}
+
+// link returns the state of code folded so far; the zero Link for a code
+// not seen yet.
+func (r *Replay) link(code string) (events.Link, error) {
+	s, ok := r.links[code]
+	switch {
+	case !ok:
+		return events.Link{}, nil
+	case s.link != nil:
+		return *s.link, nil
+	}
+	// A code's later event: its state from its row, as the live
+	// projection reads it back.
+	var l events.Link
+	if err := json.Unmarshal(s.row, &l); err != nil {
+		return events.Link{}, fmt.Errorf("decode link %s: %w", code, err)
+	}
+	return l, nil
+}
+
+// setLink records the new state of code and writes its row. A code's row
+// may thus be written several times; the last write is the state after
+// every event folded, which is the row Finish used to write.
+func (r *Replay) setLink(code string, l events.Link) error {
+	var err error
+	r.row, err = l.AppendJSON(r.row[:0])
+	s := replayLink{row: slices.Clone(r.row)}
+	if err != nil {
+		s = replayLink{row: []byte{}, link: &l}
+	}
+	r.links[code] = s
+	return r.batch.Set(linkKey(code), s.row, nil)
 }
 
 func (r *Replay) commit() error {
@@ -241,46 +285,19 @@ func (r *Replay) commit() error {
 	if err := r.batch.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit replay batch: %w", err)
 	}
+	// The next batch is likely as large as this one: sized for it, it
+	// does not copy itself over and over while growing (a batch committed
+	// early, before a late event is read back, sizes the next one small).
+	size := min(2*r.batch.Len(), replayBatchBytes+replayBatchBytes/8)
 	r.batch.Close()
-	r.batch = r.db.NewBatch()
+	r.batch = r.db.NewBatchWithSize(size)
 	return nil
 }
 
-// Finish writes every link row, the checkpoints and the heartbeats, flushes
-// everything to disk and returns the store, open: its Digest can be
-// compared with a live store's. The Replay must not be used afterwards.
+// Finish writes the checkpoints and the heartbeats (the link rows are
+// written as codes fold), flushes everything to disk and returns the store,
+// open: its Digest can be compared with a live store's. The Replay must not be used afterwards.
 func (r *Replay) Finish() (*Store, error) {
-	// Encoding the rows is most of the work left: on every core.
-	codes := make([]string, 0, len(r.links))
-	links := make([]*events.Link, 0, len(r.links))
-	for code, l := range r.links {
-		if l.Events > 0 { // an update of a code never created has a row, with no Code in it
-			codes, links = append(codes, code), append(links, l)
-		}
-	}
-	rows := make([][]byte, len(links))
-	workers := runtime.GOMAXPROCS(0)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(links); i += workers {
-				rows[i], _ = json.Marshal(links[i]) // plain values: cannot fail
-			}
-		}()
-	}
-	wg.Wait()
-	for i, code := range codes {
-		if err := r.batch.Set(linkKey(code), rows[i], nil); err != nil {
-			return nil, err
-		}
-		if r.batch.Len() >= replayBatchBytes {
-			if err := r.commit(); err != nil {
-				return nil, err
-			}
-		}
-	}
 	var buf [8]byte
 	for stream, seq := range r.cps {
 		binary.BigEndian.PutUint64(buf[:], seq)

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
 	"github.com/cockroachdb/pebble/vfs"
 	lru "github.com/hashicorp/golang-lru/v2"
 
@@ -26,6 +28,16 @@ const (
 	prefixEvent      = "e/" // e/<code>\x00<time ns, 8 bytes BE><event id> -> the envelope as stored
 	prefixHeartbeat  = "h/" // h/<origin> -> producer time of its last heartbeat, unix ns 8 bytes BE
 )
+
+// comparer is Pebble's default (same name, so any store opens with it),
+// with Split telling Pebble that a whole key is its own prefix: what lets
+// an iterator's SeekPrefixGE consult the Bloom filters (linkReader). The
+// filters are built from the same bytes as without it.
+var comparer = func() *pebble.Comparer {
+	c := *pebble.DefaultComparer
+	c.Split = func(key []byte) int { return len(key) }
+	return &c
+}()
 
 // Options configures a Store.
 type Options struct {
@@ -86,7 +98,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{opts.Logger}, FS: opts.FS})
+	// Bloom filters: every new event is first looked up by key (dedupe by
+	// id) and so is the row of every new code; both are misses, which
+	// without a filter read and decompress a block of every table that
+	// might hold the key. The default options but for the filter (one
+	// LevelOptions applies to every level).
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{opts.Logger}, FS: opts.FS, Comparer: comparer,
+		Levels: []pebble.LevelOptions{{FilterPolicy: bloom.FilterPolicy(10)}}})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
@@ -247,6 +265,8 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 	cps := s.Checkpoints()
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
+	rows := &linkReader{db: s.db}
+	defer rows.close()
 	touched := map[string]events.Link{}
 	beats := map[string]time.Time{}
 	var applied, skipped int
@@ -272,7 +292,7 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 			}
 			continue
 		}
-		l, err := s.fold(b, touched, e, r.Data)
+		l, err := s.fold(b, rows, touched, e, r.Data)
 		if err != nil {
 			return 0, err
 		}
@@ -283,9 +303,12 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 	if applied == 0 {
 		return 0, nil
 	}
+	var row []byte
 	for code, l := range touched {
-		v, _ := json.Marshal(l)
-		if err := b.Set(linkKey(code), v, nil); err != nil {
+		// The bytes json.Marshal writes (the digest hashes them); on an
+		// error (a time outside RFC 3339) an empty row, as ever.
+		row, _ = l.AppendJSON(row[:0])
+		if err := b.Set(linkKey(code), row, nil); err != nil { // Set copies row
 			return 0, err
 		}
 	}
@@ -327,30 +350,28 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 
 // fold stores e and returns the new state of its code, or nil when e is a
 // duplicate already stored.
-func (s *Store) fold(b *pebble.Batch, touched map[string]events.Link, e events.Envelope, raw []byte) (*events.Link, error) {
+//
+// The code's row holds the (time, id) of the last event folded into it and
+// is written in the same batch as every event row of the code, so an event
+// strictly after it (the common case, and every event of a new code) cannot
+// be stored yet: only the others are looked up by event key.
+func (s *Store) fold(b *pebble.Batch, rows *linkReader, touched map[string]events.Link, e events.Envelope, raw []byte) (*events.Link, error) {
 	ek := eventKey(e)
-	if _, closer, err := b.Get(ek); err == nil {
-		closer.Close()
-		return nil, nil // the same event, delivered again (from another stream, or resent)
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return nil, fmt.Errorf("read event %s: %w", e.ID, err)
+	l, err := link(rows, touched, e.Code)
+	if err != nil {
+		// A row that cannot be read: a duplicate is still just skipped.
+		if dup, derr := stored(b, ek, e.ID); derr != nil || dup {
+			return nil, derr
+		}
+		return nil, err
+	}
+	if !l.After(e) {
+		if dup, err := stored(b, ek, e.ID); err != nil || dup {
+			return nil, err // the same event, delivered again (from another stream, or resent)
+		}
 	}
 	if err := b.Set(ek, raw, nil); err != nil {
 		return nil, err
-	}
-	l, ok := touched[e.Code]
-	if !ok {
-		v, closer, err := b.Get(linkKey(e.Code))
-		switch {
-		case err == nil:
-			err = json.Unmarshal(v, &l)
-			closer.Close()
-			if err != nil {
-				return nil, fmt.Errorf("decode link %s: %w", e.Code, err)
-			}
-		case !errors.Is(err, pebble.ErrNotFound):
-			return nil, fmt.Errorf("read link %s: %w", e.Code, err)
-		}
 	}
 	if l.After(e) {
 		l = events.Apply(l, e)
@@ -364,6 +385,68 @@ func (s *Store) fold(b *pebble.Batch, touched map[string]events.Link, e events.E
 	}
 	l = events.Fold(evs)
 	return &l, nil
+}
+
+// link returns the state of code as folded so far: from this batch, else
+// from the store (the zero Link for a code without a row).
+func link(rows *linkReader, touched map[string]events.Link, code string) (events.Link, error) {
+	if l, ok := touched[code]; ok {
+		return l, nil
+	}
+	var l events.Link
+	v, found, err := rows.get(linkKey(code))
+	if err != nil {
+		return events.Link{}, fmt.Errorf("read link %s: %w", code, err)
+	}
+	if found {
+		if err := json.Unmarshal(v, &l); err != nil {
+			return events.Link{}, fmt.Errorf("decode link %s: %w", code, err)
+		}
+	}
+	return l, nil
+}
+
+// linkReader reads committed link rows for one Apply, through one iterator
+// that consults the tables' Bloom filters on every level: most lookups are
+// of new codes, and a point Get skips the filters of the last level, where
+// most tables are, so each miss read and decompressed blocks. Rows written
+// by the batch are in Apply's touched map, which is consulted first.
+type linkReader struct {
+	db *pebble.DB
+	it *pebble.Iterator
+}
+
+func (r *linkReader) get(key []byte) ([]byte, bool, error) {
+	if r.it == nil {
+		it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixLink), UpperBound: prefixEnd(prefixLink), UseL6Filters: true})
+		if err != nil {
+			return nil, false, err
+		}
+		r.it = it
+	}
+	if r.it.SeekPrefixGE(key) && bytes.Equal(r.it.Key(), key) {
+		return r.it.Value(), true, nil // valid until the next seek: decoded at once
+	}
+	return nil, false, r.it.Error()
+}
+
+func (r *linkReader) close() {
+	if r.it != nil {
+		r.it.Close()
+	}
+}
+
+// stored reports whether the event row ek is in the store or the batch.
+func stored(b *pebble.Batch, ek []byte, id string) (bool, error) {
+	_, closer, err := b.Get(ek)
+	if err == nil {
+		closer.Close()
+		return true, nil
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return false, fmt.Errorf("read event %s: %w", id, err)
+	}
+	return false, nil
 }
 
 type reader interface {

@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"shortener/events"
 	"shortener/replicator"
@@ -41,9 +45,27 @@ type Config struct {
 	// event counts as never written (region/claims.go); default
 	// CreateTimeout + 30 s.
 	ClaimGrace time.Duration
+	// DisableClicks turns click analytics off (region/clicks.go): no click
+	// streams, no click store, nothing recorded.
+	DisableClicks bool
+	// ClickQueue is how many clicks may wait to be recorded; beyond it a
+	// click is dropped (and counted). Default 65536.
+	ClickQueue int
 
 	Logger *slog.Logger
 	Now    func() time.Time // injected clock; default time.Now
+
+	// Telemetry (wired in cmd: the SDK and exporters live there). A nil
+	// MeterProvider records nothing; MetricsHandler serves GET /metrics
+	// (404 without one); a nil TracerProvider turns tracing off, at no
+	// cost on the request path.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
+	MetricsHandler http.Handler
+
+	// SwitchAdmin is the DNS switch's admin address (host:port), whose
+	// GET /v1/state the status page shows; "" leaves the switch out.
+	SwitchAdmin string
 }
 
 // Peer is another region of the supercluster. Its servers listen on the
@@ -174,6 +196,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.CreateTimeout <= 0 {
 		c.CreateTimeout = 5 * time.Second
+	}
+	if c.ClickQueue <= 0 {
+		c.ClickQueue = 1 << 16
 	}
 	if c.ClaimGrace <= 0 {
 		c.ClaimGrace = c.CreateTimeout + 30*time.Second

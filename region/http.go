@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -12,6 +13,10 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/time/rate"
 
 	"shortener/events"
@@ -47,7 +52,15 @@ type patchRequest struct {
 
 const actorKey = "actor"
 
-func (r *Region) routes() *echo.Echo {
+func (r *Region) routes() (*echo.Echo, error) {
+	tel, err := newTelemetry(r.cfg.Name, r.log, r.cfg.MeterProvider, r.cfg.TracerProvider)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	r.tel = tel
+	if err := r.registerGauges(r.cfg.MeterProvider); err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = echo.ExtractIPDirect() // never trust X-Forwarded-For from clients
@@ -57,11 +70,33 @@ func (r *Region) routes() *echo.Echo {
 		}
 		_ = r.writeProblem(c, err)
 	}
+	if tel.tracing {
+		// Echo routes before e.Use middleware runs; observe sets the
+		// request's Pattern to the route template, and otelhttp renames
+		// its span from it when the handler returns ("GET /:code").
+		e.Use(echo.WrapMiddleware(otelhttp.NewMiddleware("http",
+			otelhttp.WithTracerProvider(r.cfg.TracerProvider),
+			otelhttp.WithPropagators(propagation.TraceContext{}),
+			otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()), // the region records its own
+			otelhttp.WithSpanNameFormatter(func(_ string, req *http.Request) string {
+				if req.Pattern != "" {
+					return req.Pattern
+				}
+				return req.Method
+			}))))
+	}
+	e.Use(r.observe)
 	e.Use(middleware.Recover())
 
 	e.GET("/healthz", r.healthz)
 	e.GET("/readyz", r.readyz)
 	e.GET("/api/v1/regions", r.regions) // operational, no link data: no key needed
+	if r.cfg.MetricsHandler != nil {
+		e.GET("/metrics", echo.WrapHandler(r.cfg.MetricsHandler)) // Prometheus; operational, no key
+	}
+	e.GET("/status", r.statusPage)
+	e.GET("/status/data", r.statusData)
+	e.GET("/status/:asset", r.statusAsset)
 
 	api := e.Group("/api/v1", middleware.BodyLimit("64K"), r.authenticate)
 	if r.cfg.RateLimit > 0 {
@@ -79,6 +114,7 @@ func (r *Region) routes() *echo.Echo {
 	}
 	api.POST("/links", r.createLink)
 	api.GET("/links/:code", r.getLink)
+	api.GET("/links/:code/stats", r.stats) // click analytics (region/clicks.go)
 	api.PATCH("/links/:code", r.patchLink)
 	api.DELETE("/links/:code", r.deleteLink)
 	api.GET("/projection", r.projectionInfo)
@@ -86,7 +122,7 @@ func (r *Region) routes() *echo.Echo {
 
 	e.GET("/:code", r.redirect)
 	e.HEAD("/:code", r.redirect)
-	return e
+	return e, nil
 }
 
 func (r *Region) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
@@ -110,7 +146,7 @@ func (r *Region) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 // redirect is the hot path: cache, else Pebble; never the event log.
 func (r *Region) redirect(c echo.Context) error {
 	code := c.Param("code")
-	e, found, err := r.store.Lookup(code)
+	e, found, err := r.lookup(c.Request().Context(), code)
 	if err != nil {
 		return err
 	}
@@ -125,7 +161,34 @@ func (r *Region) redirect(c echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderLocation, e.URL)
 	c.Response().WriteHeader(int(e.Status))
+	if r.clicks != nil && c.Request().Method == http.MethodGet {
+		r.clicks.record(c, code, r.cfg.Now())
+	}
 	return nil
+}
+
+// lookup returns the redirect entry of code from the cache, else from
+// Pebble, counting the hit or miss (and with tracing on, a span for each).
+func (r *Region) lookup(ctx context.Context, code string) (projections.Entry, bool, error) {
+	t := r.tel
+	_, span := t.span(ctx, "cache.lookup")
+	e, hit := r.store.Cached(code)
+	if span != nil {
+		span.SetAttributes(attribute.Bool("cache.hit", hit))
+		span.End()
+	}
+	if hit {
+		t.cacheLookup.Add(ctx, 1, t.hit...)
+		return e, true, nil
+	}
+	t.cacheLookup.Add(ctx, 1, t.miss...)
+	_, span = t.span(ctx, "pebble.read")
+	e, found, err := r.store.Lookup(code)
+	if span != nil {
+		span.SetAttributes(attribute.Bool("found", found))
+	}
+	end(span, err)
+	return e, found, err
 }
 
 // decodeJSON reads a JSON object into v, refusing unknown fields, trailing
@@ -211,7 +274,10 @@ func (r *Region) createLink(c echo.Context) error {
 			// The register decides, before anything is written: one winner
 			// across every region, 409 for the rest, 503 without quorum.
 			claim := replicator.AliasClaim{Region: r.cfg.Name, EventID: env.ID, Time: env.Time}
-			if err := r.aliases.Claim(ctx, req.Alias, claim); err != nil {
+			sctx, span := r.tel.span(ctx, "alias.claim")
+			err := r.aliases.Claim(sctx, req.Alias, claim)
+			end(span, err)
+			if err != nil {
 				return err
 			}
 			// Remembered until the link is applied here: if the event is
@@ -250,6 +316,7 @@ func (r *Region) createLink(c echo.Context) error {
 	if !found {
 		return events.Errorf(events.Internal, "link %s applied but not found", code)
 	}
+	c.Set(codeKey, code)
 	resp := r.linkResponse(l)
 	c.Response().Header().Set(echo.HeaderLocation, resp.ShortURL)
 	return c.JSON(http.StatusCreated, resp)
@@ -257,11 +324,29 @@ func (r *Region) createLink(c echo.Context) error {
 
 // write appends e and waits until the local projection has applied it.
 func (r *Region) write(ctx context.Context, e events.Envelope, create bool) (uint64, error) {
-	seq, err := r.events.Append(ctx, e, create)
+	t := r.tel
+	start := time.Now()
+	pctx, span := t.span(ctx, "jetstream.publish", attribute.String("stream", r.stream), attribute.String("event.type", string(e.Type)))
+	seq, err := r.events.Append(pctx, e, create)
+	if span != nil && err == nil {
+		span.SetAttributes(attribute.Int64("stream.seq", int64(seq)))
+	}
+	end(span, err)
 	if err != nil {
+		t.publishDur.Record(ctx, time.Since(start).Seconds(), t.publishErr...)
 		return 0, err
 	}
-	if err := r.store.WaitApplied(ctx, r.stream, seq); err != nil {
+	t.publishDur.Record(ctx, time.Since(start).Seconds(), t.publishOK...)
+	start = time.Now()
+	wctx, span := t.span(ctx, "projection.wait", attribute.Int64("stream.seq", int64(seq)))
+	err = r.store.WaitApplied(wctx, r.stream, seq)
+	end(span, err)
+	if err != nil {
+		t.waitDur.Record(ctx, time.Since(start).Seconds(), t.waitErr...)
+	} else {
+		t.waitDur.Record(ctx, time.Since(start).Seconds(), t.waitOK...)
+	}
+	if err != nil {
 		return seq, &events.Error{Kind: events.Unavailable, RetryAfter: time.Second, Err: err,
 			Message: "the change is stored in the event log but not yet applied here; it will be shortly (code " + e.Code + ")"}
 	}

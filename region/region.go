@@ -40,10 +40,13 @@ type Region struct {
 	feed        *replicator.Feed
 	projector   *projections.Projector
 
+	clicks *clicks // nil with DisableClicks
+
 	http     *http.Server
 	listener net.Listener
 	opened   time.Time
 	catchup  catchUp
+	tel      *telemetry // metrics, spans, request logs (region/metrics.go)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -119,7 +122,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	streams := []string{r.stream}
 	var peers []string
 	for _, p := range r.cfg.Peers {
-		if _, err := replicator.EnsureMirror(ctx, r.js, p.Name, r.cfg.Name); err != nil {
+		if _, err := replicator.EnsureMirror(ctx, r.js, p.Name, r.cfg.Name, r.log); err != nil {
 			return err
 		}
 		streams = append(streams, replicator.MirrorName(p.Name, r.cfg.Name))
@@ -138,10 +141,19 @@ func (r *Region) Open(ctx context.Context) (err error) {
 		return err
 	}
 	r.projector = projections.NewProjector(r.store, r.feed, r.log.With("component", "projector"))
+	if !r.cfg.DisableClicks {
+		if err := r.openClicks(ctx, peers); err != nil {
+			return err
+		}
+	}
 	if r.listener, err = net.Listen("tcp", r.cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("listen on %s: %w", r.cfg.HTTPAddr, err)
 	}
-	r.http = &http.Server{Handler: r.routes(), ReadHeaderTimeout: 5 * time.Second,
+	handler, err := r.routes()
+	if err != nil {
+		return err
+	}
+	r.http = &http.Server{Handler: handler, ConnState: r.connState, ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	r.opened = r.cfg.Now()
@@ -151,7 +163,14 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	r.goRun(bg, "alias register", r.aliases.Run)
 	r.goRun(bg, "lag monitor", r.monitor.Run)
 	r.goRun(bg, "replication", r.replication.Run)
+	r.goRun(bg, "mirror source consumers", func(ctx context.Context) error {
+		return replicator.EnsureSourceConsumers(ctx, r.js, peers, r.cfg.Name, r.log)
+	})
 	r.goRun(bg, "alias claims", r.reconcileClaimsLoop)
+	if r.clicks != nil {
+		r.goRun(bg, "click recorder", r.clicks.flush)
+		r.goRun(bg, "click projector", r.clicks.project)
+	}
 	r.goRun(bg, "heartbeats", func(ctx context.Context) error {
 		return replicator.Heartbeats(ctx, r.events, r.cfg.Name, time.Second, r.cfg.Now)
 	})
@@ -223,6 +242,10 @@ func (r *Region) Close() error {
 		r.feed.Close()
 		r.feed = nil
 	}
+	if r.clicks != nil {
+		r.clicks.close()
+		r.clicks = nil
+	}
 	r.wg.Wait()
 	if r.listener != nil {
 		r.listener.Close() // already closed after Run's Shutdown; harmless
@@ -231,6 +254,7 @@ func (r *Region) Close() error {
 		r.nc.Close()
 	}
 	var err error
+	r.tel.close() // its gauges read the store
 	if r.store != nil {
 		err = r.store.Close()
 		r.store = nil

@@ -422,6 +422,7 @@ type SwitchState struct {
 type SwitchRegionState struct {
 	Name    string `json:"name"`
 	Addr    string `json:"addr"`
+	URL     string `json:"url"` // the region's HTTP base, from its ReadyURL
 	Drained bool   `json:"drained"`
 	regionHealth
 }
@@ -446,7 +447,8 @@ func (s *Switch) State() SwitchState {
 		st.Overrides[k] = v
 	}
 	for _, r := range s.cfg.Regions {
-		st.Regions = append(st.Regions, SwitchRegionState{Name: r.Name, Addr: r.Addr.String(), Drained: s.drained[r.Name], regionHealth: *s.health[r.Name]})
+		st.Regions = append(st.Regions, SwitchRegionState{Name: r.Name, Addr: r.Addr.String(), URL: strings.TrimSuffix(r.ReadyURL, "/readyz"),
+			Drained: s.drained[r.Name], regionHealth: *s.health[r.Name]})
 		to, why := s.choose(r.Name)
 		st.Answers = append(st.Answers, SwitchAnswer{Clients: r.Name, Region: to, Addr: s.addrOf(to).String(), Why: why})
 	}

@@ -58,7 +58,8 @@ both with shortener load from this process: peak throughput (closed loop,
 each request's intended send time). Baseline and region alternate, --rounds
 times each, and the report gives the median of the rounds as a ratio.
 --variant NAME=ENV[,ENV] adds a region run with extra environment (for
-instance GOGC=400 or GOMEMLIMIT=512MiB).`,
+instance GOGC=400 or GOMEMLIMIT=512MiB) or region flags (items that start
+with --, for instance --no-clicks).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return benchRedirect(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
@@ -111,10 +112,19 @@ func benchRedirect(ctx context.Context, out, progress io.Writer, o benchRedirect
 	servers := []server{{name: "bare net/http 301", url: "http://127.0.9.1:8181", args: []string{"baseline", "--addr", "127.0.9.1:8181"}}}
 	addRegion := func(name string, env []string, n int) {
 		host := fmt.Sprintf("127.0.9.%d", 10+2*n) // its global member takes the next address
-		servers = append(servers, server{name: name, env: env, url: "http://" + host + ":8080", args: []string{"region",
+		args := []string{"region",
 			"--name", "us-east", "--http", host + ":8080", "--data", filepath.Join(o.dir, fmt.Sprint(n)), "--fsync", "interval",
 			"--rate-limit", "-1", "--cache-size", fmt.Sprint(max(100000, o.links)), "--log-level", "warn",
-			"--api-key-hash", region.HashAPIKey(key)}})
+			"--api-key-hash", region.HashAPIKey(key)}
+		var vars []string
+		for _, e := range env { // a variant's "--flag" items are region flags, the rest environment
+			if strings.HasPrefix(e, "--") {
+				args = append(args, e)
+			} else {
+				vars = append(vars, e)
+			}
+		}
+		servers = append(servers, server{name: name, env: vars, url: "http://" + host + ":8080", args: args})
 	}
 	addRegion("region", nil, 0)
 	for i, v := range o.variants {

@@ -19,6 +19,7 @@ import (
 )
 
 type benchCatchupOpts struct {
+	first   int // the regions' hosts are 127.0.8.first, +2, +4
 	events  int
 	window  int
 	dir     string
@@ -31,8 +32,8 @@ func benchCatchupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "catchup",
 		Short: "Mirror catch-up after a region returns, against JetStream's own mirror catch-up",
-		Long: `Starts us-east, eu-west and ap-south as child processes (127.0.8.11, .13, .15;
-fsync always). Baseline first: a scratch stream BENCH_ORIGIN in us-east gets
+		Long: `Starts us-east, eu-west and ap-south as child processes (127.0.8.11, .13, .15
+by default, see --host; fsync always). Baseline first: a scratch stream BENCH_ORIGIN in us-east gets
 --events messages the size of a LinkCreated envelope, then a mirror
 BENCH_MIRROR of it is created in ap-south and timed until it holds them all.
 Then ap-south is SIGKILLed, --events LinkCreated envelopes are appended to
@@ -47,6 +48,9 @@ origin's last sequence.`,
 			if o.events < 1 || o.window < 1 {
 				return usageError{fmt.Errorf("--events and --window must be at least 1")}
 			}
+			if o.first < 1 || o.first > 249 {
+				return usageError{fmt.Errorf("--host must be from 1 to 249")}
+			}
 			return benchTimeout(cmd.Context(), o.timeout, func(ctx context.Context) error {
 				return benchCatchup(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 			})
@@ -58,6 +62,7 @@ origin's last sequence.`,
 	fl.StringVar(&o.dir, "dir", "var/bench-catchup", "scratch directory (wiped)")
 	fl.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
 	fl.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
+	fl.IntVar(&o.first, "host", 11, "the regions listen on 127.0.8.N, N+2 and N+4 (their global members on the next address each), so that two runs can share a machine")
 	return cmd
 }
 
@@ -86,13 +91,14 @@ type catchupResult struct {
 
 func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOpts) error {
 	loadavg := readLoadavg()
-	bc, err := newBenchCluster(o.dir, "always", benchThreeRegions(11), progress)
+	hosts := benchThreeRegions(o.first)
+	bc, err := newBenchCluster(o.dir, "always", hosts, progress)
 	if err != nil {
 		return err
 	}
 	defer bc.stop()
 	const usEast, apSouth = 0, 2
-	fmt.Fprintf(progress, "starting us-east, eu-west, ap-south on 127.0.8.11/.13/.15 (logs under %s/<region>/region.log)\n", o.dir)
+	fmt.Fprintf(progress, "starting us-east, eu-west, ap-south on %s, %s, %s (logs under %s/<region>/region.log)\n", hosts[0].Host, hosts[1].Host, hosts[2].Host, o.dir)
 	if err := bc.startAll(); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 )
 
 type benchReplayOpts struct {
+	host    string
 	events  int
 	window  int
 	rounds  int
@@ -30,7 +31,7 @@ func benchReplayCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "replay",
 		Short: "Audit replay speed against JetStream's own ordered-consumer read rate, side by side",
-		Long: `Starts one region (us-east on 127.0.6.1, fsync interval so that writing the
+		Long: `Starts one region (us-east on 127.0.6.1 by default, fsync interval so that writing the
 log is quick) as a child process, appends --events LinkCreated envelopes to
 its stream LINKS_US_EAST, waits until its projection has applied them all,
 then alternates, --rounds times: (a) the baseline, an ordered consumer
@@ -56,6 +57,7 @@ the region's live projection.`,
 	fl.StringVar(&o.dir, "dir", "var/bench-replay", "scratch directory (wiped)")
 	fl.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
 	fl.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
+	fl.StringVar(&o.host, "host", "127.0.6.1", "the region's address (its global member takes the next one), so that two runs can share a machine")
 	return cmd
 }
 
@@ -78,12 +80,12 @@ type replayBenchResult struct {
 
 func benchReplay(ctx context.Context, out, progress io.Writer, o benchReplayOpts) error {
 	loadavg := readLoadavg()
-	bc, err := newBenchCluster(o.dir, "interval", []devRegion{{Name: "us-east", Digit: '1', Host: "127.0.6.1"}}, progress)
+	bc, err := newBenchCluster(o.dir, "interval", []devRegion{{Name: "us-east", Digit: '1', Host: o.host}}, progress)
 	if err != nil {
 		return err
 	}
 	defer bc.stop()
-	fmt.Fprintf(progress, "starting us-east on 127.0.6.1 (log %s)\n", bc.logPath(0))
+	fmt.Fprintf(progress, "starting us-east on %s (log %s)\n", o.host, bc.logPath(0))
 	if err := bc.start(0); err != nil {
 		return err
 	}

@@ -227,7 +227,7 @@ func (sv *supervisor) start(name string) (*child, error) {
 		if !ok {
 			return nil, fmt.Errorf("no region %q in this dev cluster", name)
 		}
-		c, err = startRegionChild(sv.self, sv.o, sv.key, r, sv.regions)
+		c, err = startRegionChild(sv.self, sv.o, sv.key, r, sv.regions, sv.topo.SwitchAdmin)
 	}
 	if err != nil {
 		return nil, err
@@ -327,10 +327,11 @@ func startSwitchChild(self string, o devOptions, key string, topo devTopology) (
 	return startChild(self, "switch", sdir, "switch.log", args, key)
 }
 
-func startRegionChild(self string, o devOptions, key string, r devRegion, all []devRegion) (*child, error) {
+func startRegionChild(self string, o devOptions, key string, r devRegion, all []devRegion, switchAdmin string) (*child, error) {
 	rdir := filepath.Join(o.dir, r.Name)
 	args := []string{"region", "--name", r.Name, "--digit", string(r.Digit),
-		"--http", r.Host + ":8080", "--data", rdir, "--fsync", o.fsync, "--durability", o.durability}
+		"--http", r.Host + ":8080", "--data", rdir, "--fsync", o.fsync, "--durability", o.durability,
+		"--switch-admin", switchAdmin}
 	for _, p := range all {
 		if p.Name != r.Name {
 			args = append(args, "--peer", p.Name+"="+p.Host)

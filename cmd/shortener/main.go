@@ -26,17 +26,10 @@ type usageError struct{ error }
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := &cobra.Command{
-		Use:           "shortener",
-		Short:         "An event-sourced link shortener that keeps redirecting through the loss of a region",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
+	root := rootCmd()
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(regionCmd(), devCmd(), statusCmd(), loadCmd(), benchCmd(), baselineCmd(), switchCmd(), auditCmd())
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
@@ -47,6 +40,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	return 1
+}
+
+// rootCmd returns the shortener command with every subcommand (the runbook
+// test checks the runbooks' command lines against it).
+func rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "shortener",
+		Short:         "An event-sourced link shortener that keeps redirecting through the loss of a region",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(regionCmd(), devCmd(), statusCmd(), loadCmd(), benchCmd(), baselineCmd(), switchCmd(), auditCmd())
+	return root
 }
 
 // newLogger returns the JSON logger every process of shortener logs with.

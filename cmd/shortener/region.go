@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -44,6 +46,10 @@ type regionFlags struct {
 	KeyFile     string   `json:"api_key_file"`
 	LogLevel    string   `json:"log_level"`
 	MemoryLimit string   `json:"memory_limit"`
+	SwitchAdmin string   `json:"switch_admin"`
+	OTLP        string   `json:"otlp_endpoint"`
+	NoClicks    bool     `json:"no_clicks"`
+	TraceSample float64  `json:"trace_sample"`
 }
 
 func regionCmd() *cobra.Command {
@@ -75,6 +81,21 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 			cfg.Logger = log
 			if err := tuneGC(f.MemoryLimit, log); err != nil {
 				return err
+			}
+			tel, err := newTelemetry(cmd.Context(), cfg.Name, f.OTLP, f.TraceSample)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := tel.Shutdown(sctx); err != nil {
+					log.Warn("telemetry shutdown", "err", err)
+				}
+			}()
+			cfg.MeterProvider, cfg.MetricsHandler = tel.meters, tel.handler
+			if tel.tracer != nil {
+				cfg.TracerProvider = tel.tracer
 			}
 			r, err := region.New(cfg)
 			if err != nil {
@@ -108,6 +129,10 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringSliceVar(&f.KeyHashes, "api-key-hash", nil, "accepted API key, as hex SHA-256 (repeatable)")
 	fl.StringVar(&f.KeyFile, "api-key-file", "", "file holding the API key")
 	fl.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.SwitchAdmin, "switch-admin", "127.0.0.1:8054", "the DNS switch's admin address, shown on /status; empty to leave it out")
+	fl.BoolVar(&f.NoClicks, "no-clicks", false, "turn click analytics off (no click streams, nothing recorded)")
+	fl.StringVar(&f.OTLP, "otlp-endpoint", "", "send traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (default: tracing off)")
+	fl.Float64Var(&f.TraceSample, "trace-sample", 1, "share of new traces sampled when --otlp-endpoint is set, 0 to 1")
 	fl.StringVar(&f.MemoryLimit, "memory-limit", "0", "run the GC only near this heap size (GOGC=off), e.g. 1GiB; 0 keeps Go's defaults; $GOGC or $GOMEMLIMIT override")
 	return cmd
 }
@@ -173,7 +198,7 @@ func (f regionFlags) config() (region.Config, error) {
 	return region.Config{
 		Name: f.Name, Digit: f.Digit[0], Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
-		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability,
+		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort},
 	}, nil
 }

@@ -1,0 +1,253 @@
+package projections
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+
+	"shortener/events"
+)
+
+// ClickStore is the click analytics read model: counts per link, per
+// region and per day, people and bots apart, folded from every region's
+// click stream. It is its own Pebble store, apart from the links: it is not
+// critical, and nothing in it changes what a link points to.
+//
+// Keys (counts are two big-endian uint64s: people, bots):
+//
+//	k/<stream>               last applied sequence of that click stream
+//	t/<code>                 totals
+//	r/<code>\x00<region>     per region that served the clicks
+//	d/<code>\x00<YYYY-MM-DD> per UTC day
+//	o/<origin>               time of the newest batch applied from that region (unix ns)
+type ClickStore struct {
+	db  *pebble.DB
+	log *slog.Logger
+
+	mu          sync.Mutex
+	checkpoints map[string]uint64
+	newest      map[string]time.Time
+}
+
+// OpenClicks opens (or creates) the click store in dir.
+func OpenClicks(dir string, log *slog.Logger) (*ClickStore, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
+	if err != nil {
+		return nil, fmt.Errorf("open click store %s: %w", dir, err)
+	}
+	s := &ClickStore{db: db, log: log, checkpoints: map[string]uint64{}, newest: map[string]time.Time{}}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *ClickStore) load() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte("k/"), UpperBound: []byte("k0")})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		s.checkpoints[string(it.Key()[2:])] = binary.BigEndian.Uint64(it.Value())
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte("o/"), UpperBound: []byte("o0")})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		s.newest[string(it.Key()[2:])] = time.Unix(0, int64(binary.BigEndian.Uint64(it.Value()))).UTC()
+	}
+	return it.Close()
+}
+
+// Close closes the store.
+func (s *ClickStore) Close() error { return s.db.Close() }
+
+// Checkpoint returns the last applied sequence of a click stream.
+func (s *ClickStore) Checkpoint(stream string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checkpoints[stream]
+}
+
+// Newest returns, per origin region, the time of the newest click batch
+// applied: how fresh the counts are.
+func (s *ClickStore) Newest() map[string]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]time.Time, len(s.newest))
+	for k, v := range s.newest {
+		out[k] = v
+	}
+	return out
+}
+
+type pair struct{ people, bots uint64 }
+
+func (p pair) add(bot bool) pair {
+	if bot {
+		p.bots++
+	} else {
+		p.people++
+	}
+	return p
+}
+
+// ApplyClicks folds click stream records into the counts, with the
+// streams' checkpoints, in one synced batch: each record counts exactly
+// once. Records at or below a stream's checkpoint are skipped; a record
+// that is not a valid batch is skipped and logged (it counts nothing). It
+// returns the clicks counted.
+func (s *ClickStore) ApplyClicks(recs []events.Record) (int, error) {
+	s.mu.Lock()
+	cps := make(map[string]uint64, len(s.checkpoints))
+	for k, v := range s.checkpoints {
+		cps[k] = v
+	}
+	s.mu.Unlock()
+	delta := map[string]pair{}
+	newest := map[string]time.Time{}
+	counted := 0
+	for _, r := range recs {
+		if r.Seq <= cps[r.Stream] {
+			continue
+		}
+		cps[r.Stream] = r.Seq
+		b, err := events.DecodeClickBatch(r.Data)
+		if err != nil {
+			s.log.Warn("click batch skipped", "stream", r.Stream, "seq", r.Seq, "err", err)
+			continue
+		}
+		if b.Time.After(newest[b.Region]) {
+			newest[b.Region] = b.Time
+		}
+		for _, c := range b.Clicks {
+			day := time.UnixMilli(c.UnixMs).UTC().Format(time.DateOnly)
+			for _, k := range []string{"t/" + c.Code, "r/" + c.Code + "\x00" + b.Region, "d/" + c.Code + "\x00" + day} {
+				delta[k] = delta[k].add(c.Bot)
+			}
+			counted++
+		}
+	}
+	batch := s.db.NewBatch()
+	defer batch.Close()
+	var buf [16]byte
+	for k, d := range delta {
+		cur, err := s.get(k)
+		if err != nil {
+			return 0, err
+		}
+		binary.BigEndian.PutUint64(buf[:8], cur.people+d.people)
+		binary.BigEndian.PutUint64(buf[8:], cur.bots+d.bots)
+		if err := batch.Set([]byte(k), buf[:], nil); err != nil {
+			return 0, err
+		}
+	}
+	for stream, seq := range cps {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], seq)
+		if err := batch.Set([]byte("k/"+stream), b[:], nil); err != nil {
+			return 0, err
+		}
+	}
+	for origin, t := range newest {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
+		if err := batch.Set([]byte("o/"+origin), b[:], nil); err != nil {
+			return 0, err
+		}
+	}
+	if err := batch.Commit(pebble.Sync); err != nil {
+		return 0, fmt.Errorf("click store: %w", err)
+	}
+	s.mu.Lock()
+	s.checkpoints = cps
+	for o, t := range newest {
+		if t.After(s.newest[o]) {
+			s.newest[o] = t
+		}
+	}
+	s.mu.Unlock()
+	return counted, nil
+}
+
+func (s *ClickStore) get(k string) (pair, error) {
+	v, closer, err := s.db.Get([]byte(k))
+	if err == pebble.ErrNotFound {
+		return pair{}, nil
+	}
+	if err != nil {
+		return pair{}, err
+	}
+	defer closer.Close()
+	if len(v) != 16 {
+		return pair{}, fmt.Errorf("click store: bad count at %q", k)
+	}
+	return pair{binary.BigEndian.Uint64(v[:8]), binary.BigEndian.Uint64(v[8:])}, nil
+}
+
+// Counts is people and bots.
+type Counts struct {
+	People uint64 `json:"people"`
+	Bots   uint64 `json:"bots"`
+}
+
+// ClickStats is what GET /api/v1/links/{code}/stats serves.
+type ClickStats struct {
+	Code     string            `json:"code"`
+	Total    Counts            `json:"total"`
+	ByRegion map[string]Counts `json:"by_region"`
+	ByDay    []DayCounts       `json:"by_day"`
+}
+
+// DayCounts is one UTC day.
+type DayCounts struct {
+	Day string `json:"day"` // YYYY-MM-DD
+	Counts
+}
+
+// Stats returns the counts of code.
+func (s *ClickStore) Stats(code string) (ClickStats, error) {
+	st := ClickStats{Code: code, ByRegion: map[string]Counts{}, ByDay: []DayCounts{}}
+	t, err := s.get("t/" + code)
+	if err != nil {
+		return st, err
+	}
+	st.Total = Counts{t.people, t.bots}
+	scan := func(prefix string, fn func(rest string, p pair)) error {
+		lo := []byte(prefix + code + "\x00")
+		hi := []byte(prefix + code + "\x01")
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for it.First(); it.Valid(); it.Next() {
+			v := it.Value()
+			if len(v) == 16 {
+				fn(string(it.Key()[len(lo):]), pair{binary.BigEndian.Uint64(v[:8]), binary.BigEndian.Uint64(v[8:])})
+			}
+		}
+		return it.Error()
+	}
+	if err := scan("r/", func(region string, p pair) { st.ByRegion[region] = Counts{p.people, p.bots} }); err != nil {
+		return st, err
+	}
+	if err := scan("d/", func(day string, p pair) { st.ByDay = append(st.ByDay, DayCounts{day, Counts{p.people, p.bots}}) }); err != nil {
+		return st, err
+	}
+	sort.Slice(st.ByDay, func(i, j int) bool { return st.ByDay[i].Day < st.ByDay[j].Day })
+	return st, nil
+}

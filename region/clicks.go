@@ -1,0 +1,232 @@
+package region
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"shortener/events"
+	"shortener/projections"
+	"shortener/replicator"
+)
+
+// Click analytics, off the redirect path: a redirect hands its click to a
+// bounded queue without waiting (a full queue drops it and counts the drop);
+// a flusher batches the queue into the region's click stream; a click
+// projector folds every region's click stream (own and mirrored) into the
+// click store. Nothing a redirect does waits for any of it.
+
+// clickFlushEvery is the longest a click waits in the queue.
+const clickFlushEvery = 100 * time.Millisecond
+
+// rawClick is what the redirect path hands over: the header values as they
+// are (no parsing or allocation on the redirect path); the flusher
+// classifies them.
+type rawClick struct {
+	code, agent, referrer string
+	unixMs                int64
+}
+
+// clicks is one instance's click recording and counting.
+type clicks struct {
+	r        *Region
+	queue    chan rawClick
+	store    *projections.ClickStore
+	feed     *replicator.Feed
+	streams  []string
+	stall    atomic.Int64 // fault injection: each publish waits this long first (ns)
+	recorded atomic.Uint64
+	dropped  atomic.Uint64
+	counted  atomic.Uint64
+}
+
+// openClicks creates the click streams and opens the click store and its
+// feed.
+func (r *Region) openClicks(ctx context.Context, peers []string) error {
+	names, err := replicator.EnsureClickStreams(ctx, r.js, r.cfg.Name, peers)
+	if err != nil {
+		return err
+	}
+	store, err := projections.OpenClicks(filepath.Join(r.cfg.DataDir, "clicks"), r.log.With("component", "clicks"))
+	if err != nil {
+		return err
+	}
+	feed := replicator.NewFeed(r.js, "clicks-"+r.cfg.Instance)
+	if err := feed.Open(ctx, names, store.Checkpoint); err != nil {
+		store.Close()
+		return err
+	}
+	r.clicks = &clicks{r: r, queue: make(chan rawClick, r.cfg.ClickQueue), store: store, feed: feed, streams: names}
+	return nil
+}
+
+func (k *clicks) close() {
+	k.feed.Close()
+	_ = k.store.Close()
+}
+
+// record hands a served redirect's click over without waiting.
+func (k *clicks) record(c echo.Context, code string, now time.Time) {
+	h := c.Request().Header
+	select {
+	case k.queue <- rawClick{code: code, agent: h.Get("User-Agent"), referrer: h.Get("Referer"), unixMs: now.UnixMilli()}:
+	default:
+		k.dropped.Add(1)
+	}
+}
+
+// StallClicks makes every click publish wait d first (0 ends it): fault
+// injection for tests and chaos runs, standing for a slow or stuck click
+// path.
+func (r *Region) StallClicks(d time.Duration) {
+	if r.clicks != nil {
+		r.clicks.stall.Store(int64(d))
+	}
+}
+
+// ClickCounters are one instance's click counts since it started.
+type ClickCounters struct {
+	Recorded uint64 `json:"recorded"` // published to the click stream
+	Dropped  uint64 `json:"dropped"`  // could not be recorded: queue full or publish failed
+	Queued   int    `json:"queued"`
+	Counted  uint64 `json:"counted"` // folded into the click store, from every region
+}
+
+// ClickCounters returns the instance's click counts.
+func (r *Region) ClickCounters() ClickCounters {
+	if r.clicks == nil {
+		return ClickCounters{}
+	}
+	k := r.clicks
+	return ClickCounters{Recorded: k.recorded.Load(), Dropped: k.dropped.Load(), Queued: len(k.queue), Counted: k.counted.Load()}
+}
+
+// flush batches the queue into the click stream until ctx ends.
+func (k *clicks) flush(ctx context.Context) error {
+	t := time.NewTicker(clickFlushEvery)
+	defer t.Stop()
+	batch := make([]events.Click, 0, events.MaxClickBatch)
+	lastWarn := time.Time{}
+	send := func() {
+		if len(batch) == 0 {
+			return
+		}
+		now := k.r.cfg.Now().UTC()
+		cb := events.ClickBatch{ID: events.NewID(now), Region: k.r.cfg.Name, Time: now, Clicks: batch}
+		data, _ := json.Marshal(cb)
+		for start := time.Now(); ctx.Err() == nil; { // an injected stall, until lifted or over
+			if d := time.Duration(k.stall.Load()); d <= 0 || time.Since(start) >= d {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := replicator.PublishClicks(pctx, k.r.js, cb, data)
+		cancel()
+		if err != nil {
+			k.dropped.Add(uint64(len(batch)))
+			if time.Since(lastWarn) > 10*time.Second && !errors.Is(err, context.Canceled) {
+				lastWarn = time.Now()
+				k.r.log.Warn("click batch not recorded: counted as dropped", "clicks", len(batch), "err", err)
+			}
+		} else {
+			k.recorded.Add(uint64(len(batch)))
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-k.queue:
+			class, bot := events.ClassifyAgent(c.agent)
+			batch = append(batch, events.Click{Code: c.code, UnixMs: c.unixMs, Referrer: events.ReferrerHost(c.referrer), Agent: class, Bot: bot})
+			if len(batch) >= events.MaxClickBatch {
+				send()
+			}
+		case <-t.C:
+			send()
+		}
+	}
+}
+
+// project folds the click streams into the click store until ctx ends.
+func (k *clicks) project(ctx context.Context) error {
+	wait := 100 * time.Millisecond
+	for {
+		recs, err := k.feed.Next(ctx, 500)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			var n int
+			if n, err = k.store.ApplyClicks(recs); err == nil {
+				k.counted.Add(uint64(n))
+				_ = k.feed.Ack(ctx)
+				wait = 100 * time.Millisecond
+				continue
+			}
+		}
+		k.r.log.Warn("click projection: retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// StatsResponse is the answer of GET /api/v1/links/{code}/stats.
+type StatsResponse struct {
+	projections.ClickStats
+	// Freshness, per region whose clicks are counted here: the time of the
+	// newest batch of its clicks folded in, and its age now. Counts may lag
+	// by seconds; they never block a redirect.
+	Freshness map[string]Freshness `json:"freshness"`
+}
+
+// Freshness is how recent one region's counted clicks are.
+type Freshness struct {
+	NewestBatch time.Time `json:"newest_batch,omitzero"`
+	AgeSeconds  float64   `json:"age_seconds"` // -1: none counted yet
+}
+
+func (r *Region) stats(c echo.Context) error {
+	code := c.Param("code")
+	if _, err := r.current(code); err != nil && events.KindOf(err) != events.Gone {
+		return err
+	}
+	if r.clicks == nil {
+		return &events.Error{Kind: events.Unavailable, RetryAfter: 5 * time.Second, Message: "click analytics is off in this region"}
+	}
+	st, err := r.clicks.store.Stats(code)
+	if err != nil {
+		return err
+	}
+	resp := StatsResponse{ClickStats: st, Freshness: map[string]Freshness{}}
+	newest := r.clicks.store.Newest()
+	now := r.cfg.Now()
+	for _, name := range append([]string{r.cfg.Name}, regionNames(r.cfg.Peers)...) {
+		f := Freshness{AgeSeconds: -1}
+		if t, ok := newest[name]; ok {
+			f = Freshness{NewestBatch: t, AgeSeconds: max(0, now.Sub(t).Seconds())}
+		}
+		resp.Freshness[name] = f
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+func regionNames(peers []Peer) []string {
+	out := make([]string, 0, len(peers))
+	for _, p := range peers {
+		out = append(out, p.Name)
+	}
+	return out
+}

@@ -1,0 +1,334 @@
+package region_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"shortener/region/regiontest"
+)
+
+// syncBuffer is a log sink the region writes to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) lines() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(s.b.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// observedRegion starts a region with the SDK wired as cmd wires it
+// (Prometheus exporter on a registry of its own), optionally a span
+// recorder, and a JSON log at level.
+func observedRegion(t *testing.T, spans *tracetest.SpanRecorder, level slog.Level) (*regiontest.Running, *syncBuffer) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	logs := &syncBuffer{}
+	cfg := regiontest.Config("us-east", t.TempDir())
+	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))
+	cfg.MeterProvider, cfg.MetricsHandler = mp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	cfg.SwitchAdmin = ""
+	if spans != nil {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+		cfg.TracerProvider = tp
+	}
+	return regiontest.Start(t, cfg), logs
+}
+
+// scrape GETs /metrics and parses it.
+func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
+}
+
+// value returns the value of the series of family name whose labels
+// include want (a counter, gauge, or a histogram's count), and whether
+// there is one.
+func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		for k, v := range want {
+			if got[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+// bucket returns the cumulative count of the histogram series at upper
+// bound le.
+func bucket(fams map[string]*dto.MetricFamily, name string, want map[string]string, le float64) (uint64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		for k, v := range want {
+			if got[k] != v {
+				continue next
+			}
+		}
+		for _, b := range m.GetHistogram().GetBucket() {
+			if b.GetUpperBound() == le {
+				return b.GetCumulativeCount(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+func TestMetricsAfterTraffic(t *testing.T) {
+	reg, _ := observedRegion(t, nil, slog.LevelWarn)
+	c := regiontest.NewClient(reg.URL)
+	ctx := context.Background()
+	created := mustCreate(t, c, "https://example.com/metrics")
+	code := created.Str("code")
+
+	reg.Store().CachePurge()
+	for range 2 { // a miss (read from Pebble, then cached), then a hit
+		r, err := c.Do(ctx, http.MethodGet, "/"+code, nil)
+		must(t, r, err, http.StatusFound)
+	}
+	r, err := c.Do(ctx, http.MethodGet, "/1nothere", nil)
+	must(t, r, err, http.StatusNotFound)
+
+	fams := scrape(t, reg.URL)
+	us := map[string]string{"region": "us-east"}
+	checks := []struct {
+		name string
+		want map[string]string
+		min  float64
+	}{
+		{"shortener_redirect_duration_seconds", map[string]string{"region": "us-east", "status": "302"}, 2},
+		{"shortener_redirect_duration_seconds", map[string]string{"status": "404"}, 1},
+		{"shortener_api_request_duration_seconds", map[string]string{"route": "/api/v1/links", "method": "POST", "status": "201"}, 1},
+		{"shortener_http_errors_total", map[string]string{"route": "/:code", "status": "404"}, 1},
+		{"shortener_cache_lookups_total", map[string]string{"region": "us-east", "result": "hit"}, 1},
+		{"shortener_cache_lookups_total", map[string]string{"result": "miss"}, 2},
+		{"shortener_publish_duration_seconds", map[string]string{"result": "ok"}, 1},
+		{"shortener_projection_wait_duration_seconds", map[string]string{"result": "ok"}, 1},
+		{"shortener_events_applied_total", map[string]string{"origin": "us-east"}, 1},
+		{"shortener_projection_lag_events", map[string]string{"origin": "us-east"}, 0},
+		{"shortener_alias_register_available", us, 1},
+		{"shortener_store_size_bytes", us, 1},
+		{"shortener_disk_size_bytes", us, 1},
+		{"shortener_disk_free_bytes", us, 1},
+		{"shortener_http_open_connections", us, 1},
+		{"shortener_cache_entries", us, 1},
+	}
+	for _, ch := range checks {
+		v, ok := value(fams, ch.name, ch.want)
+		if !ok {
+			t.Errorf("no series %s%v", ch.name, ch.want)
+			continue
+		}
+		if v < ch.min {
+			t.Errorf("%s%v = %v, want at least %v", ch.name, ch.want, v, ch.min)
+		}
+	}
+	// The latency SLO reads the 50 ms bucket; a local redirect is far under it.
+	if n, ok := bucket(fams, "shortener_redirect_duration_seconds", map[string]string{"status": "302"}, 0.05); !ok || n < 2 {
+		t.Errorf("le=0.05 bucket of 302 redirects: %d (present %t), want 2", n, ok)
+	}
+}
+
+func mustCreate(t *testing.T, c *regiontest.Client, url string) regiontest.Response {
+	t.Helper()
+	r, err := c.Create(context.Background(), map[string]any{"url": url})
+	return must(t, r, err, http.StatusCreated)
+}
+
+func TestRequestLogAndRequestID(t *testing.T) {
+	reg, logs := observedRegion(t, nil, slog.LevelInfo)
+	c := regiontest.NewClient(reg.URL)
+
+	// An incoming X-Request-Id is kept and echoed; without one, one is made.
+	req, _ := http.NewRequest(http.MethodPost, reg.URL+"/api/v1/links", strings.NewReader(`{"url":"https://example.com/logged"}`))
+	req.Header.Set("X-Api-Key", regiontest.APIKey)
+	req.Header.Set("X-Request-Id", "req-from-client-42")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get("X-Request-Id") != "req-from-client-42" {
+		t.Fatalf("status %d, X-Request-Id %q: %s", resp.StatusCode, resp.Header.Get("X-Request-Id"), body)
+	}
+	var link struct{ Code string }
+	_ = json.Unmarshal(body, &link)
+	r, err := c.Do(context.Background(), http.MethodGet, "/api/v1/links/"+link.Code, nil)
+	must(t, r, err, http.StatusOK)
+	generated := r.Header.Get("X-Request-Id")
+	if generated == "" || generated == "req-from-client-42" {
+		t.Fatalf("generated X-Request-Id %q", generated)
+	}
+	bad, _ := http.NewRequest(http.MethodGet, reg.URL+"/healthz", nil)
+	bad.Header.Set("X-Request-Id", "has space")
+	resp, err = http.DefaultClient.Do(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Request-Id"); got == "" || strings.Contains(got, " ") {
+		t.Fatalf("an unusable X-Request-Id should be replaced, got %q", got)
+	}
+
+	var create, get map[string]any
+	regiontest.WaitFor(t, 5e9, func() error {
+		for _, l := range logs.lines() {
+			if l["msg"] != "request" {
+				continue
+			}
+			switch l["request_id"] {
+			case "req-from-client-42":
+				create = l
+			case generated:
+				get = l
+			}
+		}
+		if create == nil || get == nil {
+			return io.ErrUnexpectedEOF
+		}
+		return nil
+	})
+	for k, v := range map[string]any{"action": "create", "code": link.Code, "status": float64(201), "region": "us-east", "route": "/api/v1/links"} {
+		if create[k] != v {
+			t.Errorf("create log %s = %v, want %v (line %v)", k, create[k], v, create)
+		}
+	}
+	if get["action"] != "get" || get["code"] != link.Code || get["status"] != float64(200) {
+		t.Errorf("get log line: %v", get)
+	}
+	if _, ok := create["latency_ms"].(float64); !ok {
+		t.Errorf("no latency_ms in %v", create)
+	}
+	if _, ok := create["trace_id"]; ok {
+		t.Errorf("tracing is off, yet the log has a trace id: %v", create)
+	}
+}
+
+func TestSpansNamedByRouteWithChildren(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	reg, logs := observedRegion(t, spans, slog.LevelDebug)
+	c := regiontest.NewClient(reg.URL)
+	created := mustCreate(t, c, "https://example.com/traced")
+	code := created.Str("code")
+	reg.Store().CachePurge()
+	r, err := c.Do(context.Background(), http.MethodGet, "/"+code, nil)
+	must(t, r, err, http.StatusFound)
+
+	byName := map[string]sdktrace.ReadOnlySpan{}
+	regiontest.WaitFor(t, 5e9, func() error {
+		for _, s := range spans.Ended() {
+			byName[s.Name()] = s
+		}
+		for _, n := range []string{"POST /api/v1/links", "GET /:code", "jetstream.publish", "projection.wait", "cache.lookup", "pebble.read"} {
+			if byName[n] == nil {
+				return &missingSpan{n}
+			}
+		}
+		return nil
+	})
+	redirect := byName["GET /:code"]
+	for _, child := range []string{"cache.lookup", "pebble.read"} {
+		if s := byName[child]; s.Parent().SpanID() != redirect.SpanContext().SpanID() {
+			t.Errorf("%s is not a child of the redirect's span", child)
+		}
+	}
+	create := byName["POST /api/v1/links"]
+	for _, child := range []string{"jetstream.publish", "projection.wait"} {
+		if s := byName[child]; s.Parent().SpanID() != create.SpanContext().SpanID() {
+			t.Errorf("%s is not a child of the create's span", child)
+		}
+	}
+	// The request log carries the trace id of the request's span.
+	want := redirect.SpanContext().TraceID().String()
+	found := false
+	for _, l := range logs.lines() {
+		if l["msg"] == "request" && l["action"] == "redirect" && l["trace_id"] == want {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no redirect log line with trace_id %s", want)
+	}
+}
+
+type missingSpan struct{ name string }
+
+func (m *missingSpan) Error() string { return "no span " + m.name }
