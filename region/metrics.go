@@ -187,6 +187,10 @@ func (t *telemetry) newObs(method, path string, status int) *routeObs {
 		o.errAdd = []metric.AddOption{metric.WithAttributeSet(eset)}
 	}
 	switch {
+	case o.action == "operate" && status == http.StatusServiceUnavailable:
+		// /readyz saying "not yet" is an answer, not an error: the switch
+		// asks four times a second; the reason is in the body.
+		o.level = slog.LevelDebug
 	case status >= 500:
 		o.level = slog.LevelError
 	case o.redirect || o.action == "operate":

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -110,7 +111,13 @@ func (c *cluster) waitReady(i int) {
 	c.t.Helper()
 	if err := waitHTTPReady(context.Background(), "http://"+c.hosts[i]+":8080/readyz", c.procs[i].done, 90*time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.dir, c.names[i]+".log"))
-		c.t.Fatalf("%s: %v\n%s", c.names[i], err, tail(log, 4000))
+		why := "no answer"
+		if resp, gerr := http.Get("http://" + c.hosts[i] + ":8080/readyz"); gerr == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			why = string(body)
+		}
+		c.t.Fatalf("%s: %v; /readyz: %s\n%s", c.names[i], err, why, tail(log, 4000))
 	}
 }
 
