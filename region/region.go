@@ -122,7 +122,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	streams := []string{r.stream}
 	var peers []string
 	for _, p := range r.cfg.Peers {
-		if _, err := replicator.EnsureMirror(ctx, r.js, p.Name, r.cfg.Name, r.log); err != nil {
+		if _, err := replicator.EnsureMirror(ctx, r.js, p.Name, r.cfg.Name); err != nil {
 			return err
 		}
 		streams = append(streams, replicator.MirrorName(p.Name, r.cfg.Name))
@@ -163,9 +163,6 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	r.goRun(bg, "alias register", r.aliases.Run)
 	r.goRun(bg, "lag monitor", r.monitor.Run)
 	r.goRun(bg, "replication", r.replication.Run)
-	r.goRun(bg, "mirror source consumers", func(ctx context.Context) error {
-		return replicator.EnsureSourceConsumers(ctx, r.js, peers, r.cfg.Name, r.log)
-	})
 	r.goRun(bg, "alias claims", r.reconcileClaimsLoop)
 	if r.clicks != nil {
 		r.goRun(bg, "click recorder", r.clicks.flush)
