@@ -6,7 +6,7 @@ FUZZTIME ?= 15s
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help build run status region-down region-up region-drain region-undrain audit rules test-obs screenshot test test-race test-regions fuzz bench clean
+.PHONY: help build run status region-down region-up region-drain region-undrain audit drills drill rules test-obs screenshot test test-race test-regions fuzz bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,6 +58,13 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 15s)
 
 bench: build ## redirect benchmark against a bare net/http 301, side by side, with Go's GC defaults as a variant (docs/benchmarks.md)
 	@if command -v taskset >/dev/null; then taskset -c 1 ./$(BIN) bench redirect --variant go-gc-defaults=GOGC=100 --variant clicks-off=--no-clicks $(BENCHFLAGS); else ./$(BIN) bench redirect --variant go-gc-defaults=GOGC=100 --variant clicks-off=--no-clicks $(BENCHFLAGS); fi
+
+drills: build ## DR drills against the running dev cluster (make run): failover and failback, cache flush and refill; report in var/drills/dr-report.{md,json}
+	./$(BIN) drills --dir var/dev --report-dir var/drills
+
+drill: build ## one DR drill: make drill NAME=failover|cache|restart
+	@test -n "$(NAME)" || { echo "make drill: give NAME=failover|cache|restart" >&2; exit 2; }
+	./$(BIN) drills --dir var/dev --report-dir var/drills --drill $(NAME)
 
 rules: ## promtool check and unit tests of the Prometheus rules (deploy/prometheus)
 	cd deploy/prometheus && promtool check rules shortener.rules.yml && promtool check config prometheus.yml && promtool test rules shortener.rules.test.yml shortener.rules.slow.test.yml

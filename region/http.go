@@ -119,6 +119,7 @@ func (r *Region) routes() (*echo.Echo, error) {
 	api.DELETE("/links/:code", r.deleteLink)
 	api.GET("/projection", r.projectionInfo)
 	api.GET("/projection/digests", r.projectionDigests) // audit: digests, checkpoints and bucket rows from one snapshot (region/audit.go)
+	api.POST("/admin/cache/purge", r.purgeCache)        // cache flush drill (region/admin.go)
 
 	e.GET("/:code", r.redirect)
 	e.HEAD("/:code", r.redirect)

@@ -4,8 +4,8 @@ package main
 
 import (
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"shortener/drills"
+)
+
+// drillsCmd is `shortener drills`: the DR drills against the running dev
+// cluster (make drills, make drill NAME=...), with a DR report.
+func drillsCmd() *cobra.Command {
+	var dir, reportDir string
+	var names []string
+	o := drills.Options{}
+	cmd := &cobra.Command{
+		Use:   "drills",
+		Short: "Run the DR drills against the running dev cluster and write a DR report (Markdown and JSON)",
+		Long: `Runs the DR drills (` + strings.Join(drills.Names(), ", ") + `; restart only when named) one after the other against the dev
+cluster running on --dir (make run), under load from shortener load through the
+DNS switch. Each drill checks its steady state, runs its method watched by its
+abort condition (the healthy regions' error budget burning too fast), always
+rolls back, and measures its criteria. The journal goes to stdout as it
+happens; the report to --report-dir/dr-report.{md,json}, with the load
+histories next to it. Exits 1 when a drill does not pass.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, n := range names {
+				ok := false
+				for _, k := range drills.Names() {
+					ok = ok || n == k
+				}
+				if !ok {
+					return usageError{fmt.Errorf("--drill %q: the drills are %s", n, strings.Join(drills.Names(), ", "))}
+				}
+			}
+			out := cmd.OutOrStdout()
+			cl, err := devDrillCluster(dir)
+			if err != nil {
+				return err
+			}
+			o.ReportDir, o.Log = reportDir, out
+			rep, err := drills.RunDrills(cmd.Context(), cl, names, o)
+			if err != nil {
+				return err
+			}
+			jp, mp, err := rep.Write(reportDir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out)
+			rep.WriteMarkdown(out)
+			fmt.Fprintf(out, "DR report: %s, %s\n", mp, jp)
+			if !rep.Passed {
+				var failed []string
+				for _, d := range rep.Drills {
+					if d.Status != "pass" {
+						failed = append(failed, d.Name+" "+d.Status)
+					}
+				}
+				return fmt.Errorf("DR drills failed: %s (report %s)", strings.Join(failed, ", "), mp)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "var/dev", "state directory of the running dev cluster")
+	f.StringVar(&reportDir, "report-dir", "var/drills", "where the DR report and the load histories go")
+	f.StringSliceVar(&names, "drill", nil, "run only these drills ("+strings.Join(drills.Names(), ", ")+"); default all but the opt-in restart")
+	f.StringVar(&o.Region, "region", "", "the region the drills act on (default the first)")
+	f.Float64Var(&o.Rate, "rate", 240, "load in operations per second over all clients")
+	f.DurationVar(&o.RTOTarget, "rto-target", 5*time.Second, "a dead region's clients must be served again within this")
+	f.DurationVar(&o.RefillTarget, "refill-target", 10*time.Second, "the cache hit rate must be back above 80% within this")
+	f.Float64Var(&o.SLO, "slo", 0.9999, "redirect success objective of the healthy regions (the error budget is 1-SLO)")
+	f.DurationVar(&o.MethodTimeout, "method-timeout", 4*time.Minute, "bound on each drill's method (then it fails and rolls back)")
+	f.Float64Var(&o.BurnAbort, "abort-burn", 10, "abort a drill when the healthy regions burn the error budget this many times faster than allowed")
+	return cmd
+}
+
+// devDrillCluster is the dev cluster on dir as the drills see it: make
+// region-down/up through the supervisor's control socket, the switch's
+// admin API, audit verify.
+func devDrillCluster(dir string) (*drills.Cluster, error) {
+	topo, err := loadTopology(dir)
+	if err != nil {
+		return nil, err
+	}
+	key, err := apiKey(filepath.Join(dir, "api-key"), false)
+	if err != nil {
+		return nil, err
+	}
+	c := &drills.Cluster{Zone: topo.Zone, SwitchDNS: topo.SwitchDNS, APIKey: key}
+	var natsURLs, endpoints []string
+	for _, r := range topo.Regions {
+		c.Regions = append(c.Regions, drills.Region{Name: r.Name, URL: "http://" + r.Host + ":8080",
+			ClientAddr: strings.TrimSuffix(r.Host, ".1") + ".10"})
+		natsURLs = append(natsURLs, "nats://"+r.Host+":4222")
+		endpoints = append(endpoints, r.Name+"=http://"+r.Host+":8080")
+	}
+	c.Down = func(ctx context.Context, name string) (time.Time, error) {
+		p, err := control(ctx, dir, "/down/"+name)
+		return p.At, err
+	}
+	c.Up = func(ctx context.Context, name string) (time.Time, error) {
+		p, err := control(ctx, dir, "/up/"+name)
+		return p.At, err
+	}
+	c.Drain = func(ctx context.Context, name string, on bool) error {
+		method := http.MethodPut
+		if !on {
+			method = http.MethodDelete
+		}
+		return switchChange(ctx, io.Discard, topo.SwitchAdmin, filepath.Join(dir, "api-key"), method, "/v1/drain/"+name)
+	}
+	c.SwitchAnswer = func(ctx context.Context, home string) (string, error) {
+		return switchAnswer(ctx, topo.SwitchAdmin, home)
+	}
+	c.Verify = func(ctx context.Context) (string, error) {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		o := &auditOpts{nats: strings.Join(natsURLs, ","), endpoints: endpoints, keyFile: filepath.Join(dir, "api-key"), timeout: 2 * time.Minute}
+		a, err := openAuditor(ctx, o, io.Discard)
+		if err != nil {
+			return "", err
+		}
+		defer a.close()
+		a.key = key
+		var out bytes.Buffer
+		err = a.verify(ctx, &out, 4096)
+		if err != nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("audit verify did not finish in 2 min: %w", err)
+		}
+		return out.String(), err
+	}
+	return c, nil
+}

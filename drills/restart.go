@@ -1,0 +1,158 @@
+package drills
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"shortener/chaos/load"
+)
+
+// restartDrill: a rolling restart. One region after the other is drained
+// at the switch (its clients go elsewhere within the 1 s TTL; 3 s are
+// left for in-flight requests to finish), restarted, and undrained once
+// ready. Criteria: no request dropped, p99 under 150 ms, every region
+// healthy again within 30 s of its restart.
+//
+// The dev supervisor has no graceful stop, so the restart is a SIGKILL
+// after the drain: with the traffic moved away nothing is in flight then.
+//
+// Opt-in (--drill restart) for now: it fails its 30 s criterion, every
+// region takes about 42 s to be ready again after a restart (its mirrors
+// wait for nats-server's retry of a lost mirror request, see
+// docs/decisions.md), and it takes about 2.5 minutes.
+func restartDrill() *Drill {
+	return &Drill{
+		OptIn:      true,
+		Name:       "restart",
+		Title:      "Rolling restart",
+		Hypothesis: "as for failover",
+		Steady:     steady(90 * time.Second),
+		Load: func(o Options) load.Config {
+			return load.Config{Rate: o.Rate, CreateRatio: 0.1, Duration: 30 * time.Minute, Workers: 48, Seed: time.Now().UnixNano()}
+		},
+		Method:   restartMethod,
+		Rollback: restartRollback,
+		Judge:    restartJudge,
+	}
+}
+
+func waitAnswer(ctx context.Context, c *Cluster, home string, want func(string) bool, timeout time.Duration) (string, error) {
+	var got string
+	err := poll(ctx, timeout, 50*time.Millisecond, func() error {
+		a, err := c.SwitchAnswer(ctx, home)
+		if err != nil {
+			return err
+		}
+		got = a
+		if !want(a) {
+			return fmt.Errorf("answered with %s", a)
+		}
+		return nil
+	})
+	return got, err
+}
+
+func restartMethod(ctx context.Context, r *Run) error {
+	c := r.Cluster
+	if c.Drain == nil {
+		return fmt.Errorf("this cluster cannot drain regions")
+	}
+	r.Logf("method", "steady load for 5 s")
+	if err := sleep(ctx, 5*time.Second); err != nil {
+		return err
+	}
+	var readies []string
+	worst := time.Duration(0)
+	for _, rg := range c.Regions {
+		name := rg.Name
+		if err := c.Drain(ctx, name, true); err != nil {
+			return fmt.Errorf("drain %s: %w", name, err)
+		}
+		r.set("drained:"+name, true)
+		to, err := waitAnswer(ctx, c, name, func(a string) bool { return a != name }, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("the switch did not move %s's clients: %w", name, err)
+		}
+		r.Logf("method", "%s drained: its clients answered with %s; 3 s for them to follow (TTL 1 s) and for in-flight requests to finish", name, to)
+		if err := sleep(ctx, 3*time.Second); err != nil {
+			return err
+		}
+		if _, err := c.Down(ctx, name); err != nil {
+			return fmt.Errorf("stop %s: %w", name, err)
+		}
+		r.set("down:"+name, true)
+		upAt, err := c.Up(ctx, name)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+		r.set("down:"+name, false)
+		r.Logf("method", "%s restarted", name)
+		if err := poll(ctx, 90*time.Second, 100*time.Millisecond, func() error {
+			code, err := getJSON(ctx, rg.URL+"/readyz", "", nil)
+			if err == nil && code != 200 {
+				err = fmt.Errorf("/readyz %d", code)
+			}
+			return err
+		}); err != nil {
+			return fmt.Errorf("%s not ready after its restart: %w", name, err)
+		}
+		took := time.Since(upAt)
+		worst = max(worst, took)
+		readies = append(readies, fmt.Sprintf("%s %.1fs", name, took.Seconds()))
+		r.Logf("method", "%s ready %.1f s after its restart", name, took.Seconds())
+		if err := c.Drain(ctx, name, false); err != nil {
+			return fmt.Errorf("undrain %s: %w", name, err)
+		}
+		r.set("drained:"+name, false)
+		if _, err := waitAnswer(ctx, c, name, func(a string) bool { return a == name }, 30*time.Second); err != nil {
+			return fmt.Errorf("the switch did not give %s its clients back: %w", name, err)
+		}
+		r.Logf("method", "%s undrained: its clients are home again", name)
+		if err := sleep(ctx, 2*time.Second); err != nil {
+			return err
+		}
+	}
+	r.set("readies", strings.Join(readies, ", "))
+	r.set("worstReady", worst)
+	return nil
+}
+
+func restartRollback(ctx context.Context, r *Run) error {
+	c := r.Cluster
+	for _, rg := range c.Regions {
+		if down, _ := r.get("down:" + rg.Name).(bool); down {
+			r.Logf("rollback", "%s is down: starting it", rg.Name)
+			if _, err := c.Up(ctx, rg.Name); err != nil {
+				return err
+			}
+			r.set("down:"+rg.Name, false)
+		}
+		if drained, _ := r.get("drained:" + rg.Name).(bool); drained {
+			r.Logf("rollback", "%s is drained: undraining it", rg.Name)
+			if err := c.Drain(ctx, rg.Name, false); err != nil {
+				return err
+			}
+			r.set("drained:"+rg.Name, false)
+		}
+	}
+	return nil
+}
+
+func restartJudge(ctx context.Context, r *Run) error {
+	ops, failed := r.live.healthy("")
+	r.Check("zero dropped requests", "0 failed", fmt.Sprintf("%d failed of %d sent", failed, ops), failed == 0 && ops > 0)
+	p99 := time.Duration(r.Result.Load.P99)
+	r.Check("p99 latency", "< 150ms", p99.Round(10*time.Microsecond).String(), p99 > 0 && p99 < 150*time.Millisecond)
+	worst, _ := r.get("worstReady").(time.Duration)
+	readies, _ := r.get("readies").(string)
+	r.Check("healthy after restart", "≤ 30s each", readies, readies != "" && worst <= 30*time.Second)
+	codes, err := r.acknowledged()
+	if err != nil {
+		return err
+	}
+	allPresent(ctx, r, codes)
+	digestsAndAudit(ctx, r)
+	return nil
+}
