@@ -6,7 +6,7 @@ FUZZTIME ?= 15s
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help build run status region-down region-up region-drain region-undrain audit drills drill rules test-obs screenshot test test-race test-regions fuzz bench clean
+.PHONY: help build run status region-down region-up region-drain region-undrain audit drills drill compose-image compose-up compose-down compose-region-down compose-region-up test-compose rules test-obs screenshot test test-race test-regions fuzz bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,34 @@ drills: build ## DR drills against the running dev cluster (make run): failover 
 drill: build ## one DR drill: make drill NAME=failover|cache|restart
 	@test -n "$(NAME)" || { echo "make drill: give NAME=failover|cache|restart" >&2; exit 2; }
 	./$(BIN) drills --dir var/dev --report-dir var/drills --drill $(NAME)
+
+COMPOSE := docker-compose -p shortener -f compose/docker-compose.yml
+COMPOSE_KEY = SHORTENER_API_KEY=$${SHORTENER_API_KEY:-$$(cat var/compose/api-key 2>/dev/null || echo unset)}
+
+compose-image: ## build the static binary and the FROM scratch image of the compose stack (needs Debian's busybox-static)
+	@test -x /bin/busybox || { echo "compose: apt-get install busybox-static (the image's entrypoint uses /bin/busybox)" >&2; exit 2; }
+	CGO_ENABLED=0 $(GO) build -o compose/shortener ./cmd/shortener
+	cp /bin/busybox compose/busybox
+	docker build -q -t shortener:compose compose/
+
+compose-up: compose-image ## the three regions (+ us-east-b) and the switch on Docker: 127.0.0.1:18081-18084, switch admin 18054, DNS 18053
+	@test -s var/compose/api-key || { mkdir -p var/compose && echo "sk_compose_$$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')" > var/compose/api-key; }
+	$(COMPOSE_KEY) $(COMPOSE) up -d
+	@echo "API key: $$(cat var/compose/api-key) (var/compose/api-key)"
+
+compose-down: ## stop and remove the compose stack (its stores stay on their volumes; add -v by hand to wipe them)
+	$(COMPOSE_KEY) $(COMPOSE) down --remove-orphans
+
+compose-region-down: ## kill a region's containers (a crash): make compose-region-down REGION=us-east
+	@test -n "$(REGION)" || { echo "make compose-region-down: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }
+	$(COMPOSE_KEY) $(COMPOSE) kill $$($(COMPOSE_KEY) $(COMPOSE) config --services | grep -E '^$(REGION)(-[a-z])?$$')
+
+compose-region-up: ## start a killed region's containers again on their volumes: make compose-region-up REGION=us-east
+	@test -n "$(REGION)" || { echo "make compose-region-up: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }
+	$(COMPOSE_KEY) $(COMPOSE) start $$($(COMPOSE_KEY) $(COMPOSE) config --services | grep -E '^$(REGION)(-[a-z])?$$')
+
+test-compose: ## the end-to-end test of the compose stack on Docker (~2.5 min; not in CI yet)
+	$(GO) test -tags compose -count=1 -timeout 6m ./compose/
 
 rules: ## promtool check and unit tests of the Prometheus rules (deploy/prometheus)
 	cd deploy/prometheus && promtool check rules shortener.rules.yml && promtool check config prometheus.yml && promtool test rules shortener.rules.test.yml shortener.rules.slow.test.yml
