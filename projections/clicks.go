@@ -52,24 +52,17 @@ func OpenClicks(dir string, log *slog.Logger) (*ClickStore, error) {
 }
 
 func (s *ClickStore) load() error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte("k/"), UpperBound: []byte("k0")})
+	err := scanIn(s.db, "k/", func(k, v []byte) error {
+		s.checkpoints[string(k[2:])] = binary.BigEndian.Uint64(v)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	for it.First(); it.Valid(); it.Next() {
-		s.checkpoints[string(it.Key()[2:])] = binary.BigEndian.Uint64(it.Value())
-	}
-	if err := it.Close(); err != nil {
-		return err
-	}
-	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte("o/"), UpperBound: []byte("o0")})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		s.newest[string(it.Key()[2:])] = time.Unix(0, int64(binary.BigEndian.Uint64(it.Value()))).UTC()
-	}
-	return it.Close()
+	return scanIn(s.db, "o/", func(k, v []byte) error {
+		s.newest[string(k[2:])] = time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()
+		return nil
+	})
 }
 
 // Close closes the store.

@@ -482,17 +482,7 @@ func (s *Store) Events(code string) ([]events.Envelope, error) {
 }
 
 func (s *Store) scan(prefix string, fn func(k, v []byte) error) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		if err := fn(it.Key(), it.Value()); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+	return scanIn(s.db, prefix, fn)
 }
 
 // Count returns the number of links in the store (deleted ones included:

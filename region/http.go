@@ -154,7 +154,8 @@ func (r *Region) redirect(c echo.Context) error {
 	if !found {
 		return events.Errorf(events.NotFound, "no link with this code")
 	}
-	if !e.Servable(r.cfg.Now()) {
+	now := r.cfg.Now()
+	if !e.Servable(now) {
 		if e.Deleted {
 			return events.Errorf(events.Gone, "this link was deleted")
 		}
@@ -163,7 +164,7 @@ func (r *Region) redirect(c echo.Context) error {
 	c.Response().Header().Set(echo.HeaderLocation, e.URL)
 	c.Response().WriteHeader(int(e.Status))
 	if r.clicks != nil && c.Request().Method == http.MethodGet {
-		r.clicks.record(c, code, r.cfg.Now())
+		r.clicks.record(c, code, now)
 	}
 	return nil
 }

@@ -13,9 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -74,83 +71,6 @@ func observedRegion(t *testing.T, spans *tracetest.SpanRecorder, level slog.Leve
 	return regiontest.Start(t, cfg), logs
 }
 
-// scrape GETs /metrics and parses it.
-func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %s", resp.Status)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fams
-}
-
-// value returns the value of the series of family name whose labels
-// include want (a counter, gauge, or a histogram's count), and whether
-// there is one.
-func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
-	f := fams[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, m := range f.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if got[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), true
-		}
-	}
-	return 0, false
-}
-
-// bucket returns the cumulative count of the histogram series at upper
-// bound le.
-func bucket(fams map[string]*dto.MetricFamily, name string, want map[string]string, le float64) (uint64, bool) {
-	f := fams[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, m := range f.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if got[k] != v {
-				continue next
-			}
-		}
-		for _, b := range m.GetHistogram().GetBucket() {
-			if b.GetUpperBound() == le {
-				return b.GetCumulativeCount(), true
-			}
-		}
-	}
-	return 0, false
-}
-
 func TestMetricsAfterTraffic(t *testing.T) {
 	reg, _ := observedRegion(t, nil, slog.LevelWarn)
 	c := regiontest.NewClient(reg.URL)
@@ -166,7 +86,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	r, err := c.Do(ctx, http.MethodGet, "/1nothere", nil)
 	must(t, r, err, http.StatusNotFound)
 
-	fams := scrape(t, reg.URL)
+	fams := regiontest.Scrape(t, reg.URL)
 	us := map[string]string{"region": "us-east"}
 	checks := []struct {
 		name string
@@ -191,7 +111,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"shortener_cache_entries", us, 1},
 	}
 	for _, ch := range checks {
-		v, ok := value(fams, ch.name, ch.want)
+		v, ok := fams.Value(ch.name, ch.want)
 		if !ok {
 			t.Errorf("no series %s%v", ch.name, ch.want)
 			continue
@@ -201,7 +121,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		}
 	}
 	// The latency SLO reads the 50 ms bucket; a local redirect is far under it.
-	if n, ok := bucket(fams, "shortener_redirect_duration_seconds", map[string]string{"status": "302"}, 0.05); !ok || n < 2 {
+	if n, ok := fams.Bucket("shortener_redirect_duration_seconds", map[string]string{"status": "302"}, 0.05); !ok || n < 2 {
 		t.Errorf("le=0.05 bucket of 302 redirects: %d (present %t), want 2", n, ok)
 	}
 }

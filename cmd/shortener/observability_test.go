@@ -19,9 +19,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"shortener/region"
 	"shortener/region/regiontest"
@@ -65,7 +62,7 @@ func TestClusterObservability(t *testing.T) {
 	}
 
 	for i, name := range c.names {
-		fams := scrapeMetrics(t, "http://"+c.hosts[i]+":8080/metrics")
+		fams := regiontest.Scrape(t, "http://"+c.hosts[i]+":8080")
 		at := map[string]string{"region": name}
 		want := []struct {
 			metric string
@@ -100,7 +97,7 @@ func TestClusterObservability(t *testing.T) {
 				}{"shortener_publish_duration_seconds", map[string]string{"region": name, "result": "ok"}, 1})
 		}
 		for _, w := range want {
-			v, ok := metricValue(fams, w.metric, w.labels)
+			v, ok := fams.Value(w.metric, w.labels)
 			if !ok || v < w.min {
 				t.Errorf("%s: %s%v = %v (present %t), want at least %v", name, w.metric, w.labels, v, ok, w.min)
 			}
@@ -112,25 +109,25 @@ func TestClusterObservability(t *testing.T) {
 				continue
 			}
 			o := map[string]string{"region": name, "origin": origin}
-			if v, ok := metricValue(fams, "shortener_mirror_active", o); !ok || v != 1 {
+			if v, ok := fams.Value("shortener_mirror_active", o); !ok || v != 1 {
 				t.Errorf("%s: mirror of %s active = %v (present %t)", name, origin, v, ok)
 			}
-			if v, ok := metricValue(fams, "shortener_mirror_lag_seconds", o); !ok || v < 0 || v > 5 {
+			if v, ok := fams.Value("shortener_mirror_lag_seconds", o); !ok || v < 0 || v > 5 {
 				t.Errorf("%s: lag of %s = %v s (present %t), want 0 to 5", name, origin, v, ok)
 			}
-			if v, ok := metricValue(fams, "shortener_mirror_lag_events", o); !ok || v > 100 {
+			if v, ok := fams.Value("shortener_mirror_lag_events", o); !ok || v > 100 {
 				t.Errorf("%s: lag of %s = %v events (present %t)", name, origin, v, ok)
 			}
-			if v, ok := metricValue(fams, "shortener_rpo_known", o); !ok || v != 1 {
+			if v, ok := fams.Value("shortener_rpo_known", o); !ok || v != 1 {
 				t.Errorf("%s: RPO of %s known = %v (present %t)", name, origin, v, ok)
 			}
-			if v, ok := metricValue(fams, "shortener_rpo_bound_seconds", o); !ok || v < 0 || v > 5 {
+			if v, ok := fams.Value("shortener_rpo_bound_seconds", o); !ok || v < 0 || v > 5 {
 				t.Errorf("%s: RPO of %s = %v s (present %t)", name, origin, v, ok)
 			}
-			if _, ok := metricValue(fams, "shortener_rpo_bound_events", o); !ok {
+			if _, ok := fams.Value("shortener_rpo_bound_events", o); !ok {
 				t.Errorf("%s: no RPO bound in events for %s", name, origin)
 			}
-			if v, ok := metricValue(fams, "shortener_events_applied_total", o); !ok || v < 1 {
+			if v, ok := fams.Value("shortener_events_applied_total", o); !ok || v < 1 {
 				t.Errorf("%s: events applied from %s = %v (heartbeats at least)", name, origin, v)
 			}
 		}
@@ -162,54 +159,6 @@ func startTestSwitch(t *testing.T, c *cluster, admin string) *region.Switch {
 	}
 	t.Cleanup(func() { cancel(); sw.Close() })
 	return sw
-}
-
-func scrapeMetrics(t *testing.T, u string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s: %s", u, resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fams
-}
-
-// metricValue returns the value of the first series of name whose labels
-// include want (a histogram's sample count).
-func metricValue(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
-	f := fams[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, m := range f.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if got[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), true
-		}
-	}
-	return 0, false
 }
 
 // runRunbookCommands runs every read-only runbook command against the
