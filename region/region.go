@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -27,10 +28,12 @@ type Region struct {
 	keys *keyring
 
 	servers []*server.Server // the embedded regional and global servers; none with an external NATS
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	stream  string
-	streamH jetstream.Stream
+	// inFlight counts the requests being served, for the drain at shutdown.
+	inFlight atomic.Int64
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	stream   string
+	streamH  jetstream.Stream
 
 	events      *replicator.Log
 	aliases     *replicator.Aliases
@@ -153,7 +156,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	r.http = &http.Server{Handler: handler, ConnState: r.connState, ReadHeaderTimeout: 5 * time.Second,
+	r.http = &http.Server{Handler: r.countInFlight(handler), ConnState: r.connState, ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	r.opened = r.cfg.Now()
@@ -208,8 +211,53 @@ func (r *Region) WaitReady(ctx context.Context) error {
 	}
 }
 
+// countInFlight keeps inFlight: the requests a drain must wait for.
+func (r *Region) countInFlight(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.inFlight.Add(1)
+		defer r.inFlight.Add(-1)
+		h.ServeHTTP(w, req)
+	})
+}
+
+// drain stops taking connections and requests and waits up to limit for
+// the requests in flight. Connections with no request in flight (idle, or
+// opened and never used: an HTTP client dials ahead and parks spare
+// connections) are closed as soon as nothing is in flight; http.Server's
+// Shutdown alone would wait 5 s for the unused ones. Only requests still
+// being served after limit are an error.
+func (r *Region) drain(limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.http.Shutdown(ctx) }()
+	quiet := 0
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err == nil {
+				return nil
+			}
+			n := r.inFlight.Load()
+			_ = r.http.Close()
+			if n > 0 {
+				return fmt.Errorf("%d requests still in flight after %v of draining, cut off: %w", n, limit, err)
+			}
+			return nil
+		case <-tick.C:
+			if r.inFlight.Load() != 0 {
+				quiet = 0
+			} else if quiet++; quiet == 2 {
+				cancel() // nothing in flight twice in a row: close what is left
+			}
+		}
+	}
+}
+
 // Run serves HTTP until ctx ends, then shuts down gracefully: in-flight
-// requests get up to 5 s to finish.
+// requests get up to 5 s to finish (drain).
 func (r *Region) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- r.http.Serve(r.listener) }()
@@ -219,9 +267,7 @@ func (r *Region) Run(ctx context.Context) error {
 	case err = <-serveErr:
 	case err = <-r.errc:
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if serr := r.http.Shutdown(sctx); serr != nil && err == nil {
+	if serr := r.drain(5 * time.Second); serr != nil && err == nil {
 		err = serr
 	}
 	if errors.Is(err, http.ErrServerClosed) {

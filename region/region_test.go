@@ -2,6 +2,7 @@ package region_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -239,5 +240,26 @@ func TestRestartFromCheckpoint(t *testing.T) {
 	must(t, r, err, http.StatusCreated)
 	if got := reg2.Store().Checkpoint("LINKS_US_EAST"); got != cp+1 {
 		t.Fatalf("checkpoint %d after one more create, want %d", got, cp+1)
+	}
+}
+
+// A connection that was opened and never used (HTTP clients dial ahead and
+// park spare connections) is not in-flight work: the drain at shutdown
+// closes it instead of failing after its 5 s. CI saw "region stopped with:
+// context deadline exceeded" from exactly this.
+func TestShutdownClosesUnusedConnections(t *testing.T) {
+	reg := regiontest.Start(t, regiontest.Config("us-east", t.TempDir()))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(reg.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(100 * time.Millisecond) // accepted: the server holds it in StateNew
+	start := time.Now()
+	reg.Stop(t) // fails the test if Run returned an error
+	t.Logf("stopped in %v with a parked connection", time.Since(start).Round(time.Millisecond))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Error("the parked connection was not closed by the shutdown")
 	}
 }
