@@ -74,6 +74,10 @@ type Peer struct {
 	Name       string
 	Host       string // its regional server
 	GlobalHost string // its member of "global"; default Host's last octet plus one
+	// Where this region dials the peer's NATS gateway and route listeners,
+	// if not at Host and GlobalHost: the chaos cluster puts fault proxies
+	// there (chaos/netfault). Default Host and GlobalHost.
+	NATSHost, NATSGlobalHost string
 }
 
 // The durability modes of creates.
@@ -99,6 +103,12 @@ type NATSConfig struct {
 	GlobalClientPort  int
 	GlobalClusterPort int
 	GlobalGatewayPort int
+
+	// Advertise and GlobalAdvertise are the hosts the regional server and
+	// the global member tell their peers to dial for gateways and routes
+	// (the same ports), if not their own: a fault proxy's, so that gossip
+	// never leads a peer around it (chaos/netfault). Default: none.
+	Advertise, GlobalAdvertise string
 }
 
 // withDefaults returns a copy of c with defaults filled in, or an error
@@ -167,6 +177,12 @@ func (c Config) withDefaults() (Config, error) {
 				return c, fmt.Errorf("peer %s: %v", p.Name, err)
 			}
 			c.Peers[i].GlobalHost = gh
+		}
+		if p.NATSHost == "" {
+			c.Peers[i].NATSHost = c.Peers[i].Host
+		}
+		if p.NATSGlobalHost == "" {
+			c.Peers[i].NATSGlobalHost = c.Peers[i].GlobalHost
 		}
 	}
 	switch c.Durability {

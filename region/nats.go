@@ -24,6 +24,7 @@ type serverSpec struct {
 	name, cluster, host             string
 	clientPort, clusterPort, gwPort int
 	storeDir                        string
+	advertise                       string   // host told to peers for gateways and routes, "" for host
 	tag                             string   // "region:<name>": the global cluster places replicas on distinct regions
 	routes                          []string // cluster addresses of the other members of its cluster
 }
@@ -41,8 +42,9 @@ func natsServers(c Config) (regional, global serverSpec) {
 		clientPort: c.NATS.GlobalClientPort, clusterPort: c.NATS.GlobalClusterPort, gwPort: c.NATS.GlobalGatewayPort,
 		storeDir: filepath.Join(c.DataDir, "nats-global")}
 	regional.tag, global.tag = "region:"+c.Name, "region:"+c.Name
+	regional.advertise, global.advertise = c.NATS.Advertise, c.NATS.GlobalAdvertise
 	for _, p := range c.Peers {
-		global.routes = append(global.routes, hostPort(p.GlobalHost, c.NATS.GlobalClusterPort))
+		global.routes = append(global.routes, hostPort(p.NATSGlobalHost, c.NATS.GlobalClusterPort))
 	}
 	return regional, global
 }
@@ -55,8 +57,8 @@ func gatewayMap(c Config) map[string][]string {
 		GlobalCluster: {hostPort(c.NATS.GlobalHost, c.NATS.GlobalGatewayPort)},
 	}
 	for _, p := range c.Peers {
-		m[p.Name] = []string{hostPort(p.Host, c.NATS.GatewayPort)}
-		m[GlobalCluster] = append(m[GlobalCluster], hostPort(p.GlobalHost, c.NATS.GlobalGatewayPort))
+		m[p.Name] = []string{hostPort(p.NATSHost, c.NATS.GatewayPort)}
+		m[GlobalCluster] = append(m[GlobalCluster], hostPort(p.NATSGlobalHost, c.NATS.GlobalGatewayPort))
 	}
 	return m
 }
@@ -79,14 +81,24 @@ func natsOptions(c Config, s serverSpec, gateways map[string][]string) *server.O
 		}
 		gws = append(gws, &server.RemoteGatewayOpts{Name: name, URLs: urls})
 	}
+	var clusterAdv, gwAdv string
+	if s.advertise != "" {
+		// Routes cross regions only in "global": a regional cluster's
+		// members (a region's instances) reach each other directly.
+		gwAdv = hostPort(s.advertise, s.gwPort)
+		if s.cluster == GlobalCluster {
+			clusterAdv = hostPort(s.advertise, s.clusterPort)
+		}
+	}
 	return &server.Options{
 		ServerName: s.name,
 		Host:       s.host,
 		Port:       s.clientPort,
 		Cluster: server.ClusterOpts{
-			Name: s.cluster,
-			Host: s.host,
-			Port: s.clusterPort,
+			Name:      s.cluster,
+			Host:      s.host,
+			Port:      s.clusterPort,
+			Advertise: clusterAdv,
 		},
 		Routes:             routeURLs(append([]string{hostPort(s.host, s.clusterPort)}, s.routes...)),
 		Tags:               []string{s.tag},
@@ -95,6 +107,7 @@ func natsOptions(c Config, s serverSpec, gateways map[string][]string) *server.O
 			Name:           s.cluster,
 			Host:           s.host,
 			Port:           s.gwPort,
+			Advertise:      gwAdv,
 			Gateways:       gws,
 			ConnectRetries: 1 << 20,
 		},

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,19 +38,24 @@ type regionFlags struct {
 	GatewayPort int      `json:"gateway_port"`
 	NATSURL     string   `json:"nats_url"`
 	Peers       []string `json:"peers"`
-	Durability  string   `json:"durability"`
-	Fsync       string   `json:"fsync"`
-	MaxURLLen   int      `json:"max_url_len"`
-	CacheSize   int      `json:"cache_size"`
-	RateLimit   float64  `json:"rate_limit"`
-	KeyHashes   []string `json:"api_key_hashes"`
-	KeyFile     string   `json:"api_key_file"`
-	LogLevel    string   `json:"log_level"`
-	MemoryLimit string   `json:"memory_limit"`
-	SwitchAdmin string   `json:"switch_admin"`
-	OTLP        string   `json:"otlp_endpoint"`
-	NoClicks    bool     `json:"no_clicks"`
-	TraceSample float64  `json:"trace_sample"`
+	// Fault proxies (chaos/netfault): the hosts this region's servers
+	// advertise, and where each peer's servers are dialled.
+	NATSAdvertise       string   `json:"nats_advertise"`
+	NATSGlobalAdvertise string   `json:"nats_global_advertise"`
+	PeerNATS            []string `json:"peer_nats"`
+	Durability          string   `json:"durability"`
+	Fsync               string   `json:"fsync"`
+	MaxURLLen           int      `json:"max_url_len"`
+	CacheSize           int      `json:"cache_size"`
+	RateLimit           float64  `json:"rate_limit"`
+	KeyHashes           []string `json:"api_key_hashes"`
+	KeyFile             string   `json:"api_key_file"`
+	LogLevel            string   `json:"log_level"`
+	MemoryLimit         string   `json:"memory_limit"`
+	SwitchAdmin         string   `json:"switch_admin"`
+	OTLP                string   `json:"otlp_endpoint"`
+	NoClicks            bool     `json:"no_clicks"`
+	TraceSample         float64  `json:"trace_sample"`
 }
 
 func regionCmd() *cobra.Command {
@@ -121,6 +127,9 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.IntVar(&f.GatewayPort, "gateway-port", 7222, "embedded NATS gateway port")
 	fl.StringVar(&f.NATSURL, "nats-url", "", "use this external NATS supercluster instead of embedded servers")
 	fl.StringArrayVar(&f.Peers, "peer", nil, "another region, NAME=HOST[,GLOBALHOST] (repeatable; same ports as this region)")
+	fl.StringVar(&f.NATSAdvertise, "nats-advertise", "", "host the regional NATS server advertises for gateways (a fault proxy's; default its own)")
+	fl.StringVar(&f.NATSGlobalAdvertise, "nats-global-advertise", "", "host the global member advertises for gateways and routes (a fault proxy's; default its own)")
+	fl.StringArrayVar(&f.PeerNATS, "peer-nats", nil, "dial a peer's NATS gateways and routes here, NAME=HOST[,GLOBALHOST] (repeatable; default its --peer hosts)")
 	fl.StringVar(&f.Durability, "durability", "local", "creates answer 201 after: local (the local ack) or replicated (another region's mirror holds the event)")
 	fl.StringVar(&f.Fsync, "fsync", "always", "JetStream fsync: always (every write) or interval (every 2 minutes)")
 	fl.IntVar(&f.MaxURLLen, "max-url-len", 2048, "longest target URL accepted, in bytes")
@@ -187,6 +196,15 @@ func (f regionFlags) config() (region.Config, error) {
 		}
 		peers = append(peers, region.Peer{Name: name, Host: host, GlobalHost: global})
 	}
+	for _, p := range f.PeerNATS {
+		name, hosts, ok := strings.Cut(p, "=")
+		host, global, _ := strings.Cut(hosts, ",")
+		i := slices.IndexFunc(peers, func(q region.Peer) bool { return q.Name == name })
+		if !ok || host == "" || i < 0 {
+			return region.Config{}, usageError{fmt.Errorf("--peer-nats %q: want NAME=HOST[,GLOBALHOST] for a region given with --peer", p)}
+		}
+		peers[i].NATSHost, peers[i].NATSGlobalHost = host, global
+	}
 	hashes := f.KeyHashes
 	if len(hashes) == 0 {
 		key, err := apiKey(f.KeyFile, false)
@@ -199,7 +217,8 @@ func (f regionFlags) config() (region.Config, error) {
 		Name: f.Name, Digit: f.Digit[0], Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks,
-		NATS: region.NATSConfig{Host: f.NATSHost, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort},
+		NATS: region.NATSConfig{Host: f.NATSHost, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
+			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise},
 	}, nil
 }
 
