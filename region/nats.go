@@ -1,6 +1,7 @@
 package region
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -52,9 +53,13 @@ func natsServers(c Config) (regional, global serverSpec) {
 // gatewayMap lists the gateway addresses of every cluster of the
 // supercluster: each region's regional server, and every member of global.
 func gatewayMap(c Config) map[string][]string {
+	// A server gossips the gateway URLs it was configured with to every
+	// gateway that dials it (implicit discovery), so its own region's
+	// servers are listed at their advertised addresses too: a direct one
+	// would lead the peers around a fault proxy.
 	m := map[string][]string{
-		c.Name:        {hostPort(c.NATS.Host, c.NATS.GatewayPort)},
-		GlobalCluster: {hostPort(c.NATS.GlobalHost, c.NATS.GlobalGatewayPort)},
+		c.Name:        {hostPort(cmp.Or(c.NATS.Advertise, c.NATS.Host), c.NATS.GatewayPort)},
+		GlobalCluster: {hostPort(cmp.Or(c.NATS.GlobalAdvertise, c.NATS.GlobalHost), c.NATS.GlobalGatewayPort)},
 	}
 	for _, p := range c.Peers {
 		m[p.Name] = []string{hostPort(p.NATSHost, c.NATS.GatewayPort)}
