@@ -6,7 +6,7 @@ FUZZTIME ?= 15s
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help build run status region-down region-up region-drain region-undrain audit drills drill compose-image compose-up compose-down compose-region-down compose-region-up test-compose rules test-obs screenshot test test-race test-regions fuzz bench clean
+.PHONY: help build run status chaos region-down region-up region-drain region-undrain audit drills drill drills-fresh compose-image compose-up compose-down compose-region-down compose-region-up test-compose rules test-obs screenshot test test-race test-regions fuzz bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,6 +22,9 @@ status: build ## the switch's answers, and every region's view of every other: l
 
 audit: build ## verify the running dev cluster: every mirror against its origin (range digests), every projection against a replay of the log
 	@./$(BIN) audit verify
+
+chaos: build ## a seeded chaos run on a fresh cluster of its own: faults under load, then the checkers; make chaos SEED=42 DURATION=4m (report in var/chaos/seed-N)
+	./$(BIN) chaos $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),4m) $(CHAOSFLAGS)
 
 region-down: build ## SIGKILL a region of the running cluster (a crash): make region-down REGION=us-east
 	@test -n "$(REGION)" || { echo "make region-down: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }
@@ -61,6 +64,14 @@ bench: build ## redirect benchmark against a bare net/http 301, side by side, wi
 
 drills: build ## DR drills against the running dev cluster (make run): failover and failback, cache flush and refill; report in var/drills/dr-report.{md,json}
 	./$(BIN) drills --dir var/dev --report-dir var/drills
+
+drills-fresh: build ## the DR drills on a fresh dev cluster of their own (127.5.N.1, var/drills-dev), stopped afterwards; prints the DR report (what CI runs)
+	@set -euo pipefail; rm -rf var/drills-dev; mkdir -p var/drills-dev var/drills; \
+	./$(BIN) dev --dir var/drills-dev --net 127.5 > var/drills-dev.log 2>&1 & dev=$$!; \
+	trap 'kill -INT $$dev 2>/dev/null; wait $$dev 2>/dev/null || true' EXIT; \
+	for i in $$(seq 1 180); do grep -q 'Ctrl-C stops' var/drills-dev.log && break; kill -0 $$dev 2>/dev/null || { cat var/drills-dev.log; exit 1; }; sleep 1; done; \
+	grep -q 'Ctrl-C stops' var/drills-dev.log || { echo "drills-fresh: the dev cluster did not start in 3 min" >&2; cat var/drills-dev.log; exit 1; }; \
+	./$(BIN) drills --dir var/drills-dev --report-dir var/drills $(DRILLFLAGS)
 
 drill: build ## one DR drill: make drill NAME=failover|cache|restart
 	@test -n "$(NAME)" || { echo "make drill: give NAME=failover|cache|restart" >&2; exit 2; }

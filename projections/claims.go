@@ -25,6 +25,9 @@ type PendingClaim struct {
 // PutClaim records a claim before its event is written, durably (synced):
 // a crash right after it must not forget the claim.
 func (s *Store) PutClaim(c PendingClaim) error {
+	if err := s.injected("claim"); err != nil {
+		return fmt.Errorf("record claim of %s: %w", c.Alias, err)
+	}
 	v, _ := json.Marshal(c)
 	if err := s.db.Set([]byte(prefixClaim+c.Alias), v, pebble.Sync); err != nil {
 		return fmt.Errorf("record claim of %s: %w", c.Alias, err)

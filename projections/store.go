@@ -67,6 +67,8 @@ type Store struct {
 	heartbeats  map[string]time.Time
 	changed     chan struct{} // closed and replaced after every commit
 	skipped     uint64        // records that were not valid events
+
+	fault faultHook // fault injection (fault.go)
 }
 
 // Entry is what a redirect needs of a link, kept compact for the cache.
@@ -328,6 +330,9 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 		if err := b.Set([]byte(prefixHeartbeat+origin), buf[:], nil); err != nil {
 			return 0, err
 		}
+	}
+	if err := s.injected("batch"); err != nil {
+		return 0, fmt.Errorf("commit batch: %w", err)
 	}
 	if err := b.Commit(s.write); err != nil {
 		return 0, fmt.Errorf("commit batch: %w", err)

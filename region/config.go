@@ -51,6 +51,9 @@ type Config struct {
 	// ClickQueue is how many clicks may wait to be recorded; beyond it a
 	// click is dropped (and counted). Default 65536.
 	ClickQueue int
+	// FaultInjection registers the fault injection endpoints
+	// (region/faults.go) for chaos runs. Never on in production.
+	FaultInjection bool
 
 	Logger *slog.Logger
 	Now    func() time.Time // injected clock; default time.Now

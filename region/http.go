@@ -120,6 +120,9 @@ func (r *Region) routes() (*echo.Echo, error) {
 	api.GET("/projection", r.projectionInfo)
 	api.GET("/projection/digests", r.projectionDigests) // audit: digests, checkpoints and bucket rows from one snapshot (region/audit.go)
 	api.POST("/admin/cache/purge", r.purgeCache)        // cache flush drill (region/admin.go)
+	if r.cfg.FaultInjection {
+		r.faultRoutes(api) // chaos runs only (region/faults.go)
+	}
 
 	e.GET("/:code", r.redirect)
 	e.HEAD("/:code", r.redirect)
@@ -287,7 +290,15 @@ func (r *Region) createLink(c echo.Context) error {
 			// claim), the claim is released instead of holding the alias
 			// forever (region/claims.go).
 			if err := r.store.PutClaim(projections.PendingClaim{Alias: req.Alias, EventID: env.ID, Time: r.cfg.Now()}); err != nil {
-				return err
+				// Nothing written and nothing to reconcile from: give the
+				// alias back now, or no link could ever have it.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				if _, rerr := r.aliases.Release(rctx, req.Alias, env.ID); rerr != nil {
+					r.log.Error("alias claimed, its claim not recorded and not released", "alias", req.Alias, "event", env.ID, "err", rerr)
+				}
+				cancel()
+				return &events.Error{Kind: events.Unavailable, RetryAfter: time.Second, Err: err,
+					Message: "the region cannot record the alias claim now; try again"}
 			}
 		}
 		var seq uint64

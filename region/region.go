@@ -44,6 +44,7 @@ type Region struct {
 	projector   *projections.Projector
 
 	clicks *clicks // nil with DisableClicks
+	faults *faults // fault injection (region/faults.go)
 
 	http     *http.Server
 	listener net.Listener
@@ -66,7 +67,11 @@ func New(cfg Config) (*Region, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Region{cfg: cfg, keys: keys, log: cfg.Logger.With("region", cfg.Name),
+	f := &faults{}
+	if cfg.FaultInjection {
+		cfg.Now = f.skewedClock(cfg.Now)
+	}
+	return &Region{cfg: cfg, keys: keys, log: cfg.Logger.With("region", cfg.Name), faults: f,
 		stream: replicator.StreamName(cfg.Name), errc: make(chan error, 4)}, nil
 }
 
@@ -138,6 +143,9 @@ func (r *Region) Open(ctx context.Context) (err error) {
 		CacheSize: r.cfg.CacheSize, Logger: r.log.With("component", "projection"), SyncWrites: true})
 	if err != nil {
 		return err
+	}
+	if r.cfg.FaultInjection {
+		r.store.SetWriteFault(r.storeFault)
 	}
 	r.feed = replicator.NewFeed(r.js, "proj-"+r.cfg.Instance)
 	if err := r.feed.Open(ctx, streams, r.store.Checkpoint); err != nil {

@@ -72,6 +72,13 @@ type Config struct {
 	// CreateRatio is the share of operations (0..1) that are creates; the
 	// rest are redirects.
 	CreateRatio float64
+	// AliasRatio is the share of operations (0..1, at most 1 -
+	// CreateRatio) that claim a custom alias drawn uniformly from Aliases:
+	// creates with "alias", which many operations contend for. An alias
+	// won is added to the pool of the target that won it.
+	AliasRatio float64
+	// Aliases are the names alias claims draw from.
+	Aliases []string
 	// Codes is the initial pool of short codes for redirects, chosen
 	// uniformly at random (seeded). Codes created during the run are added
 	// to the pool of the target that created them. While a target's pool is
@@ -137,6 +144,12 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	if !(cfg.CreateRatio >= 0 && cfg.CreateRatio <= 1) {
 		return cfg, errors.New("load: CreateRatio must be in [0, 1]")
+	}
+	if !(cfg.AliasRatio >= 0 && cfg.AliasRatio <= 1-cfg.CreateRatio) {
+		return cfg, errors.New("load: AliasRatio must be in [0, 1 - CreateRatio]")
+	}
+	if cfg.AliasRatio > 0 && len(cfg.Aliases) == 0 {
+		return cfg, errors.New("load: AliasRatio without Aliases")
 	}
 	if cfg.CreateRatio == 0 && len(cfg.Codes) == 0 {
 		return cfg, errors.New("load: no Codes to redirect and CreateRatio is 0")

@@ -1,6 +1,9 @@
 package load
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+	"strconv"
+)
 
 // opKind is the kind of an operation.
 type opKind uint8
@@ -8,21 +11,25 @@ type opKind uint8
 const (
 	opRedirect opKind = iota
 	opCreate
+	opAlias
 )
 
 func (k opKind) String() string {
-	if k == opCreate {
-		return "create"
+	switch k {
+	case opCreate:
+		return OpCreate
+	case opAlias:
+		return OpAlias
 	}
-	return "redirect"
+	return OpRedirect
 }
 
 // op is one scheduled operation.
 type op struct {
 	seq      int64
 	intended int64  // ns since start; unused in closed loop
-	suffix   uint64 // create: random URL suffix
-	code     string // redirect: code to request
+	suffix   uint64 // create, alias: random URL suffix
+	code     string // redirect: code to request; alias: the alias claimed
 	target   int32
 	kind     opKind
 }
@@ -64,14 +71,19 @@ func (p *codePool) add(code string) {
 }
 
 // generator produces the seeded operation sequence. Operation i goes to
-// target i % len(targets); its kind is drawn from the seeded source, then a
-// redirect draws a code uniformly from the target's pool and a create draws
-// a URL suffix. Without created codes joining the pools, the whole sequence
-// is a function of the seed and the configuration. It is owned by the
+// target i % len(targets); its kind is drawn from the seeded source (one
+// draw: below the create ratio a create, below create + alias ratio an
+// alias claim, else a redirect), then a redirect draws a code uniformly
+// from the target's pool, an alias claim a name uniformly from the alias
+// pool, and creates and claims a URL suffix. Without created codes joining
+// the pools, the whole sequence is a function of the seed and the
+// configuration (the alias names' prefix aside). It is owned by the
 // scheduler goroutine.
 type generator struct {
 	rng     *rand.Rand
-	ratio   float64
+	ratio   float64 // creates
+	aliasTo float64 // ratio + alias ratio
+	aliases []string
 	pools   []codePool
 	created <-chan createdCode
 	seq     int64
@@ -81,6 +93,7 @@ func newGenerator(seed int64, ratio float64, targets int, codes []string, create
 	g := &generator{
 		rng:     rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15)),
 		ratio:   ratio,
+		aliasTo: ratio,
 		pools:   make([]codePool, targets),
 		created: created,
 	}
@@ -88,6 +101,26 @@ func newGenerator(seed int64, ratio float64, targets int, codes []string, create
 		g.pools[i].base = codes
 	}
 	return g
+}
+
+// withAliases makes a share ratio of the operations alias claims of the
+// given names.
+func (g *generator) withAliases(ratio float64, names []string) *generator {
+	if ratio > 0 && len(names) > 0 {
+		g.aliasTo = g.ratio + ratio
+		g.aliases = names
+	}
+	return g
+}
+
+// AliasNames returns the n alias names prefix0, prefix1, ... (the index in
+// base 36).
+func AliasNames(prefix string, n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = prefix + strconv.FormatInt(int64(i), 36)
+	}
+	return names
 }
 
 // absorb moves codes reported by workers into the pools without blocking.
@@ -110,14 +143,20 @@ func (g *generator) next() op {
 	g.absorb()
 	o := op{seq: g.seq, target: int32(g.seq % int64(len(g.pools)))}
 	g.seq++
-	if g.rng.Float64() < g.ratio {
+	switch u := g.rng.Float64(); {
+	case u < g.ratio:
 		o.kind = opCreate
-	} else if p := &g.pools[o.target]; p.size() > 0 {
-		o.code = p.get(g.rng.IntN(p.size()))
-	} else {
-		o.kind = opCreate // nothing to redirect to yet
+	case u < g.aliasTo:
+		o.kind = opAlias
+		o.code = g.aliases[g.rng.IntN(len(g.aliases))]
+	default:
+		if p := &g.pools[o.target]; p.size() > 0 {
+			o.code = p.get(g.rng.IntN(p.size()))
+		} else {
+			o.kind = opCreate // nothing to redirect to yet
+		}
 	}
-	if o.kind == opCreate {
+	if o.kind != opRedirect {
 		o.suffix = g.rng.Uint64()
 	}
 	return o

@@ -131,7 +131,7 @@ func (h *historyWriter) appendLine(b []byte, r *histRec) []byte {
 	b = append(b, `,"err":`...)
 	b = appendJSONString(b, r.errMessage)
 	b = append(b, `,"ack":`...)
-	b = strconv.AppendBool(b, r.ok && r.kind == opCreate)
+	b = strconv.AppendBool(b, r.status == 201 && r.kind != opRedirect)
 	var addr, region string
 	if r.ep != nil {
 		addr, region = r.ep.addr, r.ep.region

@@ -22,8 +22,9 @@ import (
 // are only counted in the Report):
 //
 //	seq       int     the operation's index in the run's schedule (0-based)
-//	op        string  "redirect" (GET /{code}, never followed) or "create"
-//	                  (POST /api/v1/links)
+//	op        string  "redirect" (GET /{code}, never followed), "create"
+//	                  (POST /api/v1/links) or "alias" (a create with a
+//	                  custom alias from Config.Aliases)
 //	target    string  the Target's name: for DNS targets, the home region of
 //	                  the clients it plays
 //	intended  time    when the operation was due (open loop; in closed loop
@@ -31,17 +32,17 @@ import (
 //	start     time    when it was sent
 //	end       time    when it completed or failed
 //	status    int     the HTTP status; 0 for a transport error or timeout
-//	ok        bool    a redirect answered 301/302/307/308, or a create
-//	                  answered 201 with a code
+//	ok        bool    a redirect answered 301/302/307/308, a create 201
+//	                  with a code, an alias 201 with a code or 409 (taken)
 //	code      string  redirect: the code requested; create: the code the
-//	                  201 returned ("" otherwise)
-//	url       string  redirect: the Location read; create: the long URL
-//	                  sent (also when it failed)
+//	                  201 returned ("" otherwise); alias: the alias
+//	url       string  redirect: the Location read; create, alias: the long
+//	                  URL sent (also when it failed)
 //	err       string  why it failed: a short transport error ("timeout",
 //	                  "connection refused", ...) or the problem+json title
-//	                  and detail; "" when ok
-//	ack       bool    the service acknowledged a write: a create with a 201
-//	                  (always false for redirects)
+//	                  and detail; "" when ok (409: "Already taken: ...")
+//	ack       bool    the service acknowledged a write: a create or an
+//	                  alias answered 201 (always false for redirects)
 //	addr      string  the address (host:port) the request was sent to: the
 //	                  DNS answer in use when it was sent
 //	region    string  the Config.Regions name of addr ("" unknown): which
@@ -85,6 +86,16 @@ import (
 //	  mirror_active    bool    the mirror is live
 //	  origin_reachable bool    the origin answered the last look
 
+// Operation kinds of "op" records.
+const (
+	OpRedirect = "redirect"
+	OpCreate   = "create"
+	// OpAlias is a create with a custom alias: status 201 (won), 409 (the
+	// alias was taken) or anything else (unknown: it may or may not have
+	// taken effect).
+	OpAlias = "alias"
+)
+
 // Record kinds of the history.
 const (
 	KindOp      = "op"
@@ -98,7 +109,7 @@ const maxHistoryLine = 4 << 20
 // Op is one operation of the history ("op" records).
 type Op struct {
 	Seq      int64     `json:"seq"`
-	Op       string    `json:"op"` // "redirect" or "create"
+	Op       string    `json:"op"` // OpRedirect, OpCreate or OpAlias
 	Target   string    `json:"target"`
 	Intended time.Time `json:"intended"`
 	Start    time.Time `json:"start"`
@@ -209,8 +220,8 @@ type anyLine struct {
 
 // ReadHistory reads a history written by Run. Blank lines and records of
 // unknown kinds are skipped; a line that is not a JSON object of the known
-// fields, an op record without target or with an op other than "redirect"
-// or "create", a regions record without region, or a line longer than
+// fields, an op record without target or with an op other than "redirect",
+// "create" or "alias", a regions record without region, or a line longer than
 // 4 MiB is an error naming the line.
 func ReadHistory(r io.Reader) (*History, error) {
 	h := &History{}
@@ -227,8 +238,8 @@ func ReadHistory(r io.Reader) (*History, error) {
 		}
 		switch l.Kind {
 		case "", KindOp:
-			if l.Op != opRedirect.String() && l.Op != opCreate.String() {
-				return nil, fmt.Errorf("history line %d: op %q: want redirect or create", n, l.Op)
+			if l.Op != OpRedirect && l.Op != OpCreate && l.Op != OpAlias {
+				return nil, fmt.Errorf("history line %d: op %q: want redirect, create or alias", n, l.Op)
 			}
 			if l.Target == "" {
 				return nil, fmt.Errorf("history line %d: op without target", n)

@@ -274,7 +274,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		r.workers = append(r.workers, w)
 	}
-	gen := newGenerator(cfg.Seed, cfg.CreateRatio, len(cfg.Targets), cfg.Codes, r.created)
+	gen := newGenerator(cfg.Seed, cfg.CreateRatio, len(cfg.Targets), cfg.Codes, r.created).withAliases(cfg.AliasRatio, cfg.Aliases)
 
 	r.start = time.Now()
 	if cfg.History != nil {
@@ -460,7 +460,7 @@ func (w *worker) do(o op) {
 		res.ok = false
 		res.emsg = errString(res.err)
 	}
-	if r.created != nil && res.ok && o.kind == opCreate {
+	if r.created != nil && res.status == http.StatusCreated && o.kind != opRedirect {
 		select {
 		case r.created <- createdCode{target: o.target, code: res.code}:
 		default: // generator busy; the pool is a best-effort sample
@@ -528,7 +528,12 @@ func (w *worker) stdDo(t *target, ep *endpoint, o *op, start int64) (int64, resu
 		body := make([]byte, 0, len(r.bodyPrefix)+16)
 		body = append(body, r.bodyPrefix...)
 		body = strconv.AppendUint(body, o.suffix, 36)
-		body = append(body, '"', '}')
+		body = append(body, '"')
+		if o.kind == opAlias {
+			body = append(body, `,"alias":`...)
+			body = appendJSONString(body, o.code)
+		}
+		body = append(body, '}')
 		req = t.request(ctx, ep, http.MethodPost, t.createPath, w.postHdr, io.NopCloser(bytes.NewReader(body)), len(body))
 		if r.history != nil {
 			longURL = r.urlPrefix + strconv.FormatUint(o.suffix, 36)
@@ -563,6 +568,10 @@ func (w *worker) stdDo(t *target, ep *endpoint, o *op, start int64) (int64, resu
 			res.ok = err == nil
 		default:
 			res.loc = longURL
+			if o.kind == opAlias {
+				// The alias taken by another claim is a definite answer.
+				res.code, res.ok = o.code, res.status == http.StatusConflict
+			}
 			res.emsg, err = w.problem(resp)
 		}
 		resp.Body.Close()

@@ -192,3 +192,68 @@ func logCreates(t *testing.T, natsURL string) map[string]bool {
 	}
 	return out
 }
+
+// TestProjectorCrash arms the projector-crash fault of a region child and
+// makes it build a batch: the process SIGKILLs itself before committing
+// it. Started again on its state, it has every acknowledged link and the
+// one whose batch died with it (its event was in the stream).
+func TestProjectorCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: runs child processes")
+	}
+	dir := filepath.Join(t.TempDir(), "us-east")
+	host := regiontest.Host()
+	url := "http://" + host + ":8080"
+	p := startRegionProc(t, host, dir, "--fault-injection")
+	c := regiontest.NewClient(url)
+	c.HTTP.Timeout = 3 * time.Second
+	ctx := context.Background()
+	acked := map[string]string{}
+	for i := range 20 {
+		target := fmt.Sprintf("https://example.com/before-crash/%d", i)
+		r, err := c.Create(ctx, map[string]any{"url": target})
+		if err != nil || r.Status != http.StatusCreated {
+			t.Fatalf("create: %v %d %s", err, r.Status, r.Raw)
+		}
+		acked[r.Str("code")] = target
+	}
+	r, err := c.Do(ctx, http.MethodPost, "/api/v1/admin/faults/projector-crash", map[string]any{})
+	if err != nil || r.Status != http.StatusAccepted {
+		t.Fatalf("arm the crash: %v %d %s", err, r.Status, r.Raw)
+	}
+	// The next batch (this create's, or a heartbeat's) kills it.
+	if r, err := c.Create(ctx, map[string]any{"url": "https://example.com/the-batch"}); err == nil && r.Status == http.StatusCreated {
+		t.Fatalf("a create was acknowledged after the crash was armed: %s", r.Raw)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the region did not crash within 10 s of being armed")
+	}
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the region exited with %v, want killed by SIGKILL", p.cmd.ProcessState)
+	}
+
+	p = startRegionProc(t, host, dir)
+	for code, target := range acked {
+		r, err := c.Do(ctx, http.MethodGet, "/"+code, nil)
+		if err != nil || r.Header.Get("Location") != target {
+			t.Errorf("acknowledged %s after the crash: %v %d %q, want a redirect to %s", code, err, r.Status, r.Header.Get("Location"), target)
+		}
+	}
+	inLog := logCreates(t, "nats://"+host+":4222")
+	if len(inLog) != len(acked)+1 {
+		t.Fatalf("%d creates in the log, want %d (the acknowledged and the one whose batch crashed)", len(inLog), len(acked)+1)
+	}
+	regiontest.WaitFor(t, 10*time.Second, func() error {
+		r, err := c.Do(ctx, http.MethodGet, "/api/v1/projection", nil)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.Body["links"].(float64); int(n) != len(inLog) {
+			return fmt.Errorf("projection has %v links, the log %d", r.Body["links"], len(inLog))
+		}
+		return nil
+	})
+	p.stop(t)
+}

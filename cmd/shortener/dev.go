@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"shortener/chaos/netfault"
 )
 
 // devRegion is one region of the dev cluster: region N binds 127.0.N.1 with
@@ -88,6 +91,7 @@ var devRegions = []devRegion{
 func devCmd() *cobra.Command {
 	var dir, fsync, durability, netPrefix string
 	var count int
+	var withChaos bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the dev cluster (what make run starts): regions and the DNS switch as child processes, state under var/dev",
@@ -99,7 +103,7 @@ func devCmd() *cobra.Command {
 			if !regexp.MustCompile(`^127\.\d{1,3}$`).MatchString(netPrefix) {
 				return usageError{fmt.Errorf("--net %q: want 127.X", netPrefix)}
 			}
-			return runDev(cmd.Context(), cmd.OutOrStdout(), devOptions{dir: dir, fsync: fsync, durability: durability}, topologyOn(netPrefix, count))
+			return runDev(cmd.Context(), cmd.OutOrStdout(), devOptions{dir: dir, fsync: fsync, durability: durability, chaos: withChaos}, topologyOn(netPrefix, count))
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "var/dev", "state directory of the dev cluster")
@@ -108,6 +112,7 @@ func devCmd() *cobra.Command {
 	cmd.Flags().StringVar(&durability, "durability", "local", "durability of creates: local or replicated")
 	cmd.Flags().StringVar(&netPrefix, "net", "127.0", "network prefix: region N on PREFIX.N.1, the switch on PREFIX.0.1")
 	_ = cmd.Flags().MarkHidden("net")
+	cmd.Flags().BoolVar(&withChaos, "chaos", false, "put fault proxies on every NATS link (127.0.N.3 and .4) and turn fault injection on, as shortener chaos does")
 	cmd.AddCommand(devDownCmd(), devUpCmd())
 	return cmd
 }
@@ -122,6 +127,11 @@ type child struct {
 
 type devOptions struct {
 	dir, fsync, durability string
+	// chaos puts fault proxies in front of every NATS gateway and route
+	// listener and starts the regions with --fault-injection (devchaos.go).
+	chaos bool
+	// ready, when set, is closed once every region and the switch answer.
+	ready chan<- struct{}
 }
 
 // supervisor owns the dev cluster's processes: it starts them, restarts a
@@ -138,6 +148,9 @@ type supervisor struct {
 	mu       sync.Mutex
 	children map[string]*child // the live process of each region and of the switch
 	killed   map[*child]bool   // killed on purpose by `dev down`
+
+	journalMu sync.Mutex
+	net       *netfault.Net // the fault proxies of a --chaos cluster, else nil
 }
 
 func runDev(ctx context.Context, out io.Writer, o devOptions, topo devTopology) error {
@@ -159,6 +172,12 @@ func runDev(ctx context.Context, out io.Writer, o devOptions, topo devTopology) 
 	}
 	defer ctl.Close()
 	defer sv.stopAll()
+	if o.chaos {
+		if err := sv.startChaosNet(slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))); err != nil {
+			return err
+		}
+		defer sv.net.Close()
+	}
 	data, _ := json.MarshalIndent(topo, "", "  ")
 	if err := os.WriteFile(topologyFile(dir), data, 0o644); err != nil {
 		return err
@@ -196,6 +215,9 @@ func runDev(ctx context.Context, out io.Writer, o devOptions, topo devTopology) 
 	fmt.Fprintf(out, "         dig @%s -p %s -b %s0 %s   (what %s's clients are answered)\n", dnsHost, dnsPort, regions[len(regions)-1].Host, topo.Zone, regions[len(regions)-1].Name)
 	fmt.Fprintln(out, "         make status | make region-down REGION=us-east | make region-up REGION=us-east")
 	fmt.Fprintln(out, "Ctrl-C stops the cluster.")
+	if o.ready != nil {
+		close(o.ready)
+	}
 	<-ctx.Done()
 	fmt.Fprintln(out, "\nstopping")
 	return nil
@@ -337,6 +359,9 @@ func startRegionChild(self string, o devOptions, key string, r devRegion, all []
 			args = append(args, "--peer", p.Name+"="+p.Host)
 		}
 	}
+	if o.chaos {
+		args = append(args, chaosRegionArgs(r, all)...)
+	}
 	return startChild(self, r.Name, rdir, "region.log", args, key)
 }
 
@@ -372,6 +397,7 @@ func startChild(self, name, dir, logName string, args []string, key string) (*ch
 // running after 10 s.
 func stopChildren(out io.Writer, children []*child) {
 	for _, c := range children {
+		_ = c.cmd.Process.Signal(syscall.SIGCONT) // a paused region could not stop
 		_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	deadline := time.After(10 * time.Second)

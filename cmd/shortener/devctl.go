@@ -71,6 +71,7 @@ func (sv *supervisor) listenControl() (io.Closer, error) {
 		sv.journal("up", p)
 		_ = json.NewEncoder(w).Encode(p)
 	})
+	sv.chaosRoutes(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return closerFunc(func() error { err := srv.Close(); _ = os.Remove(path); return err }), nil
@@ -83,13 +84,19 @@ func journalFile(dir string) string { return filepath.Join(dir, "journal.jsonl")
 // journalEntry is one line of the journal.
 type journalEntry struct {
 	Time   time.Time `json:"time"`
-	Action string    `json:"action"` // "down" (SIGKILL sent) or "up" (process started)
+	Action string    `json:"action"` // "down" (SIGKILL sent), "up" (process started), "pause", "resume"; link faults are netEntry lines
 	Region string    `json:"region"`
 	PID    int       `json:"pid"`
 }
 
 func (sv *supervisor) journal(action string, p procInfo) {
 	line, _ := json.Marshal(journalEntry{Time: p.At.UTC(), Action: action, Region: p.Name, PID: p.PID})
+	sv.appendJournal(line)
+}
+
+func (sv *supervisor) appendJournal(line []byte) {
+	sv.journalMu.Lock()
+	defer sv.journalMu.Unlock()
 	f, err := os.OpenFile(journalFile(sv.o.dir), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		fmt.Fprintf(sv.out, "journal: %v\n", err)

@@ -55,6 +55,7 @@ type regionFlags struct {
 	SwitchAdmin         string   `json:"switch_admin"`
 	OTLP                string   `json:"otlp_endpoint"`
 	NoClicks            bool     `json:"no_clicks"`
+	FaultInjection      bool     `json:"fault_injection"`
 	TraceSample         float64  `json:"trace_sample"`
 }
 
@@ -140,6 +141,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.SwitchAdmin, "switch-admin", "127.0.0.1:8054", "the DNS switch's admin address, shown on /status; empty to leave it out")
 	fl.BoolVar(&f.NoClicks, "no-clicks", false, "turn click analytics off (no click streams, nothing recorded)")
+	fl.BoolVar(&f.FaultInjection, "fault-injection", false, "serve the fault injection endpoints under /api/v1/admin/faults (chaos runs only; never in production)")
 	fl.StringVar(&f.OTLP, "otlp-endpoint", "", "send traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (default: tracing off)")
 	fl.Float64Var(&f.TraceSample, "trace-sample", 1, "share of new traces sampled when --otlp-endpoint is set, 0 to 1")
 	fl.StringVar(&f.MemoryLimit, "memory-limit", "0", "run the GC only near this heap size (GOGC=off), e.g. 1GiB; 0 keeps Go's defaults; $GOGC or $GOMEMLIMIT override")
@@ -216,7 +218,7 @@ func (f regionFlags) config() (region.Config, error) {
 	return region.Config{
 		Name: f.Name, Digit: f.Digit[0], Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
-		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks,
+		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
 			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise},
 	}, nil

@@ -54,11 +54,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startDev(t *testing.T) *devCluster {
+func startDev(t *testing.T, extra ...string) *devCluster {
 	t.Helper()
 	prefix := fmt.Sprintf("127.%d", 64+rand.IntN(180))
 	d := &devCluster{t: t, dir: t.TempDir(), key: "sk_test_failover", topo: topologyOn(prefix, 3), out: &syncBuffer{}}
-	d.cmd = exec.Command(os.Args[0], "dev", "--dir", d.dir, "--net", prefix)
+	d.cmd = exec.Command(os.Args[0], append([]string{"dev", "--dir", d.dir, "--net", prefix}, extra...)...)
 	d.cmd.Env = append(os.Environ(), "SHORTENER_CHILD=1", "SHORTENER_API_KEY="+d.key)
 	pr, pw := io.Pipe()
 	d.cmd.Stdout, d.cmd.Stderr = pw, pw
