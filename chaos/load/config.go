@@ -73,12 +73,19 @@ type Config struct {
 	// rest are redirects.
 	CreateRatio float64
 	// AliasRatio is the share of operations (0..1, at most 1 -
-	// CreateRatio) that claim a custom alias drawn uniformly from Aliases:
-	// creates with "alias", which many operations contend for. An alias
-	// won is added to the pool of the target that won it.
+	// CreateRatio) that claim a custom alias: creates with "alias", which
+	// several operations contend for. Operation i claims AliasPrefix +
+	// (i / AliasSpan in base 36): every name is fought over by the claims
+	// of AliasSpan consecutive operations, spread over the targets, so
+	// names are contended all through the run. An alias won is added to
+	// the pool of the target that won it.
 	AliasRatio float64
-	// Aliases are the names alias claims draw from.
-	Aliases []string
+	// AliasPrefix starts every alias claimed (a letter first; the names
+	// must be new to the service). Default "a".
+	AliasPrefix string
+	// AliasSpan is how many consecutive operations share an alias name;
+	// default 50.
+	AliasSpan int64
 	// Codes is the initial pool of short codes for redirects, chosen
 	// uniformly at random (seeded). Codes created during the run are added
 	// to the pool of the target that created them. While a target's pool is
@@ -148,8 +155,11 @@ func (cfg Config) normalize() (Config, error) {
 	if !(cfg.AliasRatio >= 0 && cfg.AliasRatio <= 1-cfg.CreateRatio) {
 		return cfg, errors.New("load: AliasRatio must be in [0, 1 - CreateRatio]")
 	}
-	if cfg.AliasRatio > 0 && len(cfg.Aliases) == 0 {
-		return cfg, errors.New("load: AliasRatio without Aliases")
+	if cfg.AliasPrefix == "" {
+		cfg.AliasPrefix = "a"
+	}
+	if cfg.AliasSpan <= 0 {
+		cfg.AliasSpan = 50
 	}
 	if cfg.CreateRatio == 0 && len(cfg.Codes) == 0 {
 		return cfg, errors.New("load: no Codes to redirect and CreateRatio is 0")

@@ -74,8 +74,8 @@ func (p *codePool) add(code string) {
 // target i % len(targets); its kind is drawn from the seeded source (one
 // draw: below the create ratio a create, below create + alias ratio an
 // alias claim, else a redirect), then a redirect draws a code uniformly
-// from the target's pool, an alias claim a name uniformly from the alias
-// pool, and creates and claims a URL suffix. Without created codes joining
+// from the target's pool, and creates and claims a URL suffix; an alias
+// claim's name follows from its index (withAliases). Without created codes joining
 // the pools, the whole sequence is a function of the seed and the
 // configuration (the alias names' prefix aside). It is owned by the
 // scheduler goroutine.
@@ -83,10 +83,12 @@ type generator struct {
 	rng     *rand.Rand
 	ratio   float64 // creates
 	aliasTo float64 // ratio + alias ratio
-	aliases []string
-	pools   []codePool
-	created <-chan createdCode
-	seq     int64
+	// alias claims: operation i claims aliasPrefix + i/aliasSpan
+	aliasPrefix string
+	aliasSpan   int64
+	pools       []codePool
+	created     <-chan createdCode
+	seq         int64
 }
 
 func newGenerator(seed int64, ratio float64, targets int, codes []string, created <-chan createdCode) *generator {
@@ -103,24 +105,14 @@ func newGenerator(seed int64, ratio float64, targets int, codes []string, create
 	return g
 }
 
-// withAliases makes a share ratio of the operations alias claims of the
-// given names.
-func (g *generator) withAliases(ratio float64, names []string) *generator {
-	if ratio > 0 && len(names) > 0 {
+// withAliases makes a share ratio of the operations alias claims: operation
+// i claims prefix + (i / span in base 36).
+func (g *generator) withAliases(ratio float64, prefix string, span int64) *generator {
+	if ratio > 0 {
 		g.aliasTo = g.ratio + ratio
-		g.aliases = names
+		g.aliasPrefix, g.aliasSpan = prefix, span
 	}
 	return g
-}
-
-// AliasNames returns the n alias names prefix0, prefix1, ... (the index in
-// base 36).
-func AliasNames(prefix string, n int) []string {
-	names := make([]string, n)
-	for i := range names {
-		names[i] = prefix + strconv.FormatInt(int64(i), 36)
-	}
-	return names
 }
 
 // absorb moves codes reported by workers into the pools without blocking.
@@ -148,7 +140,7 @@ func (g *generator) next() op {
 		o.kind = opCreate
 	case u < g.aliasTo:
 		o.kind = opAlias
-		o.code = g.aliases[g.rng.IntN(len(g.aliases))]
+		o.code = g.aliasPrefix + strconv.FormatInt(o.seq/g.aliasSpan, 36)
 	default:
 		if p := &g.pools[o.target]; p.size() > 0 {
 			o.code = p.get(g.rng.IntN(p.size()))

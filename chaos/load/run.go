@@ -274,7 +274,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		r.workers = append(r.workers, w)
 	}
-	gen := newGenerator(cfg.Seed, cfg.CreateRatio, len(cfg.Targets), cfg.Codes, r.created).withAliases(cfg.AliasRatio, cfg.Aliases)
+	gen := newGenerator(cfg.Seed, cfg.CreateRatio, len(cfg.Targets), cfg.Codes, r.created).withAliases(cfg.AliasRatio, cfg.AliasPrefix, cfg.AliasSpan)
 
 	r.start = time.Now()
 	if cfg.History != nil {

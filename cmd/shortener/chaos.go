@@ -117,6 +117,7 @@ type chaosRun struct {
 	rep    *chaos.Report
 	hc     *http.Client
 	ops    *opCounter
+	rpo    []rpoProbe // measured at every region lost (chaos_judge.go)
 }
 
 func runChaos(ctx context.Context, out io.Writer, o chaosOptions) (*chaos.Report, error) {
@@ -391,11 +392,13 @@ func (c *chaosRun) apply(ctx context.Context, s chaos.Step) {
 	var err error
 	switch s.Kind {
 	case chaos.Kill:
-		if err = c.control(ctx, "/down/"+s.Region); err != nil {
+		p, err := control(ctx, c.devDir, "/down/"+s.Region)
+		if err != nil {
 			fail("%v", err)
 			break
 		}
-		c.sleep(ctx, hold)
+		c.measureRPO(ctx, s.N, s.Region, p.At)
+		c.sleep(ctx, hold-time.Since(rec.Start))
 		rec.End = time.Now()
 		if err = c.control(ctx, "/up/"+s.Region); err != nil {
 			fail("start it again: %v", err)
@@ -471,7 +474,8 @@ func (c *chaosRun) apply(ctx context.Context, s chaos.Step) {
 			break
 		}
 		rec.Note = fmt.Sprintf("crashed %v after being armed", crashed.Sub(rec.Start).Round(10*time.Millisecond))
-		c.sleep(ctx, hold)
+		c.measureRPO(ctx, s.N, s.Region, crashed)
+		c.sleep(ctx, hold-time.Since(crashed))
 		rec.End = time.Now()
 		if err = c.control(ctx, "/up/"+s.Region); err != nil {
 			fail("start it again: %v", err)
