@@ -111,7 +111,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		}
 	}
 	ySucc := func(v float64) float64 { return succTop + panelH*(1-v/100) }
-	panel(succTop, "success rate per second, all clients (%)", []float64{0, 25, 50, 75, 90, 99, 100},
+	panel(succTop, "success rate per second, all clients (%)", []float64{0, 25, 50, 75, 90, 100},
 		func(v float64) string { return fmt.Sprintf("%g%%", v) }, ySucc)
 	var pts []string
 	for _, s := range r.Seconds {
