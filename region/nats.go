@@ -222,28 +222,15 @@ func hasStreams(storeDir string) bool {
 	return err == nil && len(entries) > 0
 }
 
-// restartJetStream stops JetStream in a running server, keeping its meta
-// state, and starts it again through two configuration reloads (off, then
-// on: the path nats-server supports for enabling JetStream on a running
-// server). Its streams are recovered again, and its mirrors ask their
-// origins again, now that the gateways are up. (Starting the server with
-// JetStream off and enabling it later is not enough: a server started
-// without JetStream never lists itself among the JetStream nodes, and as
-// meta leader it then answered "stream is offline" for its own streams.)
-func restartJetStream(s *server.Server, opts *server.Options) error {
-	if err := s.ShutdownJetStream(); err != nil {
-		return fmt.Errorf("nats server %s: stop JetStream: %w", opts.ServerName, err)
-	}
-	off := *opts
-	off.JetStream = false
-	if err := s.ReloadOptions(&off); err != nil {
-		return fmt.Errorf("nats server %s: JetStream off: %w", opts.ServerName, err)
-	}
+// enableJetStream turns JetStream on in a running server through a
+// configuration reload (the path nats-server supports for it); opts are
+// the server's options with JetStream on.
+func enableJetStream(s *server.Server, opts *server.Options) error {
 	if err := s.ReloadOptions(opts); err != nil {
-		return fmt.Errorf("nats server %s: JetStream on: %w", opts.ServerName, err)
+		return fmt.Errorf("nats server %s: enable JetStream: %w", opts.ServerName, err)
 	}
 	if !s.JetStreamEnabled() {
-		return fmt.Errorf("nats server %s: JetStream did not start again (see its log)", opts.ServerName)
+		return fmt.Errorf("nats server %s: JetStream did not start (see its log)", opts.ServerName)
 	}
 	return nil
 }

@@ -108,18 +108,20 @@ func (r *Region) Open(ctx context.Context) (err error) {
 		regional, global := natsServers(r.cfg)
 		gws := gatewayMap(r.cfg)
 		// A restarted regional server has mirrors to recover: its
-		// JetStream starts again once the gateways are up (region/nats.go).
-		restart := hasStreams(regional.storeDir)
+		// JetStream starts once the gateways are up (region/nats.go).
+		late := hasStreams(regional.storeDir)
 		for _, spec := range []serverSpec{regional, global} {
-			ns, err := startNATS(natsOptions(r.cfg, spec, gws), r.log)
+			opts := natsOptions(r.cfg, spec, gws)
+			opts.JetStream = !late || spec.cluster == GlobalCluster
+			ns, err := startNATS(opts, r.log)
 			if err != nil {
 				return err
 			}
 			r.servers = append(r.servers, ns)
 		}
-		if restart {
+		if late {
 			waitGateways(ctx, r.servers[0], r.servers[1], slices.Collect(maps.Keys(gws)), gatewayWait, r.log)
-			if err := restartJetStream(r.servers[0], natsOptions(r.cfg, regional, gws)); err != nil {
+			if err := enableJetStream(r.servers[0], natsOptions(r.cfg, regional, gws)); err != nil {
 				return err
 			}
 		}
