@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -107,23 +105,12 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	if r.cfg.NATSURL == "" {
 		regional, global := natsServers(r.cfg)
 		gws := gatewayMap(r.cfg)
-		// A restarted regional server has mirrors to recover: its
-		// JetStream starts once the gateways are up (region/nats.go).
-		late := hasStreams(regional.storeDir)
 		for _, spec := range []serverSpec{regional, global} {
-			opts := natsOptions(r.cfg, spec, gws)
-			opts.JetStream = !late || spec.cluster == GlobalCluster
-			ns, err := startNATS(opts, r.log)
+			ns, err := startNATS(natsOptions(r.cfg, spec, gws), r.log)
 			if err != nil {
 				return err
 			}
 			r.servers = append(r.servers, ns)
-		}
-		if late {
-			waitGateways(ctx, r.servers[0], r.servers[1], slices.Collect(maps.Keys(gws)), gatewayWait, r.log)
-			if err := enableJetStream(r.servers[0], natsOptions(r.cfg, regional, gws)); err != nil {
-				return err
-			}
 		}
 	}
 	r.nc, err = nats.Connect(r.NATSURL(),
