@@ -17,6 +17,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -643,6 +644,8 @@ func TestConfigErrors(t *testing.T) {
 		"no duration": func(c *Config) { c.Duration = 0 },
 		"neg rate":    func(c *Config) { c.Rate = -1 },
 		"ratio":       func(c *Config) { c.CreateRatio = 1.5 },
+		"alias ratio": func(c *Config) { c.CreateRatio, c.AliasRatio = 0.6, 0.5 },
+		"neg alias":   func(c *Config) { c.AliasRatio = -0.1 },
 		"nothing":     func(c *Config) { c.Codes = nil },
 		"scheme":      func(c *Config) { c.Targets = []Target{{BaseURL: "ftp://x"}} },
 		"local addr":  func(c *Config) { c.Targets = []Target{{BaseURL: "http://x", LocalAddr: "nope"}} },
@@ -1215,4 +1218,112 @@ func FuzzParseResponse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAliasClaims: a share of the operations claim aliases named by their
+// index (prefix + index/span), with "alias" in the create body; the
+// history records 201 as won (acknowledged, the alias as the code), 409 as
+// lost (ok, not acknowledged), and the rest as failed.
+func TestAliasClaims(t *testing.T) {
+	var mu sync.Mutex
+	owner := map[string]string{} // alias → URL of its one winner
+	var bad int
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/links", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			URL   string `json:"url"`
+			Alias string `json:"alias"`
+		}
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		err := dec.Decode(&body)
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case err != nil || !strings.HasPrefix(body.URL, DefaultURLPrefix):
+			bad++
+			w.WriteHeader(http.StatusBadRequest)
+		case body.Alias == "":
+			w.WriteHeader(http.StatusCreated)
+			json.NewEncoder(w).Encode(map[string]string{"code": "g1"})
+		case owner[body.Alias] != "":
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusConflict)
+			w.Write([]byte(`{"title":"Already taken","detail":"this alias is already taken"}`))
+		default:
+			owner[body.Alias] = body.URL
+			w.WriteHeader(http.StatusCreated)
+			json.NewEncoder(w).Encode(map[string]string{"code": body.Alias})
+		}
+	})
+	mux.HandleFunc("GET /{code}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "https://t.example/target")
+		w.WriteHeader(http.StatusFound)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	var hist bytes.Buffer
+	rep := run(t, Config{
+		Targets:     []Target{{Name: "a", BaseURL: srv.URL}, {Name: "b", BaseURL: srv.URL}},
+		Duration:    300 * time.Millisecond,
+		Workers:     4,
+		CreateRatio: 0.1,
+		AliasRatio:  0.5,
+		AliasPrefix: "promo-",
+		AliasSpan:   10,
+		APIKey:      "key",
+		History:     &hist,
+		Seed:        3,
+	})
+	if rep.Total.Failed != 0 || bad != 0 {
+		t.Fatalf("failed %d, bad requests %d, by status %v", rep.Total.Failed, bad, rep.Total.ByStatus)
+	}
+	won := map[string]int{}
+	var claims, lost int
+	for _, b := range bytes.Split(bytes.TrimSpace(hist.Bytes()), []byte("\n")) {
+		var l struct {
+			hline
+			Ack bool `json:"ack"`
+		}
+		if err := json.Unmarshal(b, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Op != OpAlias {
+			continue
+		}
+		claims++
+		if want := "promo-" + strconv.FormatInt(l.Seq/10, 36); l.Code != want {
+			t.Fatalf("claim #%d of %q, want %q", l.Seq, l.Code, want)
+		}
+		switch l.Status {
+		case 201:
+			won[l.Code]++
+			if !l.OK || !l.Ack || owner[l.Code] != l.URL {
+				t.Fatalf("won claim %+v: want ok, ack and the URL the server kept (%s)", l, owner[l.Code])
+			}
+		case 409:
+			lost++
+			if !l.OK || l.Ack || !strings.Contains(l.Err, "Already taken") {
+				t.Fatalf("lost claim %+v: want ok, not ack, the problem's title", l)
+			}
+		default:
+			t.Fatalf("claim answered %d: %+v", l.Status, l)
+		}
+	}
+	if claims < 10 || lost == 0 || len(won) != len(owner) {
+		t.Fatalf("%d claims, %d lost, %d aliases won in the history, %d on the server", claims, lost, len(won), len(owner))
+	}
+	for name, n := range won {
+		if n != 1 {
+			t.Fatalf("%s won %d times in the history", name, n)
+		}
+	}
+	h, err := ReadHistory(bytes.NewReader(hist.Bytes()))
+	if err != nil {
+		t.Fatalf("ReadHistory of a history with alias claims: %v", err)
+	}
+	if len(h.Ops) == 0 {
+		t.Fatal("ReadHistory read no operations")
+	}
 }
