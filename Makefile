@@ -6,7 +6,7 @@ FUZZTIME ?= 15s
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help build run status chaos region-down region-up region-drain region-undrain audit drills drill drills-fresh compose-image compose-up compose-down compose-region-down compose-region-up test-compose rules test-obs screenshot test test-race test-regions fuzz bench clean
+.PHONY: help build run status chaos region-down region-up region-drain region-undrain audit drills drill drills-fresh backup restore compose-image compose-up compose-down compose-region-down compose-region-up test-compose rules test-obs screenshot test test-race test-regions fuzz bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,7 +62,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 15s)
 bench: build ## redirect benchmark against a bare net/http 301, side by side, with Go's GC defaults as a variant (docs/benchmarks.md)
 	@if command -v taskset >/dev/null; then taskset -c 1 ./$(BIN) bench redirect --variant go-gc-defaults=GOGC=100 --variant clicks-off=--no-clicks $(BENCHFLAGS); else ./$(BIN) bench redirect --variant go-gc-defaults=GOGC=100 --variant clicks-off=--no-clicks $(BENCHFLAGS); fi
 
-drills: build ## DR drills against the running dev cluster (make run): failover and failback, cache flush and refill; report in var/drills/dr-report.{md,json}
+drills: build ## DR drills against the running dev cluster (make run): failover and failback, cache flush and refill, backup and restore; report in var/drills/dr-report.{md,json}
 	./$(BIN) drills --dir var/dev --report-dir var/drills
 
 drills-fresh: build ## the DR drills on a fresh dev cluster of their own (127.5.N.1, var/drills-dev), stopped afterwards; prints the DR report (what CI runs)
@@ -73,9 +73,15 @@ drills-fresh: build ## the DR drills on a fresh dev cluster of their own (127.5.
 	grep -q 'Ctrl-C stops' var/drills-dev.log || { echo "drills-fresh: the dev cluster did not start in 3 min" >&2; cat var/drills-dev.log; exit 1; }; \
 	./$(BIN) drills --dir var/drills-dev --report-dir var/drills $(DRILLFLAGS)
 
-drill: build ## one DR drill: make drill NAME=failover|cache|restart
-	@test -n "$(NAME)" || { echo "make drill: give NAME=failover|cache|restart" >&2; exit 2; }
+drill: build ## one DR drill: make drill NAME=failover|cache|backup|restart
+	@test -n "$(NAME)" || { echo "make drill: give NAME=failover|cache|backup|restart" >&2; exit 2; }
 	./$(BIN) drills --dir var/dev --report-dir var/drills --drill $(NAME)
+
+backup: build ## back up the running dev cluster (every origin stream, every projection) into var/backups/<time>
+	./$(BIN) backup --dir var/dev --out var/backups
+
+restore: build ## restore a backup into a fresh staging region and check it against the live cluster: make restore BACKUP=var/backups/<id> (default the newest)
+	@b="$(BACKUP)"; if [ -z "$$b" ]; then b=$$(ls -d var/backups/2*[0-9Z] 2>/dev/null | tail -n 1); fi; 	test -n "$$b" || { echo "make restore: no backup in var/backups (make backup) and no BACKUP=" >&2; exit 2; }; 	./$(BIN) restore "$$b" --dir var/dev
 
 COMPOSE := docker-compose -p shortener -f compose/docker-compose.yml
 COMPOSE_KEY = SHORTENER_API_KEY=$${SHORTENER_API_KEY:-$$(cat var/compose/api-key 2>/dev/null || echo unset)}

@@ -46,6 +46,23 @@ type Cluster struct {
 	// against a replay) and returns its output; an error is a mismatch or
 	// something that could not be checked.
 	Verify func(ctx context.Context) (string, error)
+	// BackupRestore takes a backup of every stream and projection into
+	// root (shortener backup), restores it into a fresh staging region
+	// and runs the consistency checks against it and the live cluster
+	// (shortener restore --staging); progress goes to log.
+	BackupRestore func(ctx context.Context, root string, log io.Writer) (*BackupOutcome, error)
+}
+
+// BackupOutcome is what a backup and its restore into staging showed.
+type BackupOutcome struct {
+	ID, Dir, Staging string
+	Size, Growth     int64
+	Previous         string // the backup the growth is against; "" for the first
+	Streams          int
+	Messages         uint64
+	Projections      int
+	Took, StageTook  time.Duration
+	Checks           []Criterion // the consistency checks on the restored copy
 }
 
 // Region returns the region named name.
@@ -139,7 +156,9 @@ type Drill struct {
 }
 
 // Drills are the drills in the order `shortener drills` runs them.
-func Drills() []*Drill { return []*Drill{failoverDrill(), cacheDrill(), restartDrill()} }
+func Drills() []*Drill {
+	return []*Drill{failoverDrill(), cacheDrill(), backupDrill(), restartDrill()}
+}
 
 // Names returns the names of the drills.
 func Names() []string {

@@ -557,3 +557,16 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
 	panic(fmt.Sprintf(format, args...))
 }
+
+// CheckpointTo writes a consistent copy of the store to dir, which must
+// not exist (a Pebble checkpoint: hard links to the immutable tables where
+// the file system allows, copies of the rest). The copy holds link rows,
+// events and checkpoints of one commit, so it is the projection of the log
+// up to exactly the checkpoints it holds. The store keeps serving
+// meanwhile.
+func (s *Store) CheckpointTo(dir string) error {
+	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("checkpoint the store to %s: %w", dir, err)
+	}
+	return nil
+}

@@ -304,3 +304,63 @@ func covered(recs []events.Record, cps map[string]uint64) int {
 	}
 	return n
 }
+
+// TestCheckpointToIsAConsistentCut: checkpoints taken while batches are
+// applied each hold whole batches: a fresh store fed each stream up to
+// exactly the checkpoint's positions has the checkpoint's digest, and the
+// live store goes on.
+func TestCheckpointToIsAConsistentCut(t *testing.T) {
+	streams := history(t, 400, 5)
+	recs := interleave(streams, 7)
+	s := open(t, t.TempDir(), nil)
+	defer s.Close()
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < len(recs); i += 9 {
+			if _, err := s.Apply(recs[i:min(i+9, len(recs))]); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	var cps []string
+	for i := 0; i < 5; i++ {
+		dir := t.TempDir() + "/cp"
+		if err := s.CheckpointTo(dir); err != nil {
+			t.Fatal(err)
+		}
+		cps = append(cps, dir)
+		time.Sleep(time.Millisecond)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckpointTo(cps[0]); err == nil {
+		t.Error("a checkpoint into an existing directory succeeded")
+	}
+	for _, dir := range cps {
+		c, err := projections.OpenReadOnly(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		upTo := c.Checkpoints()
+		got, _ := c.Digest()
+		n, _ := c.Count()
+		c.Close()
+		fresh := open(t, t.TempDir(), nil)
+		var sub []events.Record
+		for _, r := range recs {
+			if r.Seq <= upTo[r.Stream] {
+				sub = append(sub, r)
+			}
+		}
+		applyAll(t, fresh, sub, 50)
+		want, _ := fresh.Digest()
+		wn, _ := fresh.Count()
+		fresh.Close()
+		if got != want || n != wn {
+			t.Errorf("checkpoint at %v: %d rows digest %.12s; the log up to there: %d rows %.12s", upTo, n, got, wn, want)
+		}
+	}
+}

@@ -118,8 +118,9 @@ func (r *Region) routes() (*echo.Echo, error) {
 	api.PATCH("/links/:code", r.patchLink)
 	api.DELETE("/links/:code", r.deleteLink)
 	api.GET("/projection", r.projectionInfo)
-	api.GET("/projection/digests", r.projectionDigests) // audit: digests, checkpoints and bucket rows from one snapshot (region/audit.go)
-	api.POST("/admin/cache/purge", r.purgeCache)        // cache flush drill (region/admin.go)
+	api.GET("/projection/digests", r.projectionDigests)             // audit: digests, checkpoints and bucket rows from one snapshot (region/audit.go)
+	api.POST("/admin/cache/purge", r.purgeCache)                    // cache flush drill (region/admin.go)
+	api.GET("/admin/projection/checkpoint", r.projectionCheckpoint) // shortener backup (region/admin.go)
 	if r.cfg.FaultInjection {
 		r.faultRoutes(api) // chaos runs only (region/faults.go)
 	}

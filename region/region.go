@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -139,6 +140,9 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	r.aliases = replicator.NewAliases(r.js, 1+len(peers))
 	r.monitor = replicator.NewMonitor(r.js, r.cfg.Name, peers, r.cfg.Now)
 	r.replication = replicator.NewReplication(r.js, r.cfg.Name, peers)
+	if err := os.RemoveAll(r.checkpointsDir()); err != nil { // left by a crash during a backup
+		return err
+	}
 	r.store, err = projections.Open(filepath.Join(r.cfg.DataDir, "projection"), projections.Options{
 		CacheSize: r.cfg.CacheSize, Logger: r.log.With("component", "projection"), SyncWrites: true})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -140,6 +141,36 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 			err = fmt.Errorf("audit verify did not finish in 2 min: %w", err)
 		}
 		return out.String(), err
+	}
+	c.BackupRestore = func(ctx context.Context, root string, log io.Writer) (*drills.BackupOutcome, error) {
+		lc, err := (&clusterFlags{dir: dir}).resolve()
+		if err != nil {
+			return nil, err
+		}
+		begin := time.Now()
+		m, bdir, err := takeBackup(ctx, lc, root, log)
+		if err != nil {
+			return nil, fmt.Errorf("backup: %w", err)
+		}
+		out := &drills.BackupOutcome{ID: m.ID, Dir: bdir, Size: m.Size, Growth: m.Growth, Previous: m.Previous,
+			Streams: len(m.Streams), Projections: len(m.Projections), Took: time.Since(begin)}
+		for _, s := range m.Streams {
+			out.Messages += s.State.Msgs
+		}
+		out.Staging = filepath.Join(root, "staging-"+m.ID)
+		begin = time.Now()
+		res, st, err := stageAndCheck(ctx, bdir, out.Staging, "127.0.0.1", lc, 20, io.Discard, log)
+		if st != nil {
+			st.Close()
+		}
+		out.StageTook, out.Checks = time.Since(begin), res
+		if err != nil {
+			return out, fmt.Errorf("restore into staging: %w", err)
+		}
+		if res.passed() {
+			os.RemoveAll(out.Staging) // a copy of the backup; kept when a check failed
+		}
+		return out, nil
 	}
 	return c, nil
 }

@@ -1,0 +1,452 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"shortener/backup"
+	"shortener/drills"
+	"shortener/events"
+	"shortener/projections"
+)
+
+// clusterFlags say which cluster a backup or a restore check talks to:
+// the dev cluster on --dir, or --nats and --endpoint.
+type clusterFlags struct {
+	dir       string
+	nats      string
+	endpoints []string
+	keyFile   string
+}
+
+func (f *clusterFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.dir, "dir", "var/dev", "state directory of the running dev cluster (make run), when --nats is not given")
+	fl.StringVar(&f.nats, "nats", "", "NATS URLs of the supercluster, comma-separated (default the dev cluster's)")
+	fl.StringArrayVar(&f.endpoints, "endpoint", nil, "a region's API, NAME=http://host:port (repeatable; default the dev cluster's)")
+	fl.StringVar(&f.keyFile, "api-key-file", "", "file holding the API key ($SHORTENER_API_KEY wins; default <dir>/api-key)")
+}
+
+// liveCluster is a running cluster as the backup commands see it.
+type liveCluster struct {
+	nats        string
+	endpoints   map[string]string
+	clusterURLs map[string]string // cluster -> a NATS URL in it
+	key         string
+	keyFile     string
+}
+
+func (f *clusterFlags) resolve() (*liveCluster, error) {
+	lc := &liveCluster{endpoints: map[string]string{}, clusterURLs: map[string]string{}, keyFile: f.keyFile}
+	if lc.keyFile == "" {
+		lc.keyFile = filepath.Join(f.dir, "api-key")
+	}
+	if f.nats == "" || len(f.endpoints) == 0 {
+		topo, err := loadTopology(f.dir)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("%w, or give --nats and --endpoint", err)}
+		}
+		var urls []string
+		for _, r := range topo.Regions {
+			u := "nats://" + r.Host + ":4222"
+			urls = append(urls, u)
+			lc.clusterURLs[r.Name] = u
+			if _, ok := lc.clusterURLs["global"]; !ok {
+				lc.clusterURLs["global"] = "nats://" + strings.TrimSuffix(r.Host, ".1") + ".2:4222"
+			}
+			if len(f.endpoints) == 0 {
+				lc.endpoints[r.Name] = "http://" + r.Host + ":8080"
+			}
+		}
+		if f.nats == "" {
+			lc.nats = strings.Join(urls, ",")
+		}
+	}
+	if f.nats != "" {
+		lc.nats = f.nats
+	}
+	for _, e := range f.endpoints {
+		name, u, ok := strings.Cut(e, "=")
+		if pu, err := url.Parse(u); !ok || name == "" || err != nil || pu.Host == "" {
+			return nil, usageError{fmt.Errorf("--endpoint %q: want NAME=http://host:port", e)}
+		}
+		lc.endpoints[name] = strings.TrimRight(u, "/")
+	}
+	key, err := apiKey(lc.keyFile, false)
+	if err != nil {
+		return nil, err
+	}
+	lc.key = key
+	return lc, nil
+}
+
+func (lc *liveCluster) connect() (*nats.Conn, error) {
+	nc, err := nats.Connect(lc.nats, nats.Name("shortener backup"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w (is the cluster running: make run?)", lc.nats, err)
+	}
+	return nc, nil
+}
+
+func (lc *liveCluster) auditor(ctx context.Context, progress io.Writer) (*auditor, error) {
+	var eps []string
+	for n, u := range lc.endpoints {
+		eps = append(eps, n+"="+u)
+	}
+	a, err := openAuditor(ctx, &auditOpts{nats: lc.nats, endpoints: eps, keyFile: lc.keyFile, timeout: 10 * time.Minute}, progress)
+	if err != nil {
+		return nil, err
+	}
+	a.key = lc.key
+	return a, nil
+}
+
+func takeBackup(ctx context.Context, lc *liveCluster, root string, progress io.Writer) (*backup.Manifest, string, error) {
+	nc, err := lc.connect()
+	if err != nil {
+		return nil, "", err
+	}
+	defer nc.Close()
+	return backup.Take(ctx, nc, backup.Options{Endpoints: lc.endpoints, APIKey: lc.key, Root: root,
+		Source: lc.nats, Progress: progress, ClusterURLs: lc.clusterURLs})
+}
+
+func backupCmd() *cobra.Command {
+	var cf clusterFlags
+	var out string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "backup",
+		Short: "Back up every origin stream (JetStream snapshots) and every region's projection (Pebble checkpoints)",
+		Long: `Takes a backup of a running cluster into --out/<UTC time>: each region's
+projection first (a Pebble checkpoint sent by GET /api/v1/admin/projection/checkpoint,
+taken while the region serves), then a JetStream snapshot of every origin stream
+(LINKS_*, CLICKS_*, the alias register KV_ALIASES; mirrors are copies of these
+and are not backed up). manifest.json lists every file with its size and SHA-256,
+each stream's state and each projection's sequences and digest, and the size and
+growth against the previous backup in --out. The backup is written to
+<id>.partial and renamed once whole. Progress goes to stderr.
+Check a backup with: shortener restore DIR (into a fresh staging region).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			lc, err := cf.resolve()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			m, dir, err := takeBackup(ctx, lc, out, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			printManifest(cmd.OutOrStdout(), m, dir)
+			return nil
+		},
+	}
+	cf.add(cmd)
+	cmd.Flags().StringVar(&out, "out", "var/backups", "directory of backups; this one goes to a new directory in it")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "bound on the whole backup")
+	return cmd
+}
+
+func printManifest(w io.Writer, m *backup.Manifest, dir string) {
+	var msgs uint64
+	for _, s := range m.Streams {
+		msgs += s.State.Msgs
+	}
+	fmt.Fprintf(w, "backup %s in %s\n", m.ID, dir)
+	fmt.Fprintf(w, "  %d streams, %d messages; %d projections; mirrors not backed up: %d\n", len(m.Streams), msgs, len(m.Projections), len(m.Mirrors))
+	growth := "first backup in " + filepath.Dir(dir)
+	if m.Previous != "" {
+		growth = fmt.Sprintf("%+d bytes since %s (%s)", m.Growth, m.Previous, backup.Human(m.PrevSize))
+	}
+	fmt.Fprintf(w, "  size %s (%d bytes); growth: %s\n", backup.Human(m.Size), m.Size, growth)
+	fmt.Fprintf(w, "  took %s\n", m.Finished.Sub(m.Started).Round(time.Millisecond))
+}
+
+func restoreCmd() *cobra.Command {
+	var cf clusterFlags
+	var staging, into, projRegion, dataDir, host string
+	var streams []string
+	var spot int
+	var noLive, serve bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "restore BACKUP_DIR",
+		Short: "Restore a backup: into a fresh staging region and check it (default), into a NATS, or a region's projection into a data directory",
+		Long: `Without --into or --projection: verifies every file of the backup against its
+manifest, starts a fresh staging region (a NATS server of its own on --host, its
+JetStream in --staging) and restores every stream into it, unpacks every region's
+projection, and checks, per region: the number of links, unique and valid codes,
+no empty URL, the restored projection's digest against a replay of the restored log
+up to the sequences the backup recorded and, unless --no-live, against a replay of
+the live log up to the same sequences (the live state at the backup's sequence),
+and --spot random codes against what the live region serves. Exits 1 when a check
+fails. --serve keeps the staging NATS server up until Ctrl-C (inspect it with
+shortener audit --nats URL).
+
+--into nats://...: restores the backed-up streams (all, or --stream NAME...) into
+that NATS with their configuration as it was; a stream that exists is refused.
+--projection REGION --data DIR: unpacks REGION's projection into DIR/projection,
+to start a region on (DIR/projection must not exist or be empty).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			out, progress := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			switch {
+			case into != "" && projRegion != "":
+				return usageError{errors.New("--into and --projection are separate restores: give one")}
+			case projRegion != "" || dataDir != "":
+				if projRegion == "" || dataDir == "" {
+					return usageError{errors.New("--projection REGION needs --data DIR, and --data needs --projection")}
+				}
+				m, err := backup.Verify(dir)
+				if err != nil {
+					return err
+				}
+				for _, p := range m.Projections {
+					if p.Region == projRegion {
+						target := filepath.Join(dataDir, "projection")
+						if err := backup.UnpackProjection(filepath.Join(dir, p.File), target); err != nil {
+							return err
+						}
+						fmt.Fprintf(out, "projection of %s from backup %s unpacked into %s: %d links, checkpoints %v\n", projRegion, m.ID, target, p.Links, p.Checkpoints)
+						return nil
+					}
+				}
+				return fmt.Errorf("backup %s holds no projection of %q", m.ID, projRegion)
+			case into != "":
+				nc, err := nats.Connect(into, nats.Name("shortener restore"), nats.Timeout(5*time.Second))
+				if err != nil {
+					return fmt.Errorf("connect to nats %s: %w", into, err)
+				}
+				defer nc.Close()
+				if err := backup.RestoreStreams(ctx, nc, dir, streams, progress); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "restored into %s\n", into)
+				return nil
+			}
+			var lc *liveCluster
+			if !noLive {
+				var err error
+				if lc, err = cf.resolve(); err != nil {
+					return fmt.Errorf("%w (or --no-live to check the backup against itself only)", err)
+				}
+			}
+			if staging == "" {
+				m, err := backup.ReadManifest(dir)
+				if err != nil {
+					return err
+				}
+				staging = filepath.Join("var", "staging", m.ID+"-"+time.Now().UTC().Format("150405"))
+			}
+			res, st, err := stageAndCheck(ctx, dir, staging, host, lc, spot, out, progress)
+			if st != nil {
+				defer st.Close()
+			}
+			if err != nil {
+				return err
+			}
+			if serve {
+				fmt.Fprintf(out, "staging NATS server at %s; Ctrl-C stops it\n", st.URL)
+				sig := make(chan os.Signal, 1)
+				signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+				select {
+				case <-sig:
+				case <-ctx.Done():
+				}
+			}
+			if !res.passed() {
+				return fmt.Errorf("the restored backup failed %d checks", res.failed())
+			}
+			return nil
+		},
+	}
+	cf.add(cmd)
+	f := cmd.Flags()
+	f.StringVar(&staging, "staging", "", "directory of the staging region (default var/staging/<backup id>-<time>)")
+	f.StringVar(&host, "host", "127.0.0.1", "loopback address the staging NATS server listens on")
+	f.IntVar(&spot, "spot", 20, "random codes per region compared with what the live region serves")
+	f.BoolVar(&noLive, "no-live", false, "check the restored copy against itself only, not against a live cluster")
+	f.BoolVar(&serve, "serve", false, "keep the staging NATS server up after the checks until Ctrl-C")
+	f.StringVar(&into, "into", "", "restore the streams into this NATS instead of a staging region")
+	f.StringSliceVar(&streams, "stream", nil, "with --into: only these streams")
+	f.StringVar(&projRegion, "projection", "", "unpack this region's projection (with --data) instead")
+	f.StringVar(&dataDir, "data", "", "with --projection: the region's data directory")
+	f.DurationVar(&timeout, "timeout", 30*time.Minute, "bound on the whole restore")
+	return cmd
+}
+
+// restoreChecks are the consistency checks of a restored backup.
+type restoreChecks []drills.Criterion
+
+func (r restoreChecks) passed() bool { return r.failed() == 0 && len(r) > 0 }
+func (r restoreChecks) failed() int {
+	n := 0
+	for _, c := range r {
+		if !c.Pass {
+			n++
+		}
+	}
+	return n
+}
+
+// stageAndCheck restores the backup in dir into a fresh staging region
+// and checks it (against the live cluster lc when not nil).
+func stageAndCheck(ctx context.Context, dir, staging, host string, lc *liveCluster, spot int, out, progress io.Writer) (restoreChecks, *backup.Staging, error) {
+	var res restoreChecks
+	check := func(name, target, measured string, pass bool) {
+		res = append(res, drills.Criterion{Name: name, Target: target, Measured: measured, Pass: pass})
+		v := "PASS"
+		if !pass {
+			v = "FAIL"
+		}
+		fmt.Fprintf(out, "%-4s %s: %s (target %s)\n", v, name, measured, target)
+	}
+	st, err := backup.Stage(ctx, dir, staging, host, progress)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := st.Manifest
+	check("backup files intact", "every file's size and SHA-256 as in the manifest", fmt.Sprintf("%d files, %s", len(m.Streams)+len(m.Projections), backup.Human(m.Size)), true)
+	var msgs uint64
+	for _, s := range m.Streams {
+		msgs += st.Restored[s.Name].Msgs
+	}
+	check("streams restored", "each stream's messages and sequences as snapshotted", fmt.Sprintf("%d streams, %d messages into %s", len(m.Streams), msgs, st.URL), true)
+
+	var live *auditor
+	if lc != nil {
+		if live, err = lc.auditor(ctx, progress); err != nil {
+			return nil, st, err
+		}
+		defer live.close()
+	}
+	sjs, err := jetstream.New(st.Conn)
+	if err != nil {
+		return nil, st, err
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for _, p := range m.Projections {
+		store, err := projections.OpenReadOnly(st.Projections[p.Region])
+		if err != nil {
+			return nil, st, err
+		}
+		n, dup, invalid, empty, codes, err := scanLinks(store)
+		digest, derr := store.Digest()
+		store.Close()
+		if err = errors.Join(err, derr); err != nil {
+			return nil, st, err
+		}
+		r := p.Region
+		check(r+": unique, valid codes", "no code twice, every code valid", fmt.Sprintf("%d links, %d duplicate, %d invalid", n, dup, invalid), dup == 0 && invalid == 0 && n == p.Links)
+		check(r+": no empty URL", "0 live links without a URL", fmt.Sprintf("%d", empty), empty == 0)
+
+		// The restored log, up to the backup's sequences.
+		var srcs []replaySource
+		for stream, to := range p.Checkpoints {
+			origin, _, _ := strings.Cut(stream, "_AT_")
+			if _, ok := st.Restored[origin]; !ok {
+				return nil, st, fmt.Errorf("%s's projection applied %s, whose origin %s is not in the backup", r, stream, origin)
+			}
+			if st.Restored[origin].LastSeq < to {
+				check(r+": restored log holds what the projection applied", fmt.Sprintf("%s up to #%d", origin, to), fmt.Sprintf("#%d", st.Restored[origin].LastSeq), false)
+				continue
+			}
+			srcs = append(srcs, replaySource{Stream: stream, Read: origin, To: to})
+		}
+		sort.Slice(srcs, func(i, j int) bool { return srcs[i].Stream < srcs[j].Stream })
+		rs, rr, err := replay(ctx, sjs, srcs, filepath.Join(staging, "replay", r), time.Time{}, "replay of the restored log for "+r, progress)
+		if err != nil {
+			return nil, st, err
+		}
+		rs.Close()
+		check(r+": links", "the restored projection's count equals a replay of the restored log", fmt.Sprintf("%d and %d", n, rr.Links), n == rr.Links)
+		check(r+": digest against the restored log", "equal", fmt.Sprintf("projection %.12s, replay %.12s (%d events, %.0f/s)", digest, rr.Digest, rr.Stats.Records, rr.Rate), digest == rr.Digest)
+
+		if live == nil {
+			continue
+		}
+		// The live log up to the same sequences: what the region had then.
+		lsrcs, err := live.sourcesFor(p.Checkpoints, 0)
+		if err != nil {
+			return nil, st, fmt.Errorf("live log: %w", err)
+		}
+		ls, lr, err := replay(ctx, live.js, lsrcs, filepath.Join(staging, "replay-live", r), time.Time{}, "replay of the live log for "+r, progress)
+		if err != nil {
+			return nil, st, err
+		}
+		ls.Close()
+		check(r+": digest against the live state at the backup's sequences", "equal", fmt.Sprintf("projection %.12s, live log %.12s (%d links)", digest, lr.Digest, lr.Links), digest == lr.Digest)
+
+		// Random codes against what the live region serves now.
+		base, ok := lc.endpoints[r]
+		if !ok || len(codes) == 0 {
+			continue
+		}
+		picked := min(spot, len(codes))
+		bad := []string{}
+		for _, i := range rng.Perm(len(codes))[:picked] {
+			l := codes[i]
+			var got struct {
+				URL string `json:"url"`
+			}
+			status, err := live.get(ctx, base, "/api/v1/links/"+url.PathEscape(l.Code), &got)
+			if err != nil || status != 200 || got.URL != l.URL {
+				bad = append(bad, fmt.Sprintf("%s: backup %s, live %d %s %v", l.Code, l.URL, status, got.URL, err))
+			}
+		}
+		measured := fmt.Sprintf("%d of %d agree", picked-len(bad), picked)
+		if len(bad) > 0 {
+			measured += ": " + strings.Join(bad[:min(3, len(bad))], "; ")
+		}
+		check(r+": random codes against the live region", "every one serves the backed-up URL (links are not changed under this load)", measured, len(bad) == 0)
+	}
+	return res, st, nil
+}
+
+// scanLinks reads every row of a restored projection: how many, codes
+// seen twice, invalid codes, live links with an empty URL, and the live
+// links (for spot checks).
+func scanLinks(s *projections.Store) (n, dup, invalid, empty int, live []events.Link, err error) {
+	seen := map[string]bool{}
+	err = s.Links(func(l events.Link) error {
+		n++
+		if seen[l.Code] {
+			dup++
+		}
+		seen[l.Code] = true
+		if events.ValidateCode(l.Code) != nil {
+			invalid++
+		}
+		if !l.Deleted {
+			if l.URL == "" {
+				empty++
+			} else {
+				live = append(live, l)
+			}
+		}
+		return nil
+	})
+	slices.SortFunc(live, func(a, b events.Link) int { return strings.Compare(a.Code, b.Code) })
+	return
+}
