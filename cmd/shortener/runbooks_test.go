@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"shortener/drills"
 	"slices"
 	"strings"
 	"testing"
@@ -31,7 +33,9 @@ var (
 func runbookCommands(t *testing.T) []runbookCmd {
 	t.Helper()
 	files, err := filepath.Glob("../../docs/runbooks/*.md")
-	if err != nil || len(files) < 10 {
+	procs, perr := filepath.Glob("../../docs/runbooks/procedures/*.md")
+	files, err = append(files, procs...), errors.Join(err, perr)
+	if err != nil || len(files) < 11 {
 		t.Fatalf("runbooks: %v (%d files)", err, len(files))
 	}
 	var out []runbookCmd
@@ -161,6 +165,14 @@ func checkRunbookCmd(c runbookCmd, targets map[string]bool) error {
 			case name == "REGION":
 				if _, ok := devRegionNamed(devRegions, val); !ok {
 					return fmt.Errorf("make %s: no dev region %q", a[1], val)
+				}
+			case name == "BACKUP" && a[1] == "restore":
+				if !strings.HasPrefix(val, "var/backups/") {
+					return fmt.Errorf("make restore: BACKUP=%q is not under var/backups", val)
+				}
+			case name == "NAME" && a[1] == "drill":
+				if !slices.Contains(drills.Names(), val) {
+					return fmt.Errorf("make drill: no drill %q", val)
 				}
 			case name == "DEVFLAGS" && a[1] == "run":
 				if err := checkShortener(append([]string{"dev"}, strings.Fields(val)...)); err != nil {
