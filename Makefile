@@ -6,7 +6,7 @@ FUZZTIME ?= 15s
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help build run status chaos region-down region-up region-drain region-undrain audit drills drill drills-fresh backup restore compose-image compose-up compose-down compose-region-down compose-region-up test-compose rules test-obs screenshot test test-race test-regions fuzz bench clean
+.PHONY: help build run status chaos region-down region-stop region-up region-drain region-undrain audit drills drill drills-fresh backup restore compose-image compose-up compose-down compose-region-down compose-region-up test-compose rules test-obs screenshot test test-race test-regions fuzz bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +29,10 @@ chaos: build ## a seeded chaos run on a fresh cluster of its own: faults under l
 region-down: build ## SIGKILL a region of the running cluster (a crash): make region-down REGION=us-east
 	@test -n "$(REGION)" || { echo "make region-down: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }
 	@./$(BIN) dev down $(REGION)
+
+region-stop: build ## stop a region gracefully (SIGTERM: drain in-flight requests, close): make region-stop REGION=us-east
+	@test -n "$(REGION)" || { echo "make region-stop: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }
+	@./$(BIN) dev stop $(REGION)
 
 region-up: build ## start a killed region again on its state, wait until it is caught up and answered again: make region-up REGION=us-east
 	@test -n "$(REGION)" || { echo "make region-up: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }

@@ -35,6 +35,11 @@ type Cluster struct {
 
 	// Down SIGKILLs a region (make region-down) and returns when.
 	Down func(ctx context.Context, region string) (time.Time, error)
+	// Stop stops a region gracefully (make region-stop: SIGTERM, in-flight
+	// requests finish within 5 s) and returns when it was asked, how long
+	// it took to exit, and whether it had to be SIGKILLed; nil when the
+	// cluster cannot.
+	Stop func(ctx context.Context, region string) (at time.Time, took time.Duration, forced bool, err error)
 	// Up starts it again on its state (make region-up) and returns when;
 	// it does not wait for readiness.
 	Up func(ctx context.Context, region string) (time.Time, error)

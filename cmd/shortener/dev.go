@@ -113,7 +113,7 @@ func devCmd() *cobra.Command {
 	cmd.Flags().StringVar(&netPrefix, "net", "127.0", "network prefix: region N on PREFIX.N.1, the switch on PREFIX.0.1")
 	_ = cmd.Flags().MarkHidden("net")
 	cmd.Flags().BoolVar(&withChaos, "chaos", false, "put fault proxies on every NATS link (127.0.N.3 and .4) and turn fault injection on, as shortener chaos does")
-	cmd.AddCommand(devDownCmd(), devUpCmd())
+	cmd.AddCommand(devDownCmd(), devStopCmd(), devUpCmd())
 	return cmd
 }
 
@@ -147,7 +147,7 @@ type supervisor struct {
 
 	mu       sync.Mutex
 	children map[string]*child // the live process of each region and of the switch
-	killed   map[*child]bool   // killed on purpose by `dev down`
+	killed   map[*child]string // stopped on purpose: "SIGKILL" by `dev down`, "SIGTERM" by `dev stop`
 
 	journalMu sync.Mutex
 	net       *netfault.Net // the fault proxies of a --chaos cluster, else nil
@@ -165,7 +165,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions, topo devTopology) 
 		return err
 	}
 	sv := &supervisor{o: o, self: self, key: key, topo: topo, regions: regions, out: out,
-		children: map[string]*child{}, killed: map[*child]bool{}}
+		children: map[string]*child{}, killed: map[*child]string{}}
 	ctl, err := sv.listenControl()
 	if err != nil {
 		return err
@@ -258,12 +258,14 @@ func (sv *supervisor) start(name string) (*child, error) {
 	go func() {
 		<-c.done
 		sv.mu.Lock()
-		onPurpose := sv.killed[c]
+		how := sv.killed[c]
 		stopping := sv.children == nil
 		sv.mu.Unlock()
 		switch {
-		case onPurpose:
+		case how == "SIGKILL":
 			fmt.Fprintf(sv.out, "%s  %s killed (SIGKILL, pid %d) by region-down; make region-up REGION=%s starts it again\n", time.Now().Format("15:04:05.000"), name, c.cmd.Process.Pid, name)
+		case how != "":
+			fmt.Fprintf(sv.out, "%s  %s stopped (%s, pid %d): %v; make region-up REGION=%s starts it again\n", time.Now().Format("15:04:05.000"), name, how, c.cmd.Process.Pid, c.err, name)
 		case !stopping:
 			fmt.Fprintf(sv.out, "%s  %s exited: %v (log: %s)\n", time.Now().Format("15:04:05.000"), name, c.err, c.dir)
 		}
@@ -274,31 +276,60 @@ func (sv *supervisor) start(name string) (*child, error) {
 // kill SIGKILLs a region's process (a crash, not a shutdown), waits until
 // it is gone, and returns when the signal was sent.
 func (sv *supervisor) kill(name string) (*child, time.Time, error) {
+	c, at, _, err := sv.terminate(name, syscall.SIGKILL, 10*time.Second)
+	return c, at, err
+}
+
+// stop asks a region's process to shut down (SIGTERM: it stops taking
+// connections, lets in-flight requests finish for up to 5 s, closes its
+// store and NATS servers) and waits up to 15 s for it to exit; a process
+// still running then is SIGKILLed and forced is true.
+func (sv *supervisor) stop(name string) (c *child, at time.Time, forced bool, err error) {
+	c, at, forced, err = sv.terminate(name, syscall.SIGTERM, 15*time.Second)
+	if forced {
+		err = nil
+	}
+	return c, at, forced, err
+}
+
+// terminate sends sig to a region's process and waits up to wait for it to
+// exit; when it does not, it is SIGKILLed (forced).
+func (sv *supervisor) terminate(name string, sig syscall.Signal, wait time.Duration) (*child, time.Time, bool, error) {
 	sv.mu.Lock()
 	c := sv.children[name]
 	if c == nil || name == "switch" {
 		sv.mu.Unlock()
-		return nil, time.Time{}, fmt.Errorf("no region %q in this dev cluster", name)
+		return nil, time.Time{}, false, fmt.Errorf("no region %q in this dev cluster", name)
 	}
 	select {
 	case <-c.done:
 		sv.mu.Unlock()
-		return nil, time.Time{}, fmt.Errorf("%s is not running", name)
+		return nil, time.Time{}, false, fmt.Errorf("%s is not running", name)
 	default:
 	}
-	sv.killed[c] = true
+	sv.killed[c] = map[syscall.Signal]string{syscall.SIGKILL: "SIGKILL", syscall.SIGTERM: "SIGTERM"}[sig]
 	sv.mu.Unlock()
 	at := time.Now()
-	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		return nil, at, err
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		return nil, at, false, err
 	}
+	forced := false
 	select {
 	case <-c.done:
-	case <-time.After(10 * time.Second):
-		return nil, at, fmt.Errorf("%s (pid %d) still running 10 s after SIGKILL", name, c.cmd.Process.Pid)
+	case <-time.After(wait):
+		if sig == syscall.SIGKILL {
+			return nil, at, false, fmt.Errorf("%s (pid %d) still running %s after SIGKILL", name, c.cmd.Process.Pid, wait)
+		}
+		forced = true
+		_ = c.cmd.Process.Signal(syscall.SIGKILL)
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			return nil, at, true, fmt.Errorf("%s (pid %d) still running 10 s after SIGKILL", name, c.cmd.Process.Pid)
+		}
 	}
 	_ = os.Remove(filepath.Join(c.dir, "pid"))
-	return c, at, nil
+	return c, at, forced, nil
 }
 
 // stopAll sends SIGTERM to every process and SIGKILL to those still

@@ -27,7 +27,11 @@ type procInfo struct {
 	Name    string    `json:"name"`
 	PID     int       `json:"pid"`
 	Running bool      `json:"running"`
-	At      time.Time `json:"at"` // when it was killed or started
+	At      time.Time `json:"at"` // when it was killed, stopped or started
+	// For a stop: when the process had exited, and whether it had to be
+	// SIGKILLed because it did not exit within 15 s of SIGTERM.
+	Exited time.Time `json:"exited,omitzero"`
+	Forced bool      `json:"forced,omitempty"`
 }
 
 func (sv *supervisor) listenControl() (io.Closer, error) {
@@ -53,6 +57,16 @@ func (sv *supervisor) listenControl() (io.Closer, error) {
 		}
 		p := procInfo{Name: c.name, PID: c.cmd.Process.Pid, At: at}
 		sv.journal("down", p)
+		_ = json.NewEncoder(w).Encode(p)
+	})
+	mux.HandleFunc("POST /stop/{name}", func(w http.ResponseWriter, r *http.Request) {
+		c, at, forced, err := sv.stop(r.PathValue("name"))
+		if err != nil {
+			writeCtlError(w, err)
+			return
+		}
+		p := procInfo{Name: c.name, PID: c.cmd.Process.Pid, At: at, Forced: forced, Exited: time.Now()}
+		sv.journal("stop", p)
 		_ = json.NewEncoder(w).Encode(p)
 	})
 	mux.HandleFunc("POST /up/{name}", func(w http.ResponseWriter, r *http.Request) {
@@ -84,7 +98,7 @@ func journalFile(dir string) string { return filepath.Join(dir, "journal.jsonl")
 // journalEntry is one line of the journal.
 type journalEntry struct {
 	Time   time.Time `json:"time"`
-	Action string    `json:"action"` // "down" (SIGKILL sent), "up" (process started), "pause", "resume"; link faults are netEntry lines
+	Action string    `json:"action"` // "down" (SIGKILL sent), "stop" (SIGTERM sent), "up" (process started), "pause", "resume"; link faults are netEntry lines
 	Region string    `json:"region"`
 	PID    int       `json:"pid"`
 }
@@ -339,4 +353,40 @@ func waitReadyVerbose(ctx context.Context, out io.Writer, url string, since time
 		}
 	}
 	return time.Time{}, fmt.Errorf("not ready after %s", timeout)
+}
+
+func devStopCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "stop REGION",
+		Short: "Stop a region of the running dev cluster gracefully (SIGTERM: drain, close); what make region-stop runs",
+		Long: `Sends SIGTERM to a region's process: it stops taking connections, lets the
+requests in flight finish (up to 5 s), closes its projection and NATS servers
+and exits. A process still running 15 s later is SIGKILLed (reported as forced).
+Drain it at the switch first (make region-drain) so that its clients are
+elsewhere; make region-up starts it again.`,
+		Args: exactArgs(1, "REGION"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, out, name := cmd.Context(), cmd.OutOrStdout(), args[0]
+			topo, err := loadTopology(dir)
+			if err != nil {
+				return err
+			}
+			if _, err := topo.region(name); err != nil {
+				return err
+			}
+			p, err := control(ctx, dir, "/stop/"+name)
+			if err != nil {
+				return err
+			}
+			how := "exited"
+			if p.Forced {
+				how = "did not exit within 15 s: SIGKILLed"
+			}
+			fmt.Fprintf(out, "%s  %s stopped with SIGTERM (pid %d): %s after %.2f s\n", stamp(p.At), name, p.PID, how, p.Exited.Sub(p.At).Seconds())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "var/dev", "state directory of the dev cluster")
+	return cmd
 }

@@ -26,7 +26,7 @@ func drillsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "drills",
 		Short: "Run the DR drills against the running dev cluster and write a DR report (Markdown and JSON)",
-		Long: `Runs the DR drills (` + strings.Join(drills.Names(), ", ") + `; restart only when named) one after the other against the dev
+		Long: `Runs the DR drills (` + strings.Join(drills.Names(), ", ") + `) one after the other against the dev
 cluster running on --dir (make run), under load from shortener load through the
 DNS switch. Each drill checks its steady state, runs its method watched by its
 abort condition (the healthy regions' error budget burning too fast), always
@@ -76,7 +76,7 @@ histories next to it. Exits 1 when a drill does not pass.`,
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "var/dev", "state directory of the running dev cluster")
 	f.StringVar(&reportDir, "report-dir", "var/drills", "where the DR report and the load histories go")
-	f.StringSliceVar(&names, "drill", nil, "run only these drills ("+strings.Join(drills.Names(), ", ")+"); default all but the opt-in restart")
+	f.StringSliceVar(&names, "drill", nil, "run only these drills ("+strings.Join(drills.Names(), ", ")+"); default all")
 	f.StringVar(&o.Region, "region", "", "the region the drills act on (default the first)")
 	f.Float64Var(&o.Rate, "rate", 240, "load in operations per second over all clients")
 	f.DurationVar(&o.RTOTarget, "rto-target", 5*time.Second, "a dead region's clients must be served again within this")
@@ -110,6 +110,10 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 	c.Down = func(ctx context.Context, name string) (time.Time, error) {
 		p, err := control(ctx, dir, "/down/"+name)
 		return p.At, err
+	}
+	c.Stop = func(ctx context.Context, name string) (time.Time, time.Duration, bool, error) {
+		p, err := control(ctx, dir, "/stop/"+name)
+		return p.At, p.Exited.Sub(p.At), p.Forced, err
 	}
 	c.Up = func(ctx context.Context, name string) (time.Time, error) {
 		p, err := control(ctx, dir, "/up/"+name)
