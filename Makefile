@@ -96,7 +96,7 @@ compose-image: ## build the static binary and the FROM scratch image of the comp
 	cp /bin/busybox compose/busybox
 	docker build -q -t shortener:compose compose/
 
-compose-up: compose-image ## the three regions (+ us-east-b) and the switch on Docker: 127.0.0.1:18081-18084, switch admin 18054, DNS 18053
+compose-up: compose-image ## the three regions (+ us-east-b) and the switch on Docker, a network per region and a backbone: 127.0.0.1:18081-18084, switch admin 18054, DNS 18053
 	@test -s var/compose/api-key || { mkdir -p var/compose && echo "sk_compose_$$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')" > var/compose/api-key; }
 	$(COMPOSE_KEY) $(COMPOSE) up -d
 	@echo "API key: $$(cat var/compose/api-key) (var/compose/api-key)"
@@ -112,7 +112,7 @@ compose-region-up: ## start a killed region's containers again on their volumes:
 	@test -n "$(REGION)" || { echo "make compose-region-up: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }
 	$(COMPOSE_KEY) $(COMPOSE) start $$($(COMPOSE_KEY) $(COMPOSE) config --services | grep -E '^$(REGION)(-[a-z])?$$')
 
-test-compose: ## the end-to-end test of the compose stack on Docker (~2.5 min; not in CI yet)
+test-compose: ## the end-to-end test of the compose stack on Docker (~2.5 min; CI runs it; needs busybox-static)
 	$(GO) test -tags compose -count=1 -timeout 6m ./compose/
 
 rules: ## promtool check and unit tests of the Prometheus rules (deploy/prometheus)

@@ -31,7 +31,10 @@ const (
 	image   = "shortener:compose-e2e"
 	apiKey  = "sk_compose_e2e"
 	netPfx  = "172.29"
-	portPfx = "290"
+	// localPfx is the prefix of the regions' own networks (172.30 for make
+	// compose-up).
+	localPfx = "172.31"
+	portPfx  = "290"
 )
 
 // regions are the region services; index 3 is us-east's second app
@@ -52,7 +55,7 @@ func composeDir(t *testing.T) string {
 
 func env() []string {
 	return append(os.Environ(), "SHORTENER_API_KEY="+apiKey, "SHORTENER_IMAGE="+image,
-		"SHORTENER_NET="+netPfx, "SHORTENER_PORT_PREFIX="+portPfx, "CGO_ENABLED=0")
+		"SHORTENER_NET="+netPfx, "SHORTENER_LOCAL_NET="+localPfx, "SHORTENER_PORT_PREFIX="+portPfx, "CGO_ENABLED=0")
 }
 
 func run(t *testing.T, dir string, name string, args ...string) string {
@@ -296,21 +299,41 @@ func TestComposeStack(t *testing.T) {
 
 	// Cut ap-south off the backbone: the alias register (R3, one member per
 	// region) keeps its quorum on the majority side and loses it on the
-	// cut-off side. The host reaches ap-south through docker exec then.
+	// cut-off side. ap-south keeps its own network: from there (docker exec)
+	// it still redirects what it holds and creates links with generated
+	// codes. Nothing acknowledged on either side is lost after the heal.
 	const cut = project + "_ap-south_1"
 	run(t, dir, "docker", "network", "disconnect", project+"_backbone", cut)
-	cutCreate := func(body string) string {
-		req := fmt.Sprintf("POST /api/v1/links HTTP/1.0\r\nX-Api-Key: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", apiKey, len(body), body)
-		out, _ := exec.Command("docker", "exec", cut, "/bin/busybox", "sh", "-c",
-			"printf '%s' \"$0\" | /bin/busybox nc -w 8 127.0.0.1 8080", req).CombinedOutput()
-		line, _, _ := strings.Cut(string(out), "\r\n")
-		return line
+	// inside sends one HTTP/1.0 request to ap-south from a client on its own
+	// network (a container of the image on it, busybox nc) and returns the
+	// status line and the body.
+	inside := func(method, path, body string) (string, string) {
+		req := fmt.Sprintf("%s %s HTTP/1.0\r\nX-Api-Key: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", method, path, apiKey, len(body), body)
+		out, _ := exec.Command("docker", "run", "--rm", "--network", project+"_ap-south", "--entrypoint", "/bin/busybox", image, "sh", "-c",
+			// stdin stays open 2 s: busybox nc half-closes on its EOF, which
+			// the server takes for a client gone (request context cancelled).
+			"(printf '%s' \"$0\"; /bin/busybox sleep 2) | /bin/busybox nc -w 8 "+localPfx+".3.1 8080", req).CombinedOutput()
+		head, rest, _ := strings.Cut(string(out), "\r\n\r\n")
+		line, _, _ := strings.Cut(head, "\r\n")
+		return line, rest
 	}
-	if got := cutCreate(`{"url":"https://example.com/cut","alias":"cut-off-side"}`); !strings.Contains(got, " 503 ") {
+	if got, _ := inside("POST", "/api/v1/links", `{"url":"https://example.com/cut","alias":"cut-off-side"}`); !strings.Contains(got, " 503 ") {
 		t.Errorf("alias claim on the cut-off side: %q, want 503", got)
 	}
-	if got := cutCreate(`{"url":"https://example.com/cut-generated"}`); !strings.Contains(got, " 201 ") {
-		t.Logf("FINDING: a generated-code create on the cut-off side answers %q", got)
+	if got, _ := inside("GET", "/"+code, ""); !strings.Contains(got, " 302 ") {
+		t.Errorf("a redirect on the cut-off side, from its own network: %q, want 302", got)
+	}
+	acked := map[string]string{code: target, codeB: targetB, code2: during}
+	cutTarget := "https://example.com/cut-generated"
+	if got, body := inside("POST", "/api/v1/links", `{"url":"`+cutTarget+`"}`); strings.Contains(got, " 201 ") {
+		var link struct{ Code string }
+		if err := json.Unmarshal([]byte(body), &link); err != nil || link.Code == "" {
+			t.Errorf("create on the cut-off side: 201 with body %q", body)
+		} else {
+			acked[link.Code] = cutTarget
+		}
+	} else {
+		t.Errorf("a generated-code create on the cut-off side: %q, want 201", got)
 	}
 	majority := "https://example.com/majority"
 	eventually(t, 30*time.Second, "alias claim on the majority side succeeds", func() error {
@@ -322,9 +345,19 @@ func TestComposeStack(t *testing.T) {
 		}
 		return err
 	})
+	acked["majority-side"] = majority
+	majorityGen := create(t, 1, "https://example.com/majority-generated")
+	acked[majorityGen] = "https://example.com/majority-generated"
 	run(t, dir, "docker", "network", "connect", "--ip", netPfx+".3.1", project+"_backbone", cut)
 	for i := range regions {
-		eventually(t, 2*time.Minute, "after healing, the majority's alias redirects in "+regions[i], func() error { return redirects(i, "majority-side", majority) })
+		eventually(t, 2*time.Minute, fmt.Sprintf("after healing, all %d acknowledged links redirect in %s", len(acked), regions[i]), func() error {
+			for c, want := range acked {
+				if err := redirects(i, c, want); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 	eventually(t, 60*time.Second, "after healing, ap-south claims aliases again", func() error {
 		req, _ := http.NewRequest(http.MethodPost, regionURL(2)+"/api/v1/links", strings.NewReader(`{"url":"https://example.com/healed","alias":"healed-`+fmt.Sprint(time.Now().UnixNano())+`"}`))

@@ -93,12 +93,18 @@ const (
 // cluster named after the region) and the region's member of the stretched
 // cluster "global", joined by gateways.
 type NATSConfig struct {
-	Host        string // regional server; default the host of HTTPAddr
-	ClientPort  int    // default 4222
-	ClusterPort int    // default 6222
-	GatewayPort int    // default 7222
-	MaxMemory   int64  // JetStream memory limit per server, default 256 MiB
-	MaxStore    int64  // JetStream disk limit per server, default 8 GiB
+	Host       string // regional server; default the host of HTTPAddr
+	ClientPort int    // default 4222
+	// ClientListen is where the regional server takes clients, if not on
+	// Host: an address on the region's own network, where its other app
+	// instances reach it, while routes and gateways stay on Host (compose:
+	// Host is on the backbone between regions). The app connects there
+	// too. Not 0.0.0.0 when the global member shares the client port.
+	ClientListen string
+	ClusterPort  int   // default 6222
+	GatewayPort  int   // default 7222
+	MaxMemory    int64 // JetStream memory limit per server, default 256 MiB
+	MaxStore     int64 // JetStream disk limit per server, default 8 GiB
 
 	// The region's member of "global": default Host with its last octet
 	// plus one (127.0.N.2 for 127.0.N.1), same ports.

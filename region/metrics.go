@@ -271,8 +271,9 @@ func (r *Region) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			// otelhttp names its span from the pattern once the handler returns.
 			req.Pattern = req.Method + " " + c.Path()
 		}
-		if err := next(c); err != nil {
-			c.Error(err)
+		herr := next(c)
+		if herr != nil {
+			c.Error(herr)
 		}
 		d := time.Since(start)
 		status := c.Response().Status
@@ -299,6 +300,11 @@ func (r *Region) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.Int("status", status), slog.Float64("latency_ms", float64(d.Microseconds())/1000))
 		if sc := trace.SpanContextFromContext(c.Request().Context()); sc.IsValid() {
 			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+		}
+		if herr != nil && status >= 500 {
+			// The cause behind a 5xx, which the client's problem does not
+			// show ("event log unavailable": nats: no responders ...).
+			attrs = append(attrs, slog.String("err", herr.Error()))
 		}
 		t.log.LogAttrs(ctx, o.level, "request", attrs...)
 		return nil

@@ -24,6 +24,7 @@ const GlobalCluster = "global"
 type serverSpec struct {
 	name, cluster, host             string
 	clientPort, clusterPort, gwPort int
+	clientHost                      string // where clients connect, if not host
 	storeDir                        string
 	advertise                       string   // host told to peers for gateways and routes, "" for host
 	tag                             string   // "region:<name>": the global cluster places replicas on distinct regions
@@ -38,7 +39,7 @@ func hostPort(h string, p int) string { return h + ":" + strconv.Itoa(p) }
 func natsServers(c Config) (regional, global serverSpec) {
 	regional = serverSpec{name: c.Name, cluster: c.Name, host: c.NATS.Host,
 		clientPort: c.NATS.ClientPort, clusterPort: c.NATS.ClusterPort, gwPort: c.NATS.GatewayPort,
-		storeDir: filepath.Join(c.DataDir, "nats")}
+		storeDir: filepath.Join(c.DataDir, "nats"), clientHost: c.NATS.ClientListen}
 	global = serverSpec{name: GlobalCluster + "-" + c.Name, cluster: GlobalCluster, host: c.NATS.GlobalHost,
 		clientPort: c.NATS.GlobalClientPort, clusterPort: c.NATS.GlobalClusterPort, gwPort: c.NATS.GlobalGatewayPort,
 		storeDir: filepath.Join(c.DataDir, "nats-global")}
@@ -97,7 +98,7 @@ func natsOptions(c Config, s serverSpec, gateways map[string][]string) *server.O
 	}
 	return &server.Options{
 		ServerName: s.name,
-		Host:       s.host,
+		Host:       cmp.Or(s.clientHost, s.host),
 		Port:       s.clientPort,
 		Cluster: server.ClusterOpts{
 			Name:      s.cluster,

@@ -90,7 +90,16 @@ func (r *Region) NATSURL() string {
 	if r.cfg.NATSURL != "" {
 		return r.cfg.NATSURL
 	}
-	return "nats://" + net.JoinHostPort(r.cfg.NATS.Host, strconv.Itoa(r.cfg.NATS.ClientPort))
+	host := r.cfg.NATS.Host
+	if l := r.cfg.NATS.ClientListen; l != "" && !isUnspecified(l) {
+		host = l
+	}
+	return "nats://" + net.JoinHostPort(host, strconv.Itoa(r.cfg.NATS.ClientPort))
+}
+
+func isUnspecified(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
 }
 
 // Open starts NATS (unless external), creates the region's stream, opens the

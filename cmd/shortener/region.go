@@ -33,6 +33,7 @@ type regionFlags struct {
 	PublicURL   string   `json:"public_url"`
 	Data        string   `json:"data"`
 	NATSHost    string   `json:"nats_host"`
+	NATSClient  string   `json:"nats_client_listen"`
 	NATSPort    int      `json:"nats_port"`
 	ClusterPort int      `json:"cluster_port"`
 	GatewayPort int      `json:"gateway_port"`
@@ -124,6 +125,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&f.Data, "data", "var/dev/us-east", "state directory")
 	fl.StringVar(&f.NATSHost, "nats-host", "", "embedded NATS listen host (default the HTTP host)")
 	fl.IntVar(&f.NATSPort, "nats-port", 4222, "embedded NATS client port")
+	fl.StringVar(&f.NATSClient, "nats-client-listen", "", "host the embedded regional NATS server takes clients on, e.g. its address on the region's own network for the region's other app instances (default --nats-host; routes and gateways stay there)")
 	fl.IntVar(&f.ClusterPort, "cluster-port", 6222, "embedded NATS cluster port")
 	fl.IntVar(&f.GatewayPort, "gateway-port", 7222, "embedded NATS gateway port")
 	fl.StringVar(&f.NATSURL, "nats-url", "", "use this external NATS supercluster instead of embedded servers")
@@ -219,7 +221,7 @@ func (f regionFlags) config() (region.Config, error) {
 		Name: f.Name, Digit: f.Digit[0], Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
-		NATS: region.NATSConfig{Host: f.NATSHost, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
+		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
 			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise},
 	}, nil
 }
