@@ -3,6 +3,7 @@ package drills
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -10,25 +11,29 @@ import (
 	"shortener/chaos/load"
 )
 
-// cacheDrill: the seeds' Redis drill. A region's redirect cache is emptied
-// under load (POST /api/v1/admin/cache/purge); redirects read from Pebble
-// meanwhile, so nothing fails, and the hit rate (the region's /metrics
-// counters) must be back above 80 % within the target.
+// cacheDrill: the seeds' Redis drill, in two parts. First a region's
+// redirect cache is emptied under load (POST /api/v1/admin/cache/purge);
+// redirects read from Pebble meanwhile, so nothing fails, and the hit rate
+// (the region's /metrics counters) must be back above 80 % within the
+// target. Then its Pebble projection is rebuilt from the log: the region
+// is drained at the switch, stopped gracefully, its projection moved aside,
+// and started again; it rebuilds the projection from its stream and its
+// mirrors before it is ready, gets its clients back, and its cold cache
+// must again be above 80 % within the target (applying events fills the
+// LRU, so a rebuilt region starts with its most recent links cached). The
+// digests must be equal after the rebuild.
 func cacheDrill() *Drill {
 	return &Drill{
 		Name:       "cache",
-		Title:      "Cache flush and refill",
+		Title:      "Cache flush and refill, projection rebuilt from the log",
 		Hypothesis: "as for failover, and the region's cache hit rate above 80 % under load",
 		Steady:     steady(90 * time.Second),
 		Load: func(o Options) load.Config {
 			return load.Config{Rate: o.Rate, CreateRatio: 0.05, Duration: 30 * time.Minute, Workers: 32, Seed: time.Now().UnixNano()}
 		},
-		Method: cacheMethod,
-		Rollback: func(ctx context.Context, r *Run) error {
-			r.Logf("rollback", "nothing to undo: the cache refills from Pebble by itself")
-			return nil
-		},
-		Judge: cacheJudge,
+		Method:   cacheMethod,
+		Rollback: cacheRollback,
+		Judge:    cacheJudge,
 	}
 }
 
@@ -88,36 +93,150 @@ func cacheMethod(ctx context.Context, r *Run) error {
 	r.set("purged", pr.Purged)
 	r.Logf("method", "cache of %s flushed (POST /api/v1/admin/cache/purge): %d entries dropped", rg.Name, pr.Purged)
 
-	// The hit rate per second from the counters, until it is back above
-	// 80 % (and at most twice the target).
-	prev, err := sample()
+	lowest, refill, err := waitHitRate(ctx, r, rg, purgedAt, "the flush")
 	if err != nil {
 		return err
 	}
-	lowest := 1.0
-	for time.Since(purgedAt) < 2*r.Opts.RefillTarget {
+	r.set("lowest", lowest)
+	if refill > 0 {
+		r.set("refill", refill)
+	}
+	r.Logf("method", "load continues 3 s")
+	if err := sleep(ctx, 3*time.Second); err != nil {
+		return err
+	}
+	return rebuildProjection(ctx, r, rg)
+}
+
+// waitHitRate samples the region's hit rate every second from since until
+// it is back above 80 % (or twice the target has passed) and returns the
+// lowest rate seen and how long it took (0: not within).
+func waitHitRate(ctx context.Context, r *Run, rg Region, since time.Time, what string) (lowest float64, took time.Duration, err error) {
+	sample := func() (hitSample, error) {
+		h, m, err := cacheCounters(ctx, rg.URL)
+		if errors.Is(err, errNoCacheLookups) { // a restarted region before its first lookup
+			err = nil
+		}
+		return hitSample{time.Now(), h, m}, err
+	}
+	prev, err := sample()
+	if err != nil {
+		return 0, 0, err
+	}
+	lowest = 1.0
+	for time.Since(since) < 2*r.Opts.RefillTarget {
 		if err := sleep(ctx, time.Second); err != nil {
-			return err
+			return lowest, 0, err
 		}
 		cur, err := sample()
 		if err != nil {
-			return err
+			return lowest, 0, err
 		}
 		rate, n := rateBetween(prev, cur)
-		prev = cur
-		if n == 0 {
-			continue
+		if n < 20 {
+			continue // too few lookups to judge (clients still coming back): a longer window
 		}
+		prev = cur
 		lowest = min(lowest, rate)
-		r.Logf("method", "hit rate of %s %.1f s after the flush: %.1f%% of %.0f lookups", rg.Name, cur.at.Sub(purgedAt).Seconds(), 100*rate, n)
+		r.Logf("method", "hit rate of %s %.1f s after %s: %.1f%% of %.0f lookups", rg.Name, cur.at.Sub(since).Seconds(), what, 100*rate, n)
 		if rate > 0.8 {
-			r.set("refill", cur.at.Sub(purgedAt))
-			break
+			return lowest, cur.at.Sub(since), nil
 		}
 	}
-	r.set("lowest", lowest)
+	return lowest, 0, nil
+}
+
+// rebuildProjection is the drill's second part: the region drained,
+// stopped, its projection moved aside, started again (it rebuilds from the
+// log before it is ready), undrained, and its cold cache watched.
+func rebuildProjection(ctx context.Context, r *Run, rg Region) error {
+	c, name := r.Cluster, rg.Name
+	if c.Drain == nil || c.Stop == nil || c.ResetProjection == nil {
+		return fmt.Errorf("this cluster cannot rebuild a region's projection (drain, stop, reset)")
+	}
+	if err := c.Drain(ctx, name, true); err != nil {
+		return fmt.Errorf("drain %s: %w", name, err)
+	}
+	r.set("drained", true)
+	to, err := waitAnswer(ctx, c, name, func(a string) bool { return a != name }, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("the switch did not move %s's clients: %w", name, err)
+	}
+	r.Logf("method", "%s drained for the rebuild: its clients answered with %s; 3 s for them to follow", name, to)
+	if err := sleep(ctx, 3*time.Second); err != nil {
+		return err
+	}
+	r.set("down", true)
+	_, took, forced, err := c.Stop(ctx, name)
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", name, err)
+	}
+	r.Logf("method", "%s stopped with SIGTERM (exited after %.2f s, forced: %t)", name, took.Seconds(), forced)
+	if err := c.ResetProjection(ctx, name); err != nil {
+		return fmt.Errorf("reset %s's projection: %w", name, err)
+	}
+	r.Logf("method", "%s's projection moved aside (projection.old): it rebuilds it from the log when it starts", name)
+	upAt, err := c.Up(ctx, name)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	r.set("down", false)
+	if err := poll(ctx, 2*time.Minute, 100*time.Millisecond, func() error {
+		code, err := getJSON(ctx, rg.URL+"/readyz", "", nil)
+		if err == nil && code != 200 {
+			err = fmt.Errorf("/readyz %d", code)
+		}
+		return err
+	}); err != nil {
+		return fmt.Errorf("%s not ready after the rebuild: %w", name, err)
+	}
+	rebuilt := time.Since(upAt)
+	var p projectionInfo
+	if _, err := getJSON(ctx, rg.URL+"/api/v1/projection", c.APIKey, &p); err != nil {
+		return err
+	}
+	r.set("rebuilt", rebuilt)
+	r.set("rebuiltLinks", p.Links)
+	r.Logf("method", "%s ready %.1f s after its start: projection rebuilt from the log, %d links, digest %.12s", name, rebuilt.Seconds(), p.Links, p.Digest)
+	if err := c.Drain(ctx, name, false); err != nil {
+		return fmt.Errorf("undrain %s: %w", name, err)
+	}
+	r.set("drained", false)
+	if _, err := waitAnswer(ctx, c, name, func(a string) bool { return a == name }, 30*time.Second); err != nil {
+		return fmt.Errorf("the switch did not give %s its clients back: %w", name, err)
+	}
+	home := time.Now()
+	r.Logf("method", "%s undrained: its clients are home, on a cold cache", name)
+	lowest, refill, err := waitHitRate(ctx, r, rg, home, "its clients came back")
+	if err != nil {
+		return err
+	}
+	r.set("lowest2", lowest)
+	if refill > 0 {
+		r.set("refill2", refill)
+	}
 	r.Logf("method", "load continues 3 s")
 	return sleep(ctx, 3*time.Second)
+}
+
+func cacheRollback(ctx context.Context, r *Run) error {
+	c, name := r.Cluster, r.Opts.Region
+	if down, _ := r.get("down").(bool); down {
+		r.Logf("rollback", "%s is down: starting it (it rebuilds its projection from the log if it was moved aside)", name)
+		if _, err := c.Up(ctx, name); err != nil {
+			return err
+		}
+		r.set("down", false)
+	}
+	if drained, _ := r.get("drained").(bool); drained {
+		r.Logf("rollback", "%s is drained: undraining it", name)
+		if err := c.Drain(ctx, name, false); err != nil {
+			return err
+		}
+		r.set("drained", false)
+	}
+	r.Logf("rollback", "the cache refills from Pebble by itself")
+	return nil
 }
 
 func cacheJudge(ctx context.Context, r *Run) error {
@@ -135,6 +254,18 @@ func cacheJudge(ctx context.Context, r *Run) error {
 		r.Check("hit rate back above 80%", "≤ "+r.Opts.RefillTarget.String(), d.Round(10*time.Millisecond).String()+" after the flush", d <= r.Opts.RefillTarget)
 	} else {
 		r.Check("hit rate back above 80%", "≤ "+r.Opts.RefillTarget.String(), "not within "+(2*r.Opts.RefillTarget).String(), false)
+	}
+	if d, ok := r.get("rebuilt").(time.Duration); ok {
+		links, _ := r.get("rebuiltLinks").(int)
+		r.Check("projection rebuilt from the log", "ready within 60s of the start", fmt.Sprintf("%d links, ready %.1f s after the start", links, d.Seconds()), d <= time.Minute)
+	} else {
+		r.Check("projection rebuilt from the log", "ready within 60s of the start", "not rebuilt", false)
+	}
+	lowest2, _ := r.get("lowest2").(float64)
+	if d, ok := r.get("refill2").(time.Duration); ok {
+		r.Check("hit rate back above 80% after the rebuild", "≤ "+r.Opts.RefillTarget.String(), fmt.Sprintf("%s after its clients came back (lowest %.1f%%)", d.Round(10*time.Millisecond), 100*lowest2), d <= r.Opts.RefillTarget)
+	} else {
+		r.Check("hit rate back above 80% after the rebuild", "≤ "+r.Opts.RefillTarget.String(), "not within "+(2*r.Opts.RefillTarget).String(), false)
 	}
 	codes, err := r.acknowledged()
 	if err != nil {

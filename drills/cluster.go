@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -154,6 +155,10 @@ func cacheCounters(ctx context.Context, url string) (hits, misses float64, err e
 	return parseCacheCounters(resp.Body)
 }
 
+// errNoCacheLookups: the region has served no lookup since it started
+// (OTel exports a counter from its first increment).
+var errNoCacheLookups = errors.New("no shortener_cache_lookups_total in /metrics")
+
 func parseCacheCounters(r io.Reader) (hits, misses float64, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -179,7 +184,7 @@ func parseCacheCounters(r io.Reader) (hits, misses float64, err error) {
 		return 0, 0, err
 	}
 	if !found {
-		return 0, 0, fmt.Errorf("no shortener_cache_lookups_total in /metrics")
+		return 0, 0, errNoCacheLookups
 	}
 	return hits, misses, nil
 }

@@ -40,6 +40,9 @@ type Cluster struct {
 	// it took to exit, and whether it had to be SIGKILLed; nil when the
 	// cluster cannot.
 	Stop func(ctx context.Context, region string) (at time.Time, took time.Duration, forced bool, err error)
+	// ResetProjection moves a stopped region's projection aside so that it
+	// rebuilds it from the log when it starts; nil when the cluster cannot.
+	ResetProjection func(ctx context.Context, region string) error
 	// Up starts it again on its state (make region-up) and returns when;
 	// it does not wait for readiness.
 	Up func(ctx context.Context, region string) (time.Time, error)

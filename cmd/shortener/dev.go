@@ -273,6 +273,35 @@ func (sv *supervisor) start(name string) (*child, error) {
 	return c, nil
 }
 
+// resetProjection moves a stopped region's projection aside (to
+// projection.old, replacing an older one) so that the region rebuilds it
+// from the log when it starts: the cache drill's rebuild.
+func (sv *supervisor) resetProjection(name string) (time.Time, error) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	c := sv.children[name]
+	if c == nil || name == "switch" {
+		return time.Time{}, fmt.Errorf("no region %q in this dev cluster", name)
+	}
+	select {
+	case <-c.done:
+	default:
+		return time.Time{}, fmt.Errorf("%s is running (pid %d): stop it first (make region-stop)", name, c.cmd.Process.Pid)
+	}
+	dir := filepath.Join(sv.o.dir, name, "projection")
+	if _, err := os.Stat(dir); err != nil {
+		return time.Time{}, fmt.Errorf("%s has no projection to reset: %w", name, err)
+	}
+	old := dir + ".old"
+	if err := os.RemoveAll(old); err != nil {
+		return time.Time{}, err
+	}
+	if err := os.Rename(dir, old); err != nil {
+		return time.Time{}, err
+	}
+	return time.Now(), nil
+}
+
 // kill SIGKILLs a region's process (a crash, not a shutdown), waits until
 // it is gone, and returns when the signal was sent.
 func (sv *supervisor) kill(name string) (*child, time.Time, error) {

@@ -69,6 +69,17 @@ func (sv *supervisor) listenControl() (io.Closer, error) {
 		sv.journal("stop", p)
 		_ = json.NewEncoder(w).Encode(p)
 	})
+	mux.HandleFunc("POST /reset-projection/{name}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		at, err := sv.resetProjection(name)
+		if err != nil {
+			writeCtlError(w, err)
+			return
+		}
+		p := procInfo{Name: name, At: at}
+		sv.journal("reset-projection", p)
+		_ = json.NewEncoder(w).Encode(p)
+	})
 	mux.HandleFunc("POST /up/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if name == "switch" {

@@ -115,6 +115,10 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 		p, err := control(ctx, dir, "/stop/"+name)
 		return p.At, p.Exited.Sub(p.At), p.Forced, err
 	}
+	c.ResetProjection = func(ctx context.Context, name string) error {
+		_, err := control(ctx, dir, "/reset-projection/"+name)
+		return err
+	}
 	c.Up = func(ctx context.Context, name string) (time.Time, error) {
 		p, err := control(ctx, dir, "/up/"+name)
 		return p.At, err
