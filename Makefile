@@ -56,10 +56,10 @@ test-regions: ## three regions as child processes: replication, alias races, kil
 	$(GO) test -count=1 -tags regions -timeout 20m -run 'TestCluster' ./cmd/shortener/
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 15s)
-	@set -e; for pkg in $$($(GO) list ./...); do \
+	@set -eo pipefail; for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test $$pkg -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) 2>&1 | tail -n 3; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s 2>&1 | tail -n 3; \
 	  done; \
 	done
 
