@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"shortener/events"
 )
@@ -32,18 +34,38 @@ type ClickStore struct {
 	mu          sync.Mutex
 	checkpoints map[string]uint64
 	newest      map[string]time.Time
+
+	// counts caches the counters the projector wrote last (key -> counts),
+	// so that folding a batch reads Pebble only for counters it has not
+	// seen lately. Only ApplyClicks uses it (one goroutine: no lock),
+	// after its commit succeeded.
+	// Without it every distinct code of a batch cost three Pebble reads:
+	// with 20,000 links redirected at random the click projection took
+	// more CPU than serving the redirects did.
+	counts *simplelru.LRU[string, pair]
 }
+
+// clickCountsCached bounds the counters kept in memory (about 100 bytes
+// each).
+const clickCountsCached = 1 << 17
 
 // OpenClicks opens (or creates) the click store in dir.
 func OpenClicks(dir string, log *slog.Logger) (*ClickStore, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
+	// Bloom filters: a new code's counters are misses in every level.
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log},
+		Levels: []pebble.LevelOptions{{FilterPolicy: bloom.FilterPolicy(10)}}})
 	if err != nil {
 		return nil, fmt.Errorf("open click store %s: %w", dir, err)
 	}
-	s := &ClickStore{db: db, log: log, checkpoints: map[string]uint64{}, newest: map[string]time.Time{}}
+	counts, err := simplelru.NewLRU[string, pair](clickCountsCached, nil)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &ClickStore{db: db, log: log, checkpoints: map[string]uint64{}, newest: map[string]time.Time{}, counts: counts}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -112,6 +134,7 @@ func (s *ClickStore) ApplyClicks(recs []events.Record) (int, error) {
 	s.mu.Unlock()
 	delta := map[string]pair{}
 	newest := map[string]time.Time{}
+	days := map[int64]string{} // unix day -> YYYY-MM-DD
 	counted := 0
 	for _, r := range recs {
 		if r.Seq <= cps[r.Stream] {
@@ -127,7 +150,15 @@ func (s *ClickStore) ApplyClicks(recs []events.Record) (int, error) {
 			newest[b.Region] = b.Time
 		}
 		for _, c := range b.Clicks {
-			day := time.UnixMilli(c.UnixMs).UTC().Format(time.DateOnly)
+			dn := c.UnixMs / 86_400_000
+			if c.UnixMs < 0 {
+				dn = (c.UnixMs - 86_399_999) / 86_400_000 // floor
+			}
+			day, ok := days[dn]
+			if !ok {
+				day = time.UnixMilli(c.UnixMs).UTC().Format(time.DateOnly)
+				days[dn] = day
+			}
 			for _, k := range []string{"t/" + c.Code, "r/" + c.Code + "\x00" + b.Region, "d/" + c.Code + "\x00" + day} {
 				delta[k] = delta[k].add(c.Bot)
 			}
@@ -137,13 +168,19 @@ func (s *ClickStore) ApplyClicks(recs []events.Record) (int, error) {
 	batch := s.db.NewBatch()
 	defer batch.Close()
 	var buf [16]byte
+	written := make(map[string]pair, len(delta))
 	for k, d := range delta {
-		cur, err := s.get(k)
-		if err != nil {
-			return 0, err
+		cur, ok := s.counts.Get(k)
+		if !ok {
+			var err error
+			if cur, err = s.get(k); err != nil {
+				return 0, err
+			}
 		}
-		binary.BigEndian.PutUint64(buf[:8], cur.people+d.people)
-		binary.BigEndian.PutUint64(buf[8:], cur.bots+d.bots)
+		cur = pair{cur.people + d.people, cur.bots + d.bots}
+		written[k] = cur
+		binary.BigEndian.PutUint64(buf[:8], cur.people)
+		binary.BigEndian.PutUint64(buf[8:], cur.bots)
 		if err := batch.Set([]byte(k), buf[:], nil); err != nil {
 			return 0, err
 		}
@@ -164,6 +201,9 @@ func (s *ClickStore) ApplyClicks(recs []events.Record) (int, error) {
 	}
 	if err := batch.Commit(pebble.Sync); err != nil {
 		return 0, fmt.Errorf("click store: %w", err)
+	}
+	for k, v := range written {
+		s.counts.Add(k, v)
 	}
 	s.mu.Lock()
 	s.checkpoints = cps
