@@ -153,8 +153,8 @@ func TestBackupAndStagingRestore(t *testing.T) {
 	if _, err := c.Create(ctx, map[string]any{"url": "https://example.com/after"}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond) // IDs are by the second
-	m2, _, err := backup.Take(ctx, nc, backup.Options{Endpoints: map[string]string{"us-east": reg.URL}, APIKey: regiontest.APIKey, Root: root})
+	later := func() time.Time { return m.Started.Add(time.Minute) } // IDs are by the second
+	m2, _, err := backup.Take(ctx, nc, backup.Options{Endpoints: map[string]string{"us-east": reg.URL}, APIKey: regiontest.APIKey, Root: root, Now: later})
 	if err != nil {
 		t.Fatal(err)
 	}

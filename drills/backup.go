@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"shortener/backup"
 	"shortener/chaos/load"
 )
 
@@ -82,7 +83,7 @@ func backupMethod(ctx context.Context, r *Run) error {
 		return err
 	}
 	r.Logf("method", "backup %s: %d streams (%d messages), %d projections, %s in %s; restored into %s in %s",
-		out.ID, out.Streams, out.Messages, out.Projections, humanBytes(out.Size), out.Took.Round(time.Millisecond), out.Staging, out.StageTook.Round(time.Millisecond))
+		out.ID, out.Streams, out.Messages, out.Projections, backup.Human(out.Size), out.Took.Round(time.Millisecond), out.Staging, out.StageTook.Round(time.Millisecond))
 	r.Logf("method", "load goes on for 3 s after the check")
 	return sleep(ctx, 3*time.Second)
 }
@@ -98,23 +99,12 @@ func backupJudge(ctx context.Context, r *Run) error {
 		growth = fmt.Sprintf("%+.1f KiB since %s", float64(out.Growth)/1024, out.Previous)
 	}
 	r.Check("backup taken under load", "completed; size and growth reported",
-		fmt.Sprintf("%s: %s (%s), %d streams, %d messages, %d projections, %s", out.ID, humanBytes(out.Size), growth, out.Streams, out.Messages, out.Projections, out.Took.Round(time.Millisecond)),
+		fmt.Sprintf("%s: %s (%s), %d streams, %d messages, %d projections, %s", out.ID, backup.Human(out.Size), growth, out.Streams, out.Messages, out.Projections, out.Took.Round(time.Millisecond)),
 		out.Size > 0 && out.Streams > 0 && out.Projections == len(r.Cluster.Regions))
 	for _, c := range out.Checks {
 		r.Check(c.Name, c.Target, c.Measured, c.Pass)
 	}
-	b := r.live
-	ops, failed := b.healthy("")
+	ops, failed := r.live.healthy("")
 	r.Check("requests failed during the backup", "0", fmt.Sprintf("%d of %d", failed, ops), failed == 0)
 	return nil
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%.1f KiB", float64(n)/1024)
 }

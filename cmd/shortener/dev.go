@@ -336,7 +336,10 @@ func (sv *supervisor) terminate(name string, sig syscall.Signal, wait time.Durat
 		return nil, time.Time{}, false, fmt.Errorf("%s is not running", name)
 	default:
 	}
-	sv.killed[c] = map[syscall.Signal]string{syscall.SIGKILL: "SIGKILL", syscall.SIGTERM: "SIGTERM"}[sig]
+	sv.killed[c] = "SIGTERM"
+	if sig == syscall.SIGKILL {
+		sv.killed[c] = "SIGKILL"
+	}
 	sv.mu.Unlock()
 	at := time.Now()
 	if err := c.cmd.Process.Signal(sig); err != nil {
