@@ -151,62 +151,27 @@ func waitHitRate(ctx context.Context, r *Run, rg Region, since time.Time, what s
 // log before it is ready), undrained, and its cold cache watched.
 func rebuildProjection(ctx context.Context, r *Run, rg Region) error {
 	c, name := r.Cluster, rg.Name
-	if c.Drain == nil || c.Stop == nil || c.ResetProjection == nil {
-		return fmt.Errorf("this cluster cannot rebuild a region's projection (drain, stop, reset)")
+	if c.Stop == nil || c.ResetProjection == nil {
+		return fmt.Errorf("this cluster cannot rebuild a region's projection (stop, reset)")
 	}
-	if err := c.Drain(ctx, name, true); err != nil {
-		return fmt.Errorf("drain %s: %w", name, err)
-	}
-	r.set("drained", true)
-	to, err := waitAnswer(ctx, c, name, func(a string) bool { return a != name }, 10*time.Second)
-	if err != nil {
-		return fmt.Errorf("the switch did not move %s's clients: %w", name, err)
-	}
-	r.Logf("method", "%s drained for the rebuild: its clients answered with %s; 3 s for them to follow", name, to)
-	if err := sleep(ctx, 3*time.Second); err != nil {
-		return err
-	}
-	r.set("down", true)
-	_, took, forced, err := c.Stop(ctx, name)
-	if err != nil {
-		return fmt.Errorf("stop %s: %w", name, err)
-	}
-	r.Logf("method", "%s stopped with SIGTERM (exited after %.2f s, forced: %t)", name, took.Seconds(), forced)
-	if err := c.ResetProjection(ctx, name); err != nil {
-		return fmt.Errorf("reset %s's projection: %w", name, err)
-	}
-	r.Logf("method", "%s's projection moved aside (projection.old): it rebuilds it from the log when it starts", name)
-	upAt, err := c.Up(ctx, name)
-	if err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
-	}
-	r.set("down", false)
-	if err := poll(ctx, 2*time.Minute, 100*time.Millisecond, func() error {
-		code, err := getJSON(ctx, rg.URL+"/readyz", "", nil)
-		if err == nil && code != 200 {
-			err = fmt.Errorf("/readyz %d", code)
+	cy, err := cycleRegion(ctx, r, rg, func() error {
+		if err := c.ResetProjection(ctx, name); err != nil {
+			return fmt.Errorf("reset %s's projection: %w", name, err)
 		}
+		r.Logf("method", "%s's projection moved aside (projection.old): it rebuilds it from the log when it starts", name)
+		return nil
+	})
+	if err != nil {
 		return err
-	}); err != nil {
-		return fmt.Errorf("%s not ready after the rebuild: %w", name, err)
 	}
-	rebuilt := time.Since(upAt)
+	home := time.Now()
 	var p projectionInfo
 	if _, err := getJSON(ctx, rg.URL+"/api/v1/projection", c.APIKey, &p); err != nil {
 		return err
 	}
-	r.set("rebuilt", rebuilt)
+	r.set("rebuilt", cy.ready)
 	r.set("rebuiltLinks", p.Links)
-	r.Logf("method", "%s ready %.1f s after its start: projection rebuilt from the log, %d links, digest %.12s", name, rebuilt.Seconds(), p.Links, p.Digest)
-	if err := c.Drain(ctx, name, false); err != nil {
-		return fmt.Errorf("undrain %s: %w", name, err)
-	}
-	r.set("drained", false)
-	if _, err := waitAnswer(ctx, c, name, func(a string) bool { return a == name }, 30*time.Second); err != nil {
-		return fmt.Errorf("the switch did not give %s its clients back: %w", name, err)
-	}
-	home := time.Now()
-	r.Logf("method", "%s undrained: its clients are home, on a cold cache", name)
+	r.Logf("method", "%s's projection rebuilt from the log: %d links, digest %.12s; its clients are home, on a cold cache", name, p.Links, p.Digest)
 	lowest, refill, err := waitHitRate(ctx, r, rg, home, "its clients came back")
 	if err != nil {
 		return err
@@ -220,20 +185,8 @@ func rebuildProjection(ctx context.Context, r *Run, rg Region) error {
 }
 
 func cacheRollback(ctx context.Context, r *Run) error {
-	c, name := r.Cluster, r.Opts.Region
-	if down, _ := r.get("down").(bool); down {
-		r.Logf("rollback", "%s is down: starting it (it rebuilds its projection from the log if it was moved aside)", name)
-		if _, err := c.Up(ctx, name); err != nil {
-			return err
-		}
-		r.set("down", false)
-	}
-	if drained, _ := r.get("drained").(bool); drained {
-		r.Logf("rollback", "%s is drained: undraining it", name)
-		if err := c.Drain(ctx, name, false); err != nil {
-			return err
-		}
-		r.set("drained", false)
+	if err := restartRollback(ctx, r); err != nil {
+		return err
 	}
 	r.Logf("rollback", "the cache refills from Pebble by itself")
 	return nil

@@ -54,9 +54,6 @@ func waitAnswer(ctx context.Context, c *Cluster, home string, want func(string) 
 
 func restartMethod(ctx context.Context, r *Run) error {
 	c := r.Cluster
-	if c.Drain == nil {
-		return fmt.Errorf("this cluster cannot drain regions")
-	}
 	r.Logf("method", "steady load for 5 s")
 	if err := sleep(ctx, 5*time.Second); err != nil {
 		return err
@@ -65,61 +62,17 @@ func restartMethod(ctx context.Context, r *Run) error {
 	worst, slowStop, anyForced := time.Duration(0), time.Duration(0), false
 	for _, rg := range c.Regions {
 		name := rg.Name
-		if err := c.Drain(ctx, name, true); err != nil {
-			return fmt.Errorf("drain %s: %w", name, err)
-		}
-		r.set("drained:"+name, true)
-		to, err := waitAnswer(ctx, c, name, func(a string) bool { return a != name }, 10*time.Second)
+		cy, err := cycleRegion(ctx, r, rg, nil)
 		if err != nil {
-			return fmt.Errorf("the switch did not move %s's clients: %w", name, err)
-		}
-		r.Logf("method", "%s drained: its clients answered with %s; 3 s for them to follow (TTL 1 s) and for in-flight requests to finish", name, to)
-		if err := sleep(ctx, 3*time.Second); err != nil {
 			return err
 		}
-		r.set("down:"+name, true)
-		if c.Stop != nil {
-			_, took, forced, err := c.Stop(ctx, name)
-			if err != nil {
-				return fmt.Errorf("stop %s: %w", name, err)
-			}
-			stops = append(stops, fmt.Sprintf("%s %.2fs", name, took.Seconds()))
-			slowStop = max(slowStop, took)
-			anyForced = anyForced || forced
-			r.Logf("method", "%s stopped with SIGTERM: exited after %.2f s (forced: %t)", name, took.Seconds(), forced)
-		} else {
-			if _, err := c.Down(ctx, name); err != nil {
-				return fmt.Errorf("stop %s: %w", name, err)
-			}
-			r.Logf("method", "%s killed (this cluster cannot stop a region gracefully)", name)
+		if cy.stopped {
+			stops = append(stops, fmt.Sprintf("%s %.2fs", name, cy.stopTook.Seconds()))
+			slowStop = max(slowStop, cy.stopTook)
+			anyForced = anyForced || cy.forced
 		}
-		upAt, err := c.Up(ctx, name)
-		if err != nil {
-			return fmt.Errorf("start %s: %w", name, err)
-		}
-		r.set("down:"+name, false)
-		r.Logf("method", "%s restarted", name)
-		if err := poll(ctx, 90*time.Second, 100*time.Millisecond, func() error {
-			code, err := getJSON(ctx, rg.URL+"/readyz", "", nil)
-			if err == nil && code != 200 {
-				err = fmt.Errorf("/readyz %d", code)
-			}
-			return err
-		}); err != nil {
-			return fmt.Errorf("%s not ready after its restart: %w", name, err)
-		}
-		took := time.Since(upAt)
-		worst = max(worst, took)
-		readies = append(readies, fmt.Sprintf("%s %.1fs", name, took.Seconds()))
-		r.Logf("method", "%s ready %.1f s after its restart", name, took.Seconds())
-		if err := c.Drain(ctx, name, false); err != nil {
-			return fmt.Errorf("undrain %s: %w", name, err)
-		}
-		r.set("drained:"+name, false)
-		if _, err := waitAnswer(ctx, c, name, func(a string) bool { return a == name }, 30*time.Second); err != nil {
-			return fmt.Errorf("the switch did not give %s its clients back: %w", name, err)
-		}
-		r.Logf("method", "%s undrained: its clients are home again", name)
+		worst = max(worst, cy.ready)
+		readies = append(readies, fmt.Sprintf("%s %.1fs", name, cy.ready.Seconds()))
 		if err := sleep(ctx, 2*time.Second); err != nil {
 			return err
 		}
@@ -179,4 +132,84 @@ func restartJudge(ctx context.Context, r *Run) error {
 	allPresent(ctx, r, codes)
 	digestsAndAudit(ctx, r)
 	return nil
+}
+
+// cycle is what cycleRegion measured.
+type cycle struct {
+	stopped  bool          // stopped gracefully (false: SIGKILLed, the cluster cannot stop)
+	stopTook time.Duration // SIGTERM to exit
+	forced   bool          // SIGKILLed after not exiting in time
+	ready    time.Duration // start to ready
+}
+
+// cycleRegion takes a region out and back the way an operator would: drain
+// it at the switch (3 s for its clients to follow the 1 s TTL and for
+// in-flight requests to finish), stop it gracefully (or kill it when the
+// cluster cannot stop), run between while it is down (nil for nothing),
+// start it, wait until it is ready, undrain it, and wait until the switch
+// answers its clients with it again. It keeps "drained:" and "down:" state
+// for the rollbacks (rollbackRegions).
+func cycleRegion(ctx context.Context, r *Run, rg Region, between func() error) (cycle, error) {
+	c, name := r.Cluster, rg.Name
+	var cy cycle
+	if c.Drain == nil {
+		return cy, fmt.Errorf("this cluster cannot drain regions")
+	}
+	if err := c.Drain(ctx, name, true); err != nil {
+		return cy, fmt.Errorf("drain %s: %w", name, err)
+	}
+	r.set("drained:"+name, true)
+	to, err := waitAnswer(ctx, c, name, func(a string) bool { return a != name }, 10*time.Second)
+	if err != nil {
+		return cy, fmt.Errorf("the switch did not move %s's clients: %w", name, err)
+	}
+	r.Logf("method", "%s drained: its clients answered with %s; 3 s for them to follow (TTL 1 s) and for in-flight requests to finish", name, to)
+	if err := sleep(ctx, 3*time.Second); err != nil {
+		return cy, err
+	}
+	r.set("down:"+name, true)
+	if c.Stop != nil {
+		_, took, forced, err := c.Stop(ctx, name)
+		if err != nil {
+			return cy, fmt.Errorf("stop %s: %w", name, err)
+		}
+		cy.stopped, cy.stopTook, cy.forced = true, took, forced
+		r.Logf("method", "%s stopped with SIGTERM: exited after %.2f s (forced: %t)", name, took.Seconds(), forced)
+	} else {
+		if _, err := c.Down(ctx, name); err != nil {
+			return cy, fmt.Errorf("stop %s: %w", name, err)
+		}
+		r.Logf("method", "%s killed (this cluster cannot stop a region gracefully)", name)
+	}
+	if between != nil {
+		if err := between(); err != nil {
+			return cy, err
+		}
+	}
+	upAt, err := c.Up(ctx, name)
+	if err != nil {
+		return cy, fmt.Errorf("start %s: %w", name, err)
+	}
+	r.set("down:"+name, false)
+	r.Logf("method", "%s started", name)
+	if err := poll(ctx, 2*time.Minute, 100*time.Millisecond, func() error {
+		code, err := getJSON(ctx, rg.URL+"/readyz", "", nil)
+		if err == nil && code != 200 {
+			err = fmt.Errorf("/readyz %d", code)
+		}
+		return err
+	}); err != nil {
+		return cy, fmt.Errorf("%s not ready after its start: %w", name, err)
+	}
+	cy.ready = time.Since(upAt)
+	r.Logf("method", "%s ready %.1f s after its start", name, cy.ready.Seconds())
+	if err := c.Drain(ctx, name, false); err != nil {
+		return cy, fmt.Errorf("undrain %s: %w", name, err)
+	}
+	r.set("drained:"+name, false)
+	if _, err := waitAnswer(ctx, c, name, func(a string) bool { return a == name }, 30*time.Second); err != nil {
+		return cy, fmt.Errorf("the switch did not give %s its clients back: %w", name, err)
+	}
+	r.Logf("method", "%s undrained: its clients are home again", name)
+	return cy, nil
 }
