@@ -126,12 +126,18 @@ func Aliases(h *load.History, final Final, vis io.Writer) chaos.Check {
 	var end int64
 	names := map[string]bool{}
 	client := map[string]int{}
-	var claims, unknown int
+	var claims, unknown, nameless int
 	for _, o := range h.Ops {
 		if o.Op != load.OpAlias {
 			continue
 		}
 		claims++
+		if o.Code == "" {
+			// The history lost which alias it claimed: nothing it did can
+			// be explained, so nothing is judged as if it were complete.
+			nameless++
+			continue
+		}
 		names[o.Code] = true
 		out := aliasOutput{outcome: "unknown"}
 		ret := int64(math.MaxInt64) // an unknown outcome may take effect at any later time
@@ -172,7 +178,10 @@ func Aliases(h *load.History, final Final, vis io.Writer) chaos.Check {
 			Output: aliasOutput{url: ref[name]}, Call: end + 1, Return: end + 2, Metadata: name})
 	}
 	res, info := porcupine.CheckOperationsVerbose(aliasModel.ToModel(), ops, time.Minute)
-	c.OK = twice == 0 && res == porcupine.Ok && claims > 0
+	if nameless > 0 {
+		c.Details = appendDetail(c.Details, fmt.Sprintf("%d claims without their alias in the history: the load client lost what they asked for", nameless))
+	}
+	c.OK = twice == 0 && res == porcupine.Ok && claims > 0 && nameless == 0
 	c.Measured = fmt.Sprintf("%d with two winners; %d claims of %d aliases (%d won, %d of unknown outcome): %s",
 		twice, claims, len(names), len(won), unknown, linearizable(res))
 	if res == porcupine.Illegal {

@@ -451,14 +451,23 @@ func (w *worker) do(o op) {
 		start, res = w.stdDo(t, ep, &o, start)
 	}
 	end := r.now()
+	intended := o.intended
+	if !r.open {
+		intended = start
+	}
 	if res.err != nil {
+		res.ok = false
+		res.emsg = errString(res.err)
 		if r.cancelled() {
 			r.cut.Store(true)
 			w.miss(&o) // aborted by the caller, not by the service
+			if o.kind != opRedirect {
+				// Sent, so it may have taken effect: the checkers must
+				// know the write of unknown outcome.
+				w.record(&o, intended, start, end, res, ep)
+			}
 			return
 		}
-		res.ok = false
-		res.emsg = errString(res.err)
 	}
 	if r.created != nil && res.status == http.StatusCreated && o.kind != opRedirect {
 		select {
@@ -466,25 +475,28 @@ func (w *worker) do(o op) {
 		default: // generator busy; the pool is a best-effort sample
 		}
 	}
-	intended := o.intended
-	if !r.open {
-		intended = start
-	}
 	w.mu.Lock()
 	w.samples = append(w.samples, sample{lat: end - intended, target: o.target, status: int32(res.status), ok: res.ok})
 	w.mu.Unlock()
-	if r.history != nil {
-		if w.hist == nil {
-			w.hist = r.history.batch()
-		}
-		w.hist = append(w.hist, histRec{
-			seq: o.seq, intended: intended, start: start, end: end,
-			status: res.status, target: o.target, kind: o.kind, ok: res.ok,
-			code: res.code, url: res.loc, errMessage: res.emsg, ep: ep,
-		})
-		if len(w.hist) >= historyBatch {
-			w.flushHistory()
-		}
+	w.record(&o, intended, start, end, res, ep)
+}
+
+// record adds o's outcome to the history, when there is one.
+func (w *worker) record(o *op, intended, start, end int64, res result, ep *endpoint) {
+	r := w.r
+	if r.history == nil {
+		return
+	}
+	if w.hist == nil {
+		w.hist = r.history.batch()
+	}
+	w.hist = append(w.hist, histRec{
+		seq: o.seq, intended: intended, start: start, end: end,
+		status: res.status, target: o.target, kind: o.kind, ok: res.ok,
+		code: res.code, url: res.loc, errMessage: res.emsg, ep: ep,
+	})
+	if len(w.hist) >= historyBatch {
+		w.flushHistory()
 	}
 }
 
@@ -544,6 +556,13 @@ func (w *worker) stdDo(t *target, ep *endpoint, o *op, start int64) (int64, resu
 	}
 
 	var res result
+	res.loc = longURL
+	if o.kind == opAlias {
+		// What a claim asked for is known whatever the answer, and must be
+		// in the history even when none comes: a claim whose connection
+		// dies may still have won (unknown outcome).
+		res.code = o.code
+	}
 	// RoundTrip, not http.Client.Do: it never follows redirects, and
 	// Client.Do parses and prepares a follow-up request for every 3xx
 	// before CheckRedirect could stop it (about 8% of the client's CPU).
@@ -563,11 +582,12 @@ func (w *worker) stdDo(t *target, ep *endpoint, o *op, start int64) (int64, resu
 				res.emsg, err = w.problem(resp)
 			}
 		case res.status == http.StatusCreated:
-			res.loc = longURL
 			res.code, err = w.readCode(resp.Body)
+			if err != nil && o.kind == opAlias {
+				res.code = o.code // won, whatever the body said
+			}
 			res.ok = err == nil
 		default:
-			res.loc = longURL
 			if o.kind == opAlias {
 				// The alias taken by another claim is a definite answer.
 				res.code, res.ok = o.code, res.status == http.StatusConflict

@@ -606,7 +606,10 @@ func TestDialerToldByItsInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := n.State()
-	if st.Link("east", "west").Refused != refused+1 || st.Unidentified != 0 || took > time.Second {
+	// At least one more: the real west servers keep redialling the cut
+	// link and are refused too. Closed at once and not unidentified is
+	// what says this dial was told by its INFO.
+	if st.Link("east", "west").Refused < refused+1 || st.Unidentified != 0 || took > time.Second {
 		t.Fatalf("a new west server's dial: closed after %v, state %+v", took, st)
 	}
 	took, err = dial("STRANGER", "127.0.0.1:1")
