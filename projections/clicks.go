@@ -42,7 +42,17 @@ type ClickStore struct {
 	// Without it every distinct code of a batch cost three Pebble reads:
 	// with 20,000 links redirected at random the click projection took
 	// more CPU than serving the redirects did.
-	counts *simplelru.LRU[string, pair]
+	counts *simplelru.LRU[counterKey, pair]
+
+	// pend is what Fold added and Commit has not written yet (the
+	// projector's goroutine only).
+	pend    clickPending
+	written []counterValue // Commit's scratch
+}
+
+type counterValue struct {
+	k counterKey
+	v pair
 }
 
 // clickCountsCached bounds the counters kept in memory (about 100 bytes
@@ -60,7 +70,7 @@ func OpenClicks(dir string, log *slog.Logger) (*ClickStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open click store %s: %w", dir, err)
 	}
-	counts, err := simplelru.NewLRU[string, pair](clickCountsCached, nil)
+	counts, err := simplelru.NewLRU[counterKey, pair](clickCountsCached, nil)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -111,6 +121,26 @@ func (s *ClickStore) Newest() map[string]time.Time {
 
 type pair struct{ people, bots uint64 }
 
+// counterKey names one counter without building its Pebble key: kind 't'
+// (total), 'r' (sub is the region) or 'd' (sub is the day). Folding a
+// click allocates nothing for its three counters.
+type counterKey struct {
+	kind      byte
+	code, sub string
+}
+
+// appendTo appends the counter's Pebble key: t/<code>, r/<code>\x00<region>
+// or d/<code>\x00<day>.
+func (k counterKey) appendTo(b []byte) []byte {
+	b = append(b, k.kind, '/')
+	b = append(b, k.code...)
+	if k.kind != 't' {
+		b = append(b, 0)
+		b = append(b, k.sub...)
+	}
+	return b
+}
+
 func (p pair) add(bot bool) pair {
 	if bot {
 		p.bots++
@@ -120,79 +150,121 @@ func (p pair) add(bot bool) pair {
 	return p
 }
 
-// ApplyClicks folds click stream records into the counts, with the
-// streams' checkpoints, in one synced batch: each record counts exactly
-// once. Records at or below a stream's checkpoint are skipped; a record
-// that is not a valid batch is skipped and logged (it counts nothing). It
-// returns the clicks counted.
+// ApplyClicks folds click stream records into the counts and commits them
+// (Fold, then Commit): each record counts exactly once. It returns the
+// clicks counted.
 func (s *ClickStore) ApplyClicks(recs []events.Record) (int, error) {
-	s.mu.Lock()
-	cps := make(map[string]uint64, len(s.checkpoints))
-	for k, v := range s.checkpoints {
-		cps[k] = v
+	s.Fold(recs)
+	return s.Commit()
+}
+
+// clickPending is what Fold added since the last Commit.
+type clickPending struct {
+	delta   map[counterKey]pair  // counter -> clicks to add
+	cps     map[string]uint64    // stream -> last sequence folded; nil: nothing folded
+	newest  map[string]time.Time // origin -> newest batch folded
+	days    map[int64]string     // unix day -> YYYY-MM-DD
+	counted int
+}
+
+// Fold adds click stream records to the pending counts, in memory: nothing
+// is stored, and nothing counts, until Commit. Records at or below a
+// stream's checkpoint (committed or pending) are skipped; a record that is
+// not a valid batch is skipped and logged (it counts nothing). Many feed
+// batches folded into one commit write each busy counter once instead of
+// once per batch. Fold and Commit belong to one goroutine (the projector).
+func (s *ClickStore) Fold(recs []events.Record) {
+	p := &s.pend
+	if p.cps == nil {
+		s.mu.Lock()
+		p.cps = make(map[string]uint64, len(s.checkpoints))
+		for k, v := range s.checkpoints {
+			p.cps[k] = v
+		}
+		s.mu.Unlock()
+		p.delta, p.newest, p.counted = map[counterKey]pair{}, map[string]time.Time{}, 0
+		if p.days == nil {
+			p.days = map[int64]string{}
+		}
 	}
-	s.mu.Unlock()
-	delta := map[string]pair{}
-	newest := map[string]time.Time{}
-	days := map[int64]string{} // unix day -> YYYY-MM-DD
-	counted := 0
 	for _, r := range recs {
-		if r.Seq <= cps[r.Stream] {
+		if r.Seq <= p.cps[r.Stream] {
 			continue
 		}
-		cps[r.Stream] = r.Seq
+		p.cps[r.Stream] = r.Seq
 		b, err := events.DecodeClickBatch(r.Data)
 		if err != nil {
 			s.log.Warn("click batch skipped", "stream", r.Stream, "seq", r.Seq, "err", err)
 			continue
 		}
-		if b.Time.After(newest[b.Region]) {
-			newest[b.Region] = b.Time
+		if b.Time.After(p.newest[b.Region]) {
+			p.newest[b.Region] = b.Time
 		}
 		for _, c := range b.Clicks {
 			dn := c.UnixMs / 86_400_000
 			if c.UnixMs < 0 {
 				dn = (c.UnixMs - 86_399_999) / 86_400_000 // floor
 			}
-			day, ok := days[dn]
+			day, ok := p.days[dn]
 			if !ok {
+				if len(p.days) > 64 {
+					clear(p.days)
+				}
 				day = time.UnixMilli(c.UnixMs).UTC().Format(time.DateOnly)
-				days[dn] = day
+				p.days[dn] = day
 			}
-			for _, k := range []string{"t/" + c.Code, "r/" + c.Code + "\x00" + b.Region, "d/" + c.Code + "\x00" + day} {
-				delta[k] = delta[k].add(c.Bot)
+			for _, k := range [...]counterKey{{'t', c.Code, ""}, {'r', c.Code, b.Region}, {'d', c.Code, day}} {
+				p.delta[k] = p.delta[k].add(c.Bot)
 			}
-			counted++
+			p.counted++
 		}
+	}
+}
+
+// Pending returns whether records were folded since the last Commit, and
+// how many counters they change.
+func (s *ClickStore) Pending() (bool, int) {
+	return s.pend.cps != nil, len(s.pend.delta)
+}
+
+// Commit writes the pending counts with the streams' checkpoints in one
+// synced batch and returns the clicks it counted. On an error nothing is
+// written and the pending counts stay, for the next Commit.
+func (s *ClickStore) Commit() (int, error) {
+	p := &s.pend
+	if p.cps == nil {
+		return 0, nil
 	}
 	batch := s.db.NewBatch()
 	defer batch.Close()
 	var buf [16]byte
-	written := make(map[string]pair, len(delta))
-	for k, d := range delta {
+	var key []byte
+	written := s.written[:0]
+	for k, d := range p.delta {
+		key = k.appendTo(key[:0])
 		cur, ok := s.counts.Get(k)
 		if !ok {
 			var err error
-			if cur, err = s.get(k); err != nil {
+			if cur, err = s.getKey(key); err != nil {
 				return 0, err
 			}
 		}
 		cur = pair{cur.people + d.people, cur.bots + d.bots}
-		written[k] = cur
+		written = append(written, counterValue{k, cur}) // not into delta: a failed commit is retried from it
 		binary.BigEndian.PutUint64(buf[:8], cur.people)
 		binary.BigEndian.PutUint64(buf[8:], cur.bots)
-		if err := batch.Set([]byte(k), buf[:], nil); err != nil {
+		if err := batch.Set(key, buf[:], nil); err != nil {
 			return 0, err
 		}
 	}
-	for stream, seq := range cps {
+	for stream, seq := range p.cps {
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], seq)
 		if err := batch.Set([]byte("k/"+stream), b[:], nil); err != nil {
 			return 0, err
 		}
 	}
-	for origin, t := range newest {
+	for origin, t := range p.newest {
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
 		if err := batch.Set([]byte("o/"+origin), b[:], nil); err != nil {
@@ -202,22 +274,28 @@ func (s *ClickStore) ApplyClicks(recs []events.Record) (int, error) {
 	if err := batch.Commit(pebble.Sync); err != nil {
 		return 0, fmt.Errorf("click store: %w", err)
 	}
-	for k, v := range written {
-		s.counts.Add(k, v)
+	for _, w := range written {
+		s.counts.Add(w.k, w.v)
 	}
+	clear(written) // no codes kept alive by the scratch
+	s.written = written[:0]
 	s.mu.Lock()
-	s.checkpoints = cps
-	for o, t := range newest {
+	s.checkpoints = p.cps
+	for o, t := range p.newest {
 		if t.After(s.newest[o]) {
 			s.newest[o] = t
 		}
 	}
 	s.mu.Unlock()
+	counted := p.counted
+	p.cps, p.delta, p.newest, p.counted = nil, nil, nil, 0
 	return counted, nil
 }
 
-func (s *ClickStore) get(k string) (pair, error) {
-	v, closer, err := s.db.Get([]byte(k))
+func (s *ClickStore) get(k string) (pair, error) { return s.getKey([]byte(k)) }
+
+func (s *ClickStore) getKey(k []byte) (pair, error) {
+	v, closer, err := s.db.Get(k)
 	if err == pebble.ErrNotFound {
 		return pair{}, nil
 	}

@@ -72,3 +72,57 @@ func TestClickCountsAcrossRestarts(t *testing.T) {
 		t.Errorf("by day %+v", st.ByDay)
 	}
 }
+
+// TestClickFoldsCommitTogether: batches folded count nothing until Commit,
+// which writes them all with their checkpoints; folds a crash loses before
+// their commit (the store closed without one) left nothing behind, so the
+// same records delivered again count once; a record folded twice before a
+// commit counts once.
+func TestClickFoldsCommitTogether(t *testing.T) {
+	dir := t.TempDir()
+	click := func(code string, n int) []events.Click {
+		out := make([]events.Click, n)
+		for i := range out {
+			out[i] = events.Click{Code: code, UnixMs: t0.UnixMilli(), Agent: events.AgentBrowser}
+		}
+		return out
+	}
+	recs := []events.Record{
+		clickRecord(t, "CLICKS_US_EAST", 1, "us-east", click("abc12345", 2)),
+		clickRecord(t, "CLICKS_US_EAST", 2, "us-east", click("abc12345", 3)),
+		clickRecord(t, "CLICKS_AP_SOUTH", 1, "ap-south", click("xyz98765", 1)),
+	}
+	s, err := projections.OpenClicks(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Fold(recs[:1])
+	s.Fold(recs[1:])
+	if pending, keys := s.Pending(); !pending || keys != 6 {
+		t.Fatalf("pending %v with %d counters, want 6 (3 per code)", pending, keys)
+	}
+	if st, _ := s.Stats("abc12345"); st.Total.People != 0 || s.Checkpoint("CLICKS_US_EAST") != 0 {
+		t.Fatalf("before the commit: %+v, checkpoint %d; want nothing", st.Total, s.Checkpoint("CLICKS_US_EAST"))
+	}
+	s.Close() // a crash: the folds were never committed
+	if s, err = projections.OpenClicks(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Fold(recs)
+	s.Fold(recs[:2]) // delivered again before the commit
+	n, err := s.Commit()
+	if err != nil || n != 6 {
+		t.Fatalf("commit counted %d, %v; want 6", n, err)
+	}
+	if pending, _ := s.Pending(); pending {
+		t.Fatal("still pending after the commit")
+	}
+	if n, err := s.Commit(); n != 0 || err != nil {
+		t.Fatalf("an empty commit counted %d, %v", n, err)
+	}
+	st, err := s.Stats("abc12345")
+	if err != nil || st.Total.People != 5 || st.ByRegion["us-east"].People != 5 || s.Checkpoint("CLICKS_US_EAST") != 2 || s.Checkpoint("CLICKS_AP_SOUTH") != 1 {
+		t.Fatalf("after the commit: %+v %v, checkpoints %d %d", st, err, s.Checkpoint("CLICKS_US_EAST"), s.Checkpoint("CLICKS_AP_SOUTH"))
+	}
+}

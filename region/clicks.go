@@ -156,27 +156,63 @@ func (k *clicks) flush(ctx context.Context) error {
 	}
 }
 
+// The click projector folds batches in memory for Config.ClickCommitEvery
+// before it writes them: each busy counter is written once per commit
+// instead of once per batch (with 20,000 links redirected at random the
+// Pebble writes of the counters were most of the click path's cost).
+// Counts are that much later on /stats; a crash loses nothing (the
+// checkpoints are committed with the counts, and the feed is acknowledged
+// only after the commit).
+
+// clickPendingMax bounds the counters folded in memory between commits.
+const clickPendingMax = 200_000
+
 // project folds the click streams into the click store until ctx ends.
 func (k *clicks) project(ctx context.Context) error {
+	var first time.Time // of the first fold since the last commit
+	for {
+		pending, keys := k.store.Pending()
+		if pending && (time.Since(first) >= k.r.cfg.ClickCommitEvery || keys >= clickPendingMax) {
+			if !k.commit(ctx) {
+				return nil
+			}
+			continue
+		}
+		nctx, cancel := ctx, context.CancelFunc(func() {})
+		if pending {
+			nctx, cancel = context.WithDeadline(ctx, first.Add(k.r.cfg.ClickCommitEvery))
+		}
+		recs, err := k.feed.Next(nctx, 500)
+		cancel()
+		if ctx.Err() != nil {
+			return nil // the pending counts were never acknowledged: folded again
+		}
+		if err != nil {
+			continue // the commit is due
+		}
+		if !pending {
+			first = time.Now()
+		}
+		k.store.Fold(recs)
+	}
+}
+
+// commit writes the folded counts and acknowledges their records, retrying
+// until it succeeds (the feed is not read meanwhile: nothing is lost, the
+// counts only get later). It returns false when ctx ended first.
+func (k *clicks) commit(ctx context.Context) bool {
 	wait := 100 * time.Millisecond
 	for {
-		recs, err := k.feed.Next(ctx, 500)
-		if ctx.Err() != nil {
-			return nil
-		}
+		n, err := k.store.Commit()
 		if err == nil {
-			var n int
-			if n, err = k.store.ApplyClicks(recs); err == nil {
-				k.counted.Add(uint64(n))
-				_ = k.feed.Ack(ctx)
-				wait = 100 * time.Millisecond
-				continue
-			}
+			k.counted.Add(uint64(n))
+			_ = k.feed.Ack(ctx)
+			return true
 		}
 		k.r.log.Warn("click projection: retrying", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
-			return nil
+			return false
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 5*time.Second)

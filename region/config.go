@@ -51,6 +51,11 @@ type Config struct {
 	// ClickQueue is how many clicks may wait to be recorded; beyond it a
 	// click is dropped (and counted). Default 65536.
 	ClickQueue int
+	// ClickCommitEvery is how long the click projection folds click
+	// batches in memory before it commits them (region/clicks.go): longer
+	// writes each busy counter less often, and /stats is that much later.
+	// Default 2 s.
+	ClickCommitEvery time.Duration
 	// FaultInjection registers the fault injection endpoints
 	// (region/faults.go) for chaos runs. Never on in production.
 	FaultInjection bool
@@ -224,6 +229,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ClickQueue <= 0 {
 		c.ClickQueue = 1 << 16
+	}
+	if c.ClickCommitEvery <= 0 {
+		c.ClickCommitEvery = 2 * time.Second
 	}
 	if c.ClaimGrace <= 0 {
 		c.ClaimGrace = c.CreateTimeout + 30*time.Second

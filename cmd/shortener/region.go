@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,13 +57,14 @@ type regionFlags struct {
 	SwitchAdmin         string   `json:"switch_admin"`
 	OTLP                string   `json:"otlp_endpoint"`
 	NoClicks            bool     `json:"no_clicks"`
+	ClickCommitEvery    string   `json:"click_commit_every"`
 	FaultInjection      bool     `json:"fault_injection"`
 	TraceSample         float64  `json:"trace_sample"`
 }
 
 func regionCmd() *cobra.Command {
 	var f regionFlags
-	var configFile string
+	var configFile, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "region",
 		Short: "Run one region: embedded NATS, projection, HTTP API and redirects",
@@ -87,6 +89,13 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 				return err
 			}
 			cfg.Logger = log
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return usageError{err}
+				}
+				defer stop()
+			}
 			if err := tuneGC(f.MemoryLimit, log); err != nil {
 				return err
 			}
@@ -143,9 +152,11 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.SwitchAdmin, "switch-admin", "127.0.0.1:8054", "the DNS switch's admin address, shown on /status; empty to leave it out")
 	fl.BoolVar(&f.NoClicks, "no-clicks", false, "turn click analytics off (no click streams, nothing recorded)")
+	fl.StringVar(&f.ClickCommitEvery, "click-commit-every", "2s", "how long the click projection folds clicks in memory before writing them (longer: fewer writes, later /stats)")
 	fl.BoolVar(&f.FaultInjection, "fault-injection", false, "serve the fault injection endpoints under /api/v1/admin/faults (chaos runs only; never in production)")
 	fl.StringVar(&f.OTLP, "otlp-endpoint", "", "send traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (default: tracing off)")
 	fl.Float64Var(&f.TraceSample, "trace-sample", 1, "share of new traces sampled when --otlp-endpoint is set, 0 to 1")
+	fl.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (written at a graceful stop; for benchmarks)")
 	fl.StringVar(&f.MemoryLimit, "memory-limit", "0", "run the GC only near this heap size (GOGC=off), e.g. 1GiB; 0 keeps Go's defaults; $GOGC or $GOMEMLIMIT override")
 	return cmd
 }
@@ -217,10 +228,17 @@ func (f regionFlags) config() (region.Config, error) {
 		}
 		hashes = []string{region.HashAPIKey(key)}
 	}
+	var clickCommit time.Duration
+	if f.ClickCommitEvery != "" {
+		if clickCommit, err = time.ParseDuration(f.ClickCommitEvery); err != nil || clickCommit <= 0 || clickCommit > time.Minute {
+			return region.Config{}, usageError{fmt.Errorf("--click-commit-every %q: want a duration above 0 and at most 1m, e.g. 2s", f.ClickCommitEvery)}
+		}
+	}
 	return region.Config{
 		Name: f.Name, Digit: f.Digit[0], Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
+		ClickCommitEvery: clickCommit,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
 			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise},
 	}, nil
@@ -295,4 +313,20 @@ func parseBytes(s string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("want a positive size like 512MiB or 1GiB")
+}
+
+// startCPUProfile profiles the process into path until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
