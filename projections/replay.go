@@ -23,6 +23,10 @@ type ReplayOptions struct {
 	// it: the store then holds the state of every link at that moment.
 	Until  time.Time
 	Logger *slog.Logger
+	// Expect is how many records the replay will be given, when known:
+	// the map of codes is sized for them up front instead of growing (and
+	// rehashing a million codes) as they come.
+	Expect int
 }
 
 // ReplayStats counts what a replay did.
@@ -56,6 +60,7 @@ type Replay struct {
 
 	links map[string]replayLink // by code: its row as written
 	row   []byte                // scratch for encoding rows
+	slab  []byte                // rows are kept in slabs: one allocation per replayRowSlab, not per row
 	cps   map[string]uint64
 	beats map[string]time.Time
 	stats ReplayStats
@@ -71,6 +76,9 @@ type decodedRecord struct {
 // replayBatchBytes is the size at which a replay commits its batch of
 // event rows.
 const replayBatchBytes = 32 << 20
+
+// replayRowSlab is the size of the slabs a replay keeps its rows in.
+const replayRowSlab = 1 << 20
 
 // NewReplay creates a fresh store in dir for a replay. dir must not exist
 // or be empty: a replay never folds into an existing store.
@@ -101,7 +109,7 @@ func NewReplay(dir string, opts ReplayOptions) (*Replay, error) {
 		return nil, fmt.Errorf("open replay store %s: %w", dir, err)
 	}
 	return &Replay{dir: dir, db: db, batch: db.NewBatch(), opts: opts,
-		links: map[string]replayLink{}, cps: map[string]uint64{}, beats: map[string]time.Time{}}, nil
+		links: make(map[string]replayLink, min(max(opts.Expect, 0), 1<<26)), cps: map[string]uint64{}, beats: map[string]time.Time{}}, nil
 }
 
 // Stats returns what the replay has done so far.
@@ -270,25 +278,43 @@ func (r *Replay) link(code string) (events.Link, error) {
 func (r *Replay) setLink(code string, l events.Link) error {
 	var err error
 	r.row, err = l.AppendJSON(r.row[:0])
-	s := replayLink{row: slices.Clone(r.row)}
+	var s replayLink
 	if err != nil {
-		s = replayLink{row: []byte{}, link: &l}
+		kept := l // only this rare case puts a Link on the heap
+		s = replayLink{row: []byte{}, link: &kept}
+	} else {
+		s = replayLink{row: r.keep(r.row)}
 	}
 	r.links[code] = s
 	return r.batch.Set(linkKey(code), s.row, nil)
+}
+
+// keep returns a copy of row that lives in r's slabs. A row written again
+// leaves its old copy behind in its slab, unused.
+func (r *Replay) keep(row []byte) []byte {
+	if len(row) > replayRowSlab/8 {
+		return slices.Clone(row)
+	}
+	if cap(r.slab)-len(r.slab) < len(row) {
+		r.slab = make([]byte, 0, replayRowSlab)
+	}
+	n := len(r.slab)
+	r.slab = append(r.slab, row...)
+	return r.slab[n:len(r.slab):len(r.slab)]
 }
 
 func (r *Replay) commit() error {
 	if r.batch.Empty() {
 		return nil
 	}
-	if err := r.batch.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("commit replay batch: %w", err)
-	}
 	// The next batch is likely as large as this one: sized for it, it
 	// does not copy itself over and over while growing (a batch committed
 	// early, before a late event is read back, sizes the next one small).
+	// Measured before the commit: a committed batch's Len is its header's.
 	size := min(2*r.batch.Len(), replayBatchBytes+replayBatchBytes/8)
+	if err := r.batch.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit replay batch: %w", err)
+	}
 	r.batch.Close()
 	r.batch = r.db.NewBatchWithSize(size)
 	return nil
@@ -315,7 +341,7 @@ func (r *Replay) Finish() (*Store, error) {
 		return nil, err
 	}
 	r.batch.Close()
-	r.links = nil
+	r.links, r.slab = nil, nil
 	if err := r.db.Flush(); err != nil {
 		r.db.Close()
 		return nil, fmt.Errorf("flush replay store: %w", err)

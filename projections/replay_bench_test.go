@@ -34,7 +34,7 @@ func BenchmarkReplay(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			var applying, finishing time.Duration
 			for b.Loop() {
-				r, err := projections.NewReplay(b.TempDir(), projections.ReplayOptions{})
+				r, err := projections.NewReplay(b.TempDir(), projections.ReplayOptions{Expect: len(recs)})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -194,13 +194,13 @@ type replayResult struct {
 // nil.
 func replay(ctx context.Context, js jetstream.JetStream, srcs []replaySource, dir string, until time.Time, label string, progress io.Writer) (*projections.Store, replayResult, error) {
 	res := replayResult{Sources: srcs}
-	r, err := projections.NewReplay(dir, projections.ReplayOptions{Until: until, Logger: quietLogger()})
-	if err != nil {
-		return nil, res, err
-	}
 	var total uint64
 	for _, s := range srcs {
 		total += s.To
+	}
+	r, err := projections.NewReplay(dir, projections.ReplayOptions{Until: until, Logger: quietLogger(), Expect: int(min(total, 1<<26))})
+	if err != nil {
+		return nil, res, err
 	}
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
