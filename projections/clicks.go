@@ -10,7 +10,6 @@ import (
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"shortener/events"
 )
@@ -36,18 +35,48 @@ type ClickStore struct {
 	newest      map[string]time.Time
 
 	// counts caches the counters the projector wrote last (key -> counts),
-	// so that folding a batch reads Pebble only for counters it has not
-	// seen lately. Only ApplyClicks uses it (one goroutine: no lock),
-	// after its commit succeeded.
+	// so that a commit reads Pebble only for counters it has not written
+	// lately. Only Commit uses it (one goroutine: no lock), after its
+	// commit succeeded.
 	// Without it every distinct code of a batch cost three Pebble reads:
 	// with 20,000 links redirected at random the click projection took
 	// more CPU than serving the redirects did.
-	counts *simplelru.LRU[counterKey, pair]
+	counts counterCache
 
 	// pend is what Fold added and Commit has not written yet (the
 	// projector's goroutine only).
 	pend    clickPending
 	written []counterValue // Commit's scratch
+}
+
+// counterCache holds the counters written last, up to about max of them,
+// in two generations of plain maps: when the young one is full it becomes
+// the old one and the old one is dropped. Cheaper than an LRU's list moves
+// for the tens of thousands of counters a commit touches; a counter written
+// in either of the last two generations is found.
+type counterCache struct {
+	young, old map[counterKey]pair
+	half       int
+}
+
+func newCounterCache(bound int) counterCache {
+	half := max(bound/2, 1)
+	return counterCache{young: make(map[counterKey]pair, half), old: map[counterKey]pair{}, half: half}
+}
+
+func (c *counterCache) get(k counterKey) (pair, bool) {
+	if v, ok := c.young[k]; ok {
+		return v, true
+	}
+	v, ok := c.old[k]
+	return v, ok
+}
+
+func (c *counterCache) put(k counterKey, v pair) {
+	if _, ok := c.young[k]; !ok && len(c.young) >= c.half {
+		c.old, c.young = c.young, make(map[counterKey]pair, c.half)
+	}
+	c.young[k] = v
 }
 
 type counterValue struct {
@@ -64,18 +93,16 @@ func OpenClicks(dir string, log *slog.Logger) (*ClickStore, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	// Bloom filters: a new code's counters are misses in every level.
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log},
+	// Bloom filters: a new code's counters are misses in every level. A
+	// 16 MiB memtable: a commit of a few seconds of clicks (a few MB of
+	// counters) stays an ordinary batch instead of a "large" one, which
+	// Pebble turns into a memtable flush of its own each time.
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}, MemTableSize: 16 << 20,
 		Levels: []pebble.LevelOptions{{FilterPolicy: bloom.FilterPolicy(10)}}})
 	if err != nil {
 		return nil, fmt.Errorf("open click store %s: %w", dir, err)
 	}
-	counts, err := simplelru.NewLRU[counterKey, pair](clickCountsCached, nil)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	s := &ClickStore{db: db, log: log, checkpoints: map[string]uint64{}, newest: map[string]time.Time{}, counts: counts}
+	s := &ClickStore{db: db, log: log, checkpoints: map[string]uint64{}, newest: map[string]time.Time{}, counts: newCounterCache(clickCountsCached)}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -121,6 +148,10 @@ func (s *ClickStore) Newest() map[string]time.Time {
 
 type pair struct{ people, bots uint64 }
 
+// foldKey is what Fold counts clicks by; Commit adds each to its code's
+// total, region and day counters.
+type foldKey struct{ code, region, day string }
+
 // counterKey names one counter without building its Pebble key: kind 't'
 // (total), 'r' (sub is the region) or 'd' (sub is the day). Folding a
 // click allocates nothing for its three counters.
@@ -160,7 +191,7 @@ func (s *ClickStore) ApplyClicks(recs []events.Record) (int, error) {
 
 // clickPending is what Fold added since the last Commit.
 type clickPending struct {
-	delta   map[counterKey]pair  // counter -> clicks to add
+	delta   map[foldKey]pair     // clicks to add, by code, serving region and day
 	cps     map[string]uint64    // stream -> last sequence folded; nil: nothing folded
 	newest  map[string]time.Time // origin -> newest batch folded
 	days    map[int64]string     // unix day -> YYYY-MM-DD
@@ -182,7 +213,7 @@ func (s *ClickStore) Fold(recs []events.Record) {
 			p.cps[k] = v
 		}
 		s.mu.Unlock()
-		p.delta, p.newest, p.counted = map[counterKey]pair{}, map[string]time.Time{}, 0
+		p.delta, p.newest, p.counted = map[foldKey]pair{}, map[string]time.Time{}, 0
 		if p.days == nil {
 			p.days = map[int64]string{}
 		}
@@ -213,16 +244,15 @@ func (s *ClickStore) Fold(recs []events.Record) {
 				day = time.UnixMilli(c.UnixMs).UTC().Format(time.DateOnly)
 				p.days[dn] = day
 			}
-			for _, k := range [...]counterKey{{'t', c.Code, ""}, {'r', c.Code, b.Region}, {'d', c.Code, day}} {
-				p.delta[k] = p.delta[k].add(c.Bot)
-			}
+			k := foldKey{c.Code, b.Region, day} // one map update per click; its three counters at Commit
+			p.delta[k] = p.delta[k].add(c.Bot)
 			p.counted++
 		}
 	}
 }
 
 // Pending returns whether records were folded since the last Commit, and
-// how many counters they change.
+// how many (code, serving region, day) counts they hold.
 func (s *ClickStore) Pending() (bool, int) {
 	return s.pend.cps != nil, len(s.pend.delta)
 }
@@ -239,10 +269,17 @@ func (s *ClickStore) Commit() (int, error) {
 	defer batch.Close()
 	var buf [16]byte
 	var key []byte
-	written := s.written[:0]
+	counters := make(map[counterKey]pair, 2*len(p.delta))
 	for k, d := range p.delta {
+		for _, ck := range [...]counterKey{{'t', k.code, ""}, {'r', k.code, k.region}, {'d', k.code, k.day}} {
+			c := counters[ck]
+			counters[ck] = pair{c.people + d.people, c.bots + d.bots}
+		}
+	}
+	written := s.written[:0]
+	for k, d := range counters {
 		key = k.appendTo(key[:0])
-		cur, ok := s.counts.Get(k)
+		cur, ok := s.counts.get(k)
 		if !ok {
 			var err error
 			if cur, err = s.getKey(key); err != nil {
@@ -275,7 +312,7 @@ func (s *ClickStore) Commit() (int, error) {
 		return 0, fmt.Errorf("click store: %w", err)
 	}
 	for _, w := range written {
-		s.counts.Add(w.k, w.v)
+		s.counts.put(w.k, w.v)
 	}
 	clear(written) // no codes kept alive by the scratch
 	s.written = written[:0]

@@ -164,7 +164,8 @@ func (k *clicks) flush(ctx context.Context) error {
 // checkpoints are committed with the counts, and the feed is acknowledged
 // only after the commit).
 
-// clickPendingMax bounds the counters folded in memory between commits.
+// clickPendingMax bounds the (code, region, day) counts folded in memory
+// between commits.
 const clickPendingMax = 200_000
 
 // project folds the click streams into the click store until ctx ends.

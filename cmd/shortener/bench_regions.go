@@ -82,6 +82,11 @@ func (b *benchCluster) args(i int) []string {
 			args = append(args, "--peer", p.Name+"="+p.Host)
 		}
 	}
+	// Extra region flags for a look inside a benchmark, e.g.
+	// SHORTENER_BENCH_REGION_ARGS="--cpu-profile=/tmp/{region}.prof".
+	for _, a := range strings.Fields(os.Getenv("SHORTENER_BENCH_REGION_ARGS")) {
+		args = append(args, strings.ReplaceAll(a, "{region}", r.Name))
+	}
 	return args
 }
 
