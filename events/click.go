@@ -41,10 +41,16 @@ type ClickBatch struct {
 // MaxClickBatch bounds the clicks of one batch (and so one message).
 const MaxClickBatch = 2000
 
-// DecodeClickBatch parses and checks a click stream message.
+// DecodeClickBatch parses and checks a click stream message, in its binary
+// form (AppendClickBatch) or as JSON (what regions published before).
 func DecodeClickBatch(data []byte) (ClickBatch, error) {
 	var b ClickBatch
-	if err := json.Unmarshal(data, &b); err != nil {
+	if len(data) > 0 && data[0] == clickBatchBinary {
+		var err error
+		if b, err = decodeClickBatchBinary(data); err != nil {
+			return ClickBatch{}, err
+		}
+	} else if err := json.Unmarshal(data, &b); err != nil {
 		return b, fmt.Errorf("click batch: %w", err)
 	}
 	if b.ID == "" || b.Region == "" {

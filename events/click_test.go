@@ -1,8 +1,13 @@
 package events_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"shortener/events"
 )
@@ -51,6 +56,8 @@ func TestReferrerHost(t *testing.T) {
 func FuzzClickInput(f *testing.F) {
 	f.Add("Mozilla/5.0", "https://example.com/x", []byte(`{"id":"a","region":"us-east","time":"2026-11-22T00:00:00Z","clicks":[{"c":"1abcdefg","t":1,"ua":"browser"}]}`))
 	f.Add("", "::", []byte(`{"clicks":[{}]}`))
+	f.Add("curl/8", "", events.AppendClickBatch(nil, events.ClickBatch{ID: "b", Region: "ap-south", Time: time.Unix(1, 2),
+		Clicks: []events.Click{{Code: "3abcdefg", UnixMs: -5, Referrer: "x.example", Agent: events.AgentBot, Bot: true}, {Code: "3abcdefh", UnixMs: 7}}}))
 	f.Fuzz(func(t *testing.T, ua, ref string, batch []byte) {
 		class, bot := events.ClassifyAgent(ua)
 		if class == "" || (bot && class != events.AgentBot) {
@@ -63,6 +70,70 @@ func FuzzClickInput(f *testing.F) {
 			if b.ID == "" || b.Region == "" || len(b.Clicks) > events.MaxClickBatch {
 				t.Fatalf("accepted an invalid batch: %+v", b)
 			}
+			// Whatever decodes survives the binary form, which regions
+			// publish (a JSON batch's strings may not be valid UTF-8 only
+			// if json replaced them: it always does).
+			again, err := events.DecodeClickBatch(events.AppendClickBatch(nil, b))
+			if err != nil {
+				t.Fatalf("re-encoded batch refused: %v (%+v)", err, b)
+			}
+			if b.Time.UnixNano() == again.Time.UnixNano() && len(b.Clicks) == len(again.Clicks) {
+				for i := range b.Clicks {
+					w, g := b.Clicks[i], again.Clicks[i]
+					if w.Code != g.Code || w.UnixMs != g.UnixMs || w.Bot != g.Bot || (len(w.Referrer) <= 1024 && w.Referrer != g.Referrer) {
+						t.Fatalf("click %d: %+v re-encoded as %+v", i, w, g)
+					}
+				}
+			} else if b.Time.Year() > 1677 && b.Time.Year() < 2262 {
+				t.Fatalf("re-encoded batch differs: %+v against %+v", again, b)
+			}
 		}
 	})
+}
+
+// TestClickBatchBinary: a batch survives the binary form (bots, every
+// agent class, times going back and forth, an empty referrer), is smaller
+// than its JSON, and bad or truncated forms are refused with an error;
+// JSON batches (what regions published before) still decode.
+func TestClickBatchBinary(t *testing.T) {
+	at := time.Date(2026, 12, 6, 3, 0, 0, 123456789, time.UTC)
+	b := events.ClickBatch{ID: "0193a1b2-0000-7000-8000-000000000001", Region: "eu-west", Time: at}
+	agents := []string{events.AgentBrowser, events.AgentMobile, events.AgentCLI, events.AgentBot, events.AgentOther}
+	for i := range 50 {
+		b.Clicks = append(b.Clicks, events.Click{Code: fmt.Sprintf("2abc%04d", i), UnixMs: at.UnixMilli() + int64((i%7)*1000-3000),
+			Referrer: []string{"", "news.example.com"}[i%2], Agent: agents[i%5], Bot: i%5 == 3})
+	}
+	bin := events.AppendClickBatch(nil, b)
+	js, _ := json.Marshal(b)
+	got, err := events.DecodeClickBatch(bin)
+	if err != nil || !reflect.DeepEqual(got, b) {
+		t.Fatalf("binary round trip: %v\n got %+v\nwant %+v", err, got, b)
+	}
+	if len(bin)*2 > len(js) {
+		t.Errorf("binary %d bytes against JSON %d: want less than half", len(bin), len(js))
+	}
+	if got, err := events.DecodeClickBatch(js); err != nil || !reflect.DeepEqual(got, b) {
+		t.Fatalf("JSON batch: %v", err)
+	}
+	// An agent class nobody knows is written as other.
+	odd := events.ClickBatch{ID: "x", Region: "us-east", Time: at, Clicks: []events.Click{{Code: "1abcdefg", Agent: "toaster"}}}
+	if got, err := events.DecodeClickBatch(events.AppendClickBatch(nil, odd)); err != nil || got.Clicks[0].Agent != events.AgentOther {
+		t.Fatalf("unknown agent: %+v, %v", got, err)
+	}
+	for n := 1; n < len(bin); n += 7 {
+		if _, err := events.DecodeClickBatch(bin[:n]); err == nil {
+			t.Fatalf("a batch cut at %d of %d bytes decoded", n, len(bin))
+		}
+	}
+	for name, bad := range map[string][]byte{
+		"trailing bytes":   append(slices.Clone(bin), 0),
+		"agent class 9":    append(events.AppendClickBatch(nil, odd)[:len(events.AppendClickBatch(nil, odd))-1], 9),
+		"huge click count": {0xC1, 1, 'x', 1, 'y', 0, 0xff, 0xff, 0x7f},
+		"bad code":         events.AppendClickBatch(nil, events.ClickBatch{ID: "x", Region: "y", Time: at, Clicks: []events.Click{{Code: "no/slash"}}}),
+		"no id":            events.AppendClickBatch(nil, events.ClickBatch{Region: "y", Time: at}),
+	} {
+		if _, err := events.DecodeClickBatch(bad); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
 }

@@ -2,7 +2,6 @@ package region
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"path/filepath"
@@ -112,6 +111,15 @@ func (k *clicks) flush(ctx context.Context) error {
 	t := time.NewTicker(clickFlushEvery)
 	defer t.Stop()
 	batch := make([]events.Click, 0, events.MaxClickBatch)
+	var data []byte
+	// User agents repeat: each is classified once (up to agentsCached of
+	// them, then the memo starts over).
+	type agentClass struct {
+		class string
+		bot   bool
+	}
+	agents := map[string]agentClass{}
+	const agentsCached = 4096
 	lastWarn := time.Time{}
 	send := func() {
 		if len(batch) == 0 {
@@ -119,7 +127,7 @@ func (k *clicks) flush(ctx context.Context) error {
 		}
 		now := k.r.cfg.Now().UTC()
 		cb := events.ClickBatch{ID: events.NewID(now), Region: k.r.cfg.Name, Time: now, Clicks: batch}
-		data, _ := json.Marshal(cb)
+		data = events.AppendClickBatch(data[:0], cb)
 		for start := time.Now(); ctx.Err() == nil; { // an injected stall, until lifted or over
 			if d := time.Duration(k.stall.Load()); d <= 0 || time.Since(start) >= d {
 				break
@@ -145,8 +153,21 @@ func (k *clicks) flush(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case c := <-k.queue:
-			class, bot := events.ClassifyAgent(c.agent)
-			batch = append(batch, events.Click{Code: c.code, UnixMs: c.unixMs, Referrer: events.ReferrerHost(c.referrer), Agent: class, Bot: bot})
+			a, ok := agents[c.agent]
+			if !ok {
+				a.class, a.bot = events.ClassifyAgent(c.agent)
+				if len(c.agent) <= 512 { // a client's header: the memo's size is bounded
+					if len(agents) >= agentsCached {
+						clear(agents)
+					}
+					agents[c.agent] = a
+				}
+			}
+			ref := ""
+			if c.referrer != "" {
+				ref = events.ReferrerHost(c.referrer)
+			}
+			batch = append(batch, events.Click{Code: c.code, UnixMs: c.unixMs, Referrer: ref, Agent: a.class, Bot: a.bot})
 			if len(batch) >= events.MaxClickBatch {
 				send()
 			}
