@@ -100,6 +100,9 @@ func (r *Report) Summarize(h *load.History) {
 	var secs []acc
 	var all []float64
 	for _, op := range h.Ops {
+		if op.Cut {
+			continue // cut off by the end of the run: not sent to completion
+		}
 		r.Load.Ops++
 		if !op.OK {
 			r.Load.Failed++

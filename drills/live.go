@@ -37,8 +37,9 @@ func (l *liveCounter) Write(p []byte) (int, error) {
 			Op     string `json:"op"`
 			Target string `json:"target"`
 			OK     bool   `json:"ok"`
+			Cut    bool   `json:"cut"` // cut off when the load stopped: not the service's
 		}
-		if json.Unmarshal(l.partial[:i], &line) == nil && (line.Kind == "" || line.Kind == "op") && line.Op != "" {
+		if json.Unmarshal(l.partial[:i], &line) == nil && (line.Kind == "" || line.Kind == "op") && line.Op != "" && !line.Cut {
 			l.ops[line.Target]++
 			if !line.OK {
 				l.failed[line.Target]++

@@ -157,6 +157,9 @@ func Availability(h *load.History, excluded []chaos.Window, target float64) chao
 	var n, ok, skipped, no503 int
 	byErr := map[string]int{}
 	for _, o := range h.Ops {
+		if o.Cut {
+			continue // cut off by the run's end, not answered by the service
+		}
 		if inWindow(excluded, o.Target, o.Start) {
 			skipped++
 			continue

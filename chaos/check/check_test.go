@@ -160,6 +160,22 @@ func TestAvailability(t *testing.T) {
 	if c := Availability(h, nil, 0.9999); c.OK {
 		t.Fatalf("the same failure without the window: %+v", c)
 	}
+	// A write cut off by the end of the run is no failure of the service,
+	// but it is a write of unknown outcome: a redirect to its URL is no
+	// phantom.
+	cut := op(load.OpCreate, "eu-west", 13, 13.1, 0, "", "https://e.com/c")
+	cut.Cut = true
+	claim := op(load.OpAlias, "eu-west", 13, 13.1, 0, "late", "https://e.com/late")
+	claim.Cut = true
+	h = hist(op(load.OpRedirect, "eu-west", 0, 0.1, 302, "1abc", "u"), cut, claim,
+		op(load.OpRedirect, "eu-west", 14, 14.1, 302, "late", "https://e.com/late"))
+	h.Ops[0].URL = "u"
+	if c := Availability(h, nil, 0.9999); !c.OK {
+		t.Fatalf("only cut writes failed: %+v", c)
+	}
+	if c := Phantoms(h, Final{}); !strings.Contains(c.Measured, "1 of 2") {
+		t.Fatalf("the cut claim's URL must be a known write (only 1abc's redirect is unexplained here): %+v", c)
+	}
 }
 
 func TestConverged(t *testing.T) {

@@ -113,6 +113,9 @@ func Failover(h *History, dead string, killedAt, upAt time.Time) (*FailoverRepor
 	cur := map[string]*run{}
 	for i := range h.Ops {
 		o := &h.Ops[i]
+		if o.Cut {
+			continue // cut off by the run's end: no answer of the service
+		}
 		cs := clients[o.Target]
 		if cs == nil {
 			cs = &ClientStats{Client: o.Target, ServedBy: map[string]int64{}}

@@ -18,6 +18,7 @@ type histRec struct {
 	target                int32
 	kind                  opKind
 	ok                    bool
+	cut                   bool // cut off by the caller's cancellation after it was sent
 	code, url, errMessage string
 	ep                    *endpoint
 	raw                   []byte
@@ -140,6 +141,9 @@ func (h *historyWriter) appendLine(b []byte, r *histRec) []byte {
 	b = appendJSONString(b, addr)
 	b = append(b, `,"region":`...)
 	b = appendJSONString(b, region)
+	if r.cut {
+		b = append(b, `,"cut":true`...)
+	}
 	b = append(b, "}\n"...)
 	return b
 }

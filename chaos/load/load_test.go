@@ -1349,3 +1349,47 @@ func TestAliasClaims(t *testing.T) {
 		t.Fatal("ReadHistory read no operations")
 	}
 }
+
+// TestCancelledWritesKeptAsCut: a write in flight when the caller cancels
+// the run is in the history, marked cut, with the alias and URL it sent
+// (it may have taken effect: the checkers must know it) and its failure is
+// not the service's: ReadHistory keeps Cut for the checkers and counters
+// that skip it.
+func TestCancelledWritesKeptAsCut(t *testing.T) {
+	arrived := make(chan struct{}, 64)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release // hold every write until the run is cancelled
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-arrived; cancel() }()
+	var hist bytes.Buffer
+	_, err := Run(ctx, Config{
+		Targets: []Target{{Name: "a", BaseURL: srv.URL}}, Rate: 50, Duration: time.Minute, Workers: 2,
+		CreateRatio: 0.5, AliasRatio: 0.5, AliasPrefix: "cut-", AliasSpan: 1, APIKey: "k", History: &hist, Seed: 1,
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	h, err := ReadHistory(bytes.NewReader(hist.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cut int
+	for _, o := range h.Ops {
+		if !o.Cut {
+			continue
+		}
+		cut++
+		if o.OK || o.Ack || o.Op == OpRedirect || (o.Op == OpAlias) != strings.HasPrefix(o.Code, "cut-") || !strings.HasPrefix(o.URL, DefaultURLPrefix) {
+			t.Fatalf("cut write %+v: want a failed, unacknowledged write with its URL (and a claim with its alias)", o)
+		}
+	}
+	if cut == 0 {
+		t.Fatalf("no cut write in the history:\n%s", hist.String())
+	}
+}

@@ -47,6 +47,10 @@ import (
 //	                  DNS answer in use when it was sent
 //	region    string  the Config.Regions name of addr ("" unknown): which
 //	                  region served it
+//	cut       bool    (only when true) a write the caller's cancellation
+//	                  cut off after it was sent: its outcome is unknown (it
+//	                  may have taken effect), and it is no failure of the
+//	                  service
 //
 // kind "dns": one resolve of a DNS target's host:
 //
@@ -120,6 +124,7 @@ type Op struct {
 	URL      string    `json:"url"`
 	Err      string    `json:"err"`
 	Ack      bool      `json:"ack"`
+	Cut      bool      `json:"cut"` // cut off by the caller's cancellation: unknown outcome, not a failure
 	Addr     string    `json:"addr"`
 	Region   string    `json:"region"`
 }
@@ -211,6 +216,7 @@ type anyLine struct {
 	URL      string      `json:"url"`
 	Err      string      `json:"err"`
 	Ack      bool        `json:"ack"`
+	Cut      bool        `json:"cut"`
 	Addr     string      `json:"addr"`
 	Region   string      `json:"region"`
 	TTL      int64       `json:"ttl"`
@@ -246,7 +252,7 @@ func ReadHistory(r io.Reader) (*History, error) {
 			}
 			h.Ops = append(h.Ops, Op{Seq: l.Seq, Op: l.Op, Target: l.Target, Intended: l.Intended, Start: l.Start,
 				End: l.End, Status: l.Status, OK: l.OK, Code: l.Code, URL: l.URL, Err: l.Err, Ack: l.Ack,
-				Addr: l.Addr, Region: l.Region})
+				Cut: l.Cut, Addr: l.Addr, Region: l.Region})
 		case KindDNS:
 			if l.Target == "" {
 				return nil, fmt.Errorf("history line %d: dns record without target", n)

@@ -464,7 +464,7 @@ func (w *worker) do(o op) {
 			if o.kind != opRedirect {
 				// Sent, so it may have taken effect: the checkers must
 				// know the write of unknown outcome.
-				w.record(&o, intended, start, end, res, ep)
+				w.record(&o, intended, start, end, res, ep, true)
 			}
 			return
 		}
@@ -478,11 +478,11 @@ func (w *worker) do(o op) {
 	w.mu.Lock()
 	w.samples = append(w.samples, sample{lat: end - intended, target: o.target, status: int32(res.status), ok: res.ok})
 	w.mu.Unlock()
-	w.record(&o, intended, start, end, res, ep)
+	w.record(&o, intended, start, end, res, ep, false)
 }
 
 // record adds o's outcome to the history, when there is one.
-func (w *worker) record(o *op, intended, start, end int64, res result, ep *endpoint) {
+func (w *worker) record(o *op, intended, start, end int64, res result, ep *endpoint, cut bool) {
 	r := w.r
 	if r.history == nil {
 		return
@@ -492,7 +492,7 @@ func (w *worker) record(o *op, intended, start, end int64, res result, ep *endpo
 	}
 	w.hist = append(w.hist, histRec{
 		seq: o.seq, intended: intended, start: start, end: end,
-		status: res.status, target: o.target, kind: o.kind, ok: res.ok,
+		status: res.status, target: o.target, kind: o.kind, ok: res.ok, cut: cut,
 		code: res.code, url: res.loc, errMessage: res.emsg, ep: ep,
 	})
 	if len(w.hist) >= historyBatch {
