@@ -76,6 +76,12 @@ func printStatus(ctx context.Context, out io.Writer, targets []string) error {
 			case !o.MirrorActive:
 				mirror = fmt.Sprintf("DOWN %.0fs", o.MirrorActiveAgo)
 			}
+			if o.MirrorError != "" {
+				// What nats-server says is wrong with the mirror, e.g. "stream
+				// source consumer stalled on flow control": it copies nothing
+				// until nats-server recreates its consumer.
+				mirror += " ERR " + o.MirrorError
+			}
 			lag, rpo, rpoS, lagS := "-", "-", "-", "-"
 			if !o.Local {
 				lag = fmt.Sprint(o.LagEvents)

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// TestStatusTable: make status prints a row per (region, origin) with the
+// mirror's state, and the mirror's error when nats-server reports one (a
+// mirror stalled on flow control copies nothing, whatever its last
+// activity says); a region that does not answer is a row saying so.
+func TestStatusTable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/regions" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"region":"ap-south","durability":"local","alias_register":"available","origins":[
+			{"origin":"ap-south","stream":"LINKS_AP_SOUTH","last_seq":40,"local":true,"mirror_active":true,"rpo_known":true,"origin_reachable":true},
+			{"origin":"us-east","stream":"LINKS_US_EAST_AT_AP_SOUTH","last_seq":900,"lag_events":120,"lag_seconds":4.5,
+			 "mirror_active":true,"mirror_active_ago_seconds":0.2,"mirror_error":"stream source consumer stalled on flow control",
+			 "rpo_events":130,"rpo_seconds":5,"rpo_known":true,"origin_reachable":true}]}`))
+	}))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	code := run([]string{"status", "--switch", "", "--region", "ap-south=" + srv.URL, "--region", "eu-west=http://127.0.0.1:1"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	find := func(prefix string) string {
+		for _, l := range lines {
+			if strings.HasPrefix(strings.Join(strings.Fields(l), " "), prefix) {
+				return l
+			}
+		}
+		t.Fatalf("no row %q in:\n%s", prefix, out.String())
+		return ""
+	}
+	if row := find("ap-south us-east 900 120"); !strings.Contains(row, "live ERR stream source consumer stalled on flow control") {
+		t.Errorf("the mirror's error is not in its row: %q", row)
+	}
+	if row := find("ap-south ap-south 40"); !strings.Contains(row, "(own)") || strings.Contains(row, "ERR") {
+		t.Errorf("own stream row: %q", row)
+	}
+	find("eu-west UNREACHABLE")
+}
