@@ -556,6 +556,10 @@ func TestLossyLink(t *testing.T) {
 	}
 	n.Restore("east", "west")
 	waitFor(t, 10*time.Second, func() error { return formed(rigs) })
+	// Gateways formed is not yet west's interest in "echo" known in east
+	// again (seen under -race: "no responders" right after): wait for one
+	// answer, then every request must get one.
+	waitFor(t, 10*time.Second, func() error { _, err := nc.Request("echo", nil, time.Second); return err })
 	resets := n.State().Link("east", "west").Reset
 	for range 20 {
 		if _, err := nc.Request("echo", nil, time.Second); err != nil {
