@@ -93,19 +93,26 @@ func cacheMethod(ctx context.Context, r *Run) error {
 	r.set("purged", pr.Purged)
 	r.Logf("method", "cache of %s flushed (POST /api/v1/admin/cache/purge): %d entries dropped", rg.Name, pr.Purged)
 
-	lowest, refill, err := waitHitRate(ctx, r, rg, purgedAt, "the flush")
-	if err != nil {
-		return err
-	}
-	r.set("lowest", lowest)
-	if refill > 0 {
-		r.set("refill", refill)
-	}
-	r.Logf("method", "load continues 3 s")
-	if err := sleep(ctx, 3*time.Second); err != nil {
+	if err := watchRefill(ctx, r, rg, purgedAt, "the flush", ""); err != nil {
 		return err
 	}
 	return rebuildProjection(ctx, r, rg)
+}
+
+// watchRefill waits for the hit rate to come back (waitHitRate), records
+// the lowest rate and the refill time under "lowest"+suffix and
+// "refill"+suffix for the judge, and lets the load go on 3 s.
+func watchRefill(ctx context.Context, r *Run, rg Region, since time.Time, what, suffix string) error {
+	lowest, refill, err := waitHitRate(ctx, r, rg, since, what)
+	if err != nil {
+		return err
+	}
+	r.set("lowest"+suffix, lowest)
+	if refill > 0 {
+		r.set("refill"+suffix, refill)
+	}
+	r.Logf("method", "load continues 3 s")
+	return sleep(ctx, 3*time.Second)
 }
 
 // waitHitRate samples the region's hit rate every second from since until
@@ -172,16 +179,7 @@ func rebuildProjection(ctx context.Context, r *Run, rg Region) error {
 	r.set("rebuilt", cy.ready)
 	r.set("rebuiltLinks", p.Links)
 	r.Logf("method", "%s's projection rebuilt from the log: %d links, digest %.12s; its clients are home, on a cold cache", name, p.Links, p.Digest)
-	lowest, refill, err := waitHitRate(ctx, r, rg, home, "its clients came back")
-	if err != nil {
-		return err
-	}
-	r.set("lowest2", lowest)
-	if refill > 0 {
-		r.set("refill2", refill)
-	}
-	r.Logf("method", "load continues 3 s")
-	return sleep(ctx, 3*time.Second)
+	return watchRefill(ctx, r, rg, home, "its clients came back", "2")
 }
 
 func cacheRollback(ctx context.Context, r *Run) error {

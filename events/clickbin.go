@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -37,8 +38,8 @@ var clickAgents = [...]string{AgentBrowser, AgentMobile, AgentCLI, AgentBot, Age
 const maxClickString = 1024
 
 // AppendClickBatch appends the binary form of b to dst. An agent class
-// outside the known ones is encoded as AgentOther; strings that are not
-// valid UTF-8 have their invalid bytes replaced by U+FFFD.
+// outside the known ones is encoded as AgentOther; in strings that are not
+// valid UTF-8 each run of invalid bytes becomes U+FFFD.
 func AppendClickBatch(dst []byte, b ClickBatch) []byte {
 	dst = append(dst, clickBatchBinary)
 	dst = appendClickString(dst, b.ID)
@@ -68,7 +69,7 @@ func AppendClickBatch(dst []byte, b ClickBatch) []byte {
 
 func appendClickString(dst []byte, s string) []byte {
 	if !utf8.ValidString(s) {
-		s = toValidUTF8(s)
+		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	if len(s) > maxClickString {
 		s = s[:maxClickString]
@@ -78,14 +79,6 @@ func appendClickString(dst []byte, s string) []byte {
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
 	return append(dst, s...)
-}
-
-func toValidUTF8(s string) string {
-	out := make([]rune, 0, len(s))
-	for _, r := range s {
-		out = append(out, r) // invalid bytes range as U+FFFD
-	}
-	return string(out)
 }
 
 // clickReader reads the binary form; its first error sticks.
@@ -100,24 +93,13 @@ func (r *clickReader) fail(format string, args ...any) {
 	}
 }
 
-func (r *clickReader) uvarint(what string) uint64 {
+// number reads one varint-encoded number with read (binary.Uvarint or
+// binary.Varint).
+func number[T int64 | uint64](r *clickReader, what string, read func([]byte) (T, int)) T {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(r.data)
-	if n <= 0 {
-		r.fail("bad %s", what)
-		return 0
-	}
-	r.data = r.data[n:]
-	return v
-}
-
-func (r *clickReader) varint(what string) int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(r.data)
+	v, n := read(r.data)
 	if n <= 0 {
 		r.fail("bad %s", what)
 		return 0
@@ -127,7 +109,7 @@ func (r *clickReader) varint(what string) int64 {
 }
 
 func (r *clickReader) str(what string) string {
-	n := r.uvarint(what)
+	n := number(r, what, binary.Uvarint)
 	if r.err != nil {
 		return ""
 	}
@@ -150,8 +132,8 @@ func decodeClickBatchBinary(data []byte) (ClickBatch, error) {
 	r := clickReader{data: data[1:]}
 	b.ID = r.str("id")
 	b.Region = r.str("region")
-	b.Time = time.Unix(0, r.varint("time")).UTC()
-	n := r.uvarint("click count")
+	b.Time = time.Unix(0, number(&r, "time", binary.Varint)).UTC()
+	n := number(&r, "click count", binary.Uvarint)
 	if r.err == nil && n > MaxClickBatch {
 		return ClickBatch{}, fmt.Errorf("click batch: %d clicks, at most %d", n, MaxClickBatch)
 	}
@@ -166,7 +148,7 @@ func decodeClickBatchBinary(data []byte) (ClickBatch, error) {
 	for i := range b.Clicks {
 		c := &b.Clicks[i]
 		c.Code = r.str("code")
-		d := r.varint("time")
+		d := number(&r, "time", binary.Varint)
 		c.UnixMs = prev + d
 		if (d > 0 && c.UnixMs < prev) || (d < 0 && c.UnixMs > prev) {
 			r.fail("click %d: time overflows", i)

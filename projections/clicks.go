@@ -149,26 +149,45 @@ func (s *ClickStore) Newest() map[string]time.Time {
 
 type pair struct{ people, bots uint64 }
 
-// foldKey is what Fold counts clicks by; Commit adds each to its code's
-// total, region and day counters.
-type foldKey struct{ code, region, day string }
+// foldKey is what Fold counts clicks by: the code, the region that served
+// them and their UTC day (days since the Unix epoch); Commit adds each to
+// the code's total, region and day counters.
+type foldKey struct {
+	code, region string
+	day          int64
+}
+
+// unixDay is the UTC day of a time in Unix milliseconds.
+func unixDay(ms int64) int64 {
+	const msPerDay = 86_400_000
+	if ms < 0 {
+		return (ms - msPerDay + 1) / msPerDay // floor
+	}
+	return ms / msPerDay
+}
 
 // counterKey names one counter without building its Pebble key: kind 't'
-// (total), 'r' (sub is the region) or 'd' (sub is the day). Folding a
-// click allocates nothing for its three counters.
+// (total), 'r' (of region) or 'd' (of day). Folding a click allocates
+// nothing for its counters.
 type counterKey struct {
-	kind      byte
-	code, sub string
+	kind   byte
+	code   string
+	region string // 'r'
+	day    int64  // 'd'
 }
 
 // appendTo appends the counter's Pebble key: t/<code>, r/<code>\x00<region>
-// or d/<code>\x00<day>.
+// or d/<code>\x00<YYYY-MM-DD>.
 func (k counterKey) appendTo(b []byte) []byte {
 	b = append(b, k.kind, '/')
 	b = append(b, k.code...)
-	if k.kind != 't' {
+	switch k.kind {
+	case 'r':
 		b = append(b, 0)
-		b = append(b, k.sub...)
+		b = append(b, k.region...)
+	case 'd':
+		b = append(b, 0)
+		b = time.UnixMilli(k.day*86_400_000).UTC().AppendFormat(b, time.DateOnly)
 	}
 	return b
 }
@@ -195,7 +214,6 @@ type clickPending struct {
 	delta   map[foldKey]pair     // clicks to add, by code, serving region and day
 	cps     map[string]uint64    // stream -> last sequence folded; nil: nothing folded
 	newest  map[string]time.Time // origin -> newest batch folded
-	days    map[int64]string     // unix day -> YYYY-MM-DD
 	counted int
 }
 
@@ -215,9 +233,6 @@ func (s *ClickStore) Fold(recs []events.Record) {
 		}
 		s.mu.Unlock()
 		p.delta, p.newest, p.counted = map[foldKey]pair{}, map[string]time.Time{}, 0
-		if p.days == nil {
-			p.days = map[int64]string{}
-		}
 	}
 	for _, r := range recs {
 		if r.Seq <= p.cps[r.Stream] {
@@ -233,19 +248,7 @@ func (s *ClickStore) Fold(recs []events.Record) {
 			p.newest[b.Region] = b.Time
 		}
 		for _, c := range b.Clicks {
-			dn := c.UnixMs / 86_400_000
-			if c.UnixMs < 0 {
-				dn = (c.UnixMs - 86_399_999) / 86_400_000 // floor
-			}
-			day, ok := p.days[dn]
-			if !ok {
-				if len(p.days) > 64 {
-					clear(p.days)
-				}
-				day = time.UnixMilli(c.UnixMs).UTC().Format(time.DateOnly)
-				p.days[dn] = day
-			}
-			k := foldKey{c.Code, b.Region, day} // one map update per click; its three counters at Commit
+			k := foldKey{c.Code, b.Region, unixDay(c.UnixMs)} // one map update per click; its three counters at Commit
 			p.delta[k] = p.delta[k].add(c.Bot)
 			p.counted++
 		}
@@ -287,7 +290,7 @@ func (s *ClickStore) Commit() (int, error) {
 	n := 0
 	for k, d := range p.delta {
 		yieldEvery(&n)
-		for _, ck := range [...]counterKey{{'t', k.code, ""}, {'r', k.code, k.region}, {'d', k.code, k.day}} {
+		for _, ck := range [...]counterKey{{kind: 't', code: k.code}, {kind: 'r', code: k.code, region: k.region}, {kind: 'd', code: k.code, day: k.day}} {
 			c := counters[ck]
 			counters[ck] = pair{c.people + d.people, c.bots + d.bots}
 		}
@@ -299,7 +302,7 @@ func (s *ClickStore) Commit() (int, error) {
 		cur, ok := s.counts.get(k)
 		if !ok {
 			var err error
-			if cur, err = s.getKey(key); err != nil {
+			if cur, err = s.get(key); err != nil {
 				return 0, err
 			}
 		}
@@ -347,9 +350,7 @@ func (s *ClickStore) Commit() (int, error) {
 	return counted, nil
 }
 
-func (s *ClickStore) get(k string) (pair, error) { return s.getKey([]byte(k)) }
-
-func (s *ClickStore) getKey(k []byte) (pair, error) {
+func (s *ClickStore) get(k []byte) (pair, error) {
 	v, closer, err := s.db.Get(k)
 	if err == pebble.ErrNotFound {
 		return pair{}, nil
@@ -387,7 +388,7 @@ type DayCounts struct {
 // Stats returns the counts of code.
 func (s *ClickStore) Stats(code string) (ClickStats, error) {
 	st := ClickStats{Code: code, ByRegion: map[string]Counts{}, ByDay: []DayCounts{}}
-	t, err := s.get("t/" + code)
+	t, err := s.get([]byte("t/" + code))
 	if err != nil {
 		return st, err
 	}

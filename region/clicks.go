@@ -163,11 +163,7 @@ func (k *clicks) flush(ctx context.Context) error {
 					agents[c.agent] = a
 				}
 			}
-			ref := ""
-			if c.referrer != "" {
-				ref = events.ReferrerHost(c.referrer)
-			}
-			batch = append(batch, events.Click{Code: c.code, UnixMs: c.unixMs, Referrer: ref, Agent: a.class, Bot: a.bot})
+			batch = append(batch, events.Click{Code: c.code, UnixMs: c.unixMs, Referrer: events.ReferrerHost(c.referrer), Agent: a.class, Bot: a.bot})
 			if len(batch) >= events.MaxClickBatch {
 				send()
 			}

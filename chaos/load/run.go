@@ -582,16 +582,14 @@ func (w *worker) stdDo(t *target, ep *endpoint, o *op, start int64) (int64, resu
 				res.emsg, err = w.problem(resp)
 			}
 		case res.status == http.StatusCreated:
-			res.code, err = w.readCode(resp.Body)
-			if err != nil && o.kind == opAlias {
-				res.code = o.code // won, whatever the body said
+			var code string
+			if code, err = w.readCode(resp.Body); code != "" {
+				res.code = code // a claim keeps its alias when the body has none
 			}
 			res.ok = err == nil
 		default:
-			if o.kind == opAlias {
-				// The alias taken by another claim is a definite answer.
-				res.code, res.ok = o.code, res.status == http.StatusConflict
-			}
+			// The alias taken by another claim is a definite answer.
+			res.ok = o.kind == opAlias && res.status == http.StatusConflict
 			res.emsg, err = w.problem(resp)
 		}
 		resp.Body.Close()

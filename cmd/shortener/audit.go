@@ -198,7 +198,7 @@ func replay(ctx context.Context, js jetstream.JetStream, srcs []replaySource, di
 	for _, s := range srcs {
 		total += s.To
 	}
-	r, err := projections.NewReplay(dir, projections.ReplayOptions{Until: until, Logger: quietLogger(), Expect: int(min(total, 1<<26))})
+	r, err := projections.NewReplay(dir, projections.ReplayOptions{Until: until, Logger: quietLogger(), Expect: int(total)})
 	if err != nil {
 		return nil, res, err
 	}
