@@ -320,6 +320,10 @@ func TestCreates(t *testing.T) {
 		History:     &hist,
 		Seed:        1,
 	})
+	// The handlers wrote these under mu (a socket is no happens-before
+	// edge for the race detector).
+	mu.Lock()
+	defer mu.Unlock()
 	tot := rep.Total
 	if tot.Failed != 0 || badCreates != 0 || tot.Sent < 20 {
 		t.Fatalf("sent %d failed %d bad creates %d, by status %v", tot.Sent, tot.Failed, badCreates, tot.ByStatus)
@@ -346,8 +350,6 @@ func TestCreates(t *testing.T) {
 			t.Fatalf("bad op %q", l.Op)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	if int64(creates) != tot.ByStatus[201] || creates != len(posted) {
 		t.Errorf("creates: history %d, ByStatus %d, server %d", creates, tot.ByStatus[201], len(posted))
 	}
