@@ -37,6 +37,13 @@ type OriginLag struct {
 	// stream and seen its mirror live: before that the RPO fields are no
 	// bound at all, and nothing should fail over on them.
 	RPOKnown bool `json:"rpo_known"`
+	// MirrorCopying: the mirror's last sequence went up within the last
+	// 3 s of this region's samples, so events are being copied whatever
+	// MirrorActive (which also wants them recent) and MirrorError say. A
+	// mirror catching up after a restart is copying and not yet active;
+	// nats-server's "stalled on flow control" on a copying mirror warns of
+	// a write backlog, not a stop (docs/runbooks/mirror-inactive.md).
+	MirrorCopying bool `json:"mirror_copying"`
 }
 
 // Monitor samples, from region here, every origin's stream and its mirror
@@ -55,9 +62,24 @@ type Monitor struct {
 
 type originState struct {
 	lag        OriginLag
-	seen       []seqAt // the origin's last sequence as sampled, oldest first, the last 10 s
-	everSeenUp bool    // the origin's stream answered at least once
-	everLive   bool    // the mirror was live at least once
+	seen       []seqAt   // the origin's last sequence as sampled, oldest first, the last 10 s
+	everSeenUp bool      // the origin's stream answered at least once
+	everLive   bool      // the mirror was live at least once
+	mirrorSeen bool      // the mirror answered at least once
+	advancedAt time.Time // when a sample last found the mirror beyond the one before
+}
+
+// copyingWindow is how recently a mirror must have moved to be copying.
+const copyingWindow = 3 * time.Second
+
+// sawMirror records the mirror's last sequence as sampled at at. The first
+// answer is where the mirror stands, not a movement.
+func (st *originState) sawMirror(seq uint64, at time.Time) {
+	if st.mirrorSeen && seq > st.lag.LastSeq {
+		st.advancedAt = at
+	}
+	st.mirrorSeen = true
+	st.lag.LastSeq = seq
 }
 
 // seqAt is an origin's last sequence as it stood at (no later than) at.
@@ -169,7 +191,7 @@ func (m *Monitor) sampleOne(ctx context.Context, origin string) {
 	st := m.state[origin]
 	l := &st.lag
 	if mirror != nil {
-		l.LastSeq = mirror.State.LastSeq
+		st.sawMirror(mirror.State.LastSeq, now)
 		l.LastEventTime = mirror.State.LastTime
 		if mirror.Mirror != nil {
 			l.MirrorActiveAgo = -1
@@ -255,6 +277,7 @@ func (m *Monitor) Snapshot() []OriginLag {
 			l.RPOSeconds = math.Max(0, until.Sub(l.LastEventTime).Seconds())
 		}
 		l.RPOKnown = st.everSeenUp && st.everLive
+		l.MirrorCopying = !st.advancedAt.IsZero() && now.Sub(st.advancedAt) < copyingWindow
 		out = append(out, l)
 	}
 	return out

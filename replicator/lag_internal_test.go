@@ -67,3 +67,38 @@ func TestRPOBoundUsesPeakRateAndFreezesOutOfSight(t *testing.T) {
 		t.Fatalf("peak rate %v 11 s after the burst, want 0", st.lag.PeakRate)
 	}
 }
+
+// A mirror is copying while samples find it moving, and not for its first
+// answer (that is where it stood at start-up, not a movement).
+func TestMirrorCopying(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	now := t0
+	m := NewMonitor(nil, "eu-west", []string{"us-east"}, func() time.Time { return now })
+	st := m.state["us-east"]
+	copying := func() bool { return m.Snapshot()[1].MirrorCopying }
+
+	st.sawMirror(5000, t0)
+	if copying() {
+		t.Fatal("copying after the first answer")
+	}
+	now = t0.Add(250 * time.Millisecond)
+	st.sawMirror(5000, now)
+	if copying() {
+		t.Fatal("copying without moving")
+	}
+	moved := t0.Add(500 * time.Millisecond)
+	now = moved
+	st.sawMirror(5300, now)
+	if !copying() || st.lag.LastSeq != 5300 {
+		t.Fatalf("not copying after a move (last seq %d)", st.lag.LastSeq)
+	}
+	now = moved.Add(copyingWindow - time.Millisecond)
+	st.sawMirror(5300, now)
+	if !copying() {
+		t.Fatal("not copying within the window after the last move")
+	}
+	now = moved.Add(copyingWindow)
+	if copying() {
+		t.Fatal("still copying a window after the last move")
+	}
+}

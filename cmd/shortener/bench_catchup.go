@@ -74,6 +74,11 @@ type mirrorProgress struct {
 	Copied    uint64        `json:"copied"`        // events copied between first movement and done
 	Rate      float64       `json:"events_per_second"`
 	Errors    []string      `json:"mirror_errors,omitempty"` // as the mirror's stream info reported them meanwhile
+	// LongestPause is the longest time the mirror's last sequence stood
+	// still between its first movement and done: a mirror whose copy
+	// stops (flow-control replies lost, say) shows it here, whatever its
+	// errors say.
+	LongestPause time.Duration `json:"longest_pause_ns"`
 }
 
 type catchupResult struct {
@@ -212,9 +217,9 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 	fmt.Fprintf(out, "mirror catch-up: %d events of %d bytes, us-east -> ap-south, fsync always\n", o.events, res.EventBytes)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "mirror\tfrom\tfirst moved after\tcomplete after\tcopied after first move\tevents/s\t\n")
-	fmt.Fprintf(tw, "BENCH_MIRROR (new mirror, baseline)\tcreation\t%s\t%s\t%d\t%.0f\t\n", sec(res.Baseline.FirstMove), sec(res.Baseline.Done), res.Baseline.Copied, res.Baseline.Rate)
-	fmt.Fprintf(tw, "%s (restarted region)\trestart\t%s\t%s\t%d\t%.0f\t\n", mirror, sec(res.Region.FirstMove), sec(res.Region.Done), res.Region.Copied, res.Region.Rate)
+	fmt.Fprintf(tw, "mirror\tfrom\tfirst moved after\tcomplete after\tcopied after first move\tevents/s\tlongest pause\t\n")
+	fmt.Fprintf(tw, "BENCH_MIRROR (new mirror, baseline)\tcreation\t%s\t%s\t%d\t%.0f\t%s\t\n", sec(res.Baseline.FirstMove), sec(res.Baseline.Done), res.Baseline.Copied, res.Baseline.Rate, sec(res.Baseline.LongestPause))
+	fmt.Fprintf(tw, "%s (restarted region)\trestart\t%s\t%s\t%d\t%.0f\t%s\t\n", mirror, sec(res.Region.FirstMove), sec(res.Region.Done), res.Region.Copied, res.Region.Rate, sec(res.Region.LongestPause))
 	tw.Flush()
 	fmt.Fprintf(out, "\nap-south after its restart: /readyz 200 at %s; mirror resumed (resume delay) at %s; complete at %s; projection applied everything at %s (%s after the mirror; polled every %s)\n",
 		durOrNotYet(res.ReadyAfter), sec(res.Region.FirstMove), sec(res.Region.Done), sec(res.ProjectionDone), sec(res.ProjectionLate), res.ProjectionPoll)
@@ -246,8 +251,8 @@ func durOrNotYet(d time.Duration) string {
 // holding the mirror exits.
 func followMirror(ctx context.Context, js jetstream.JetStream, mirror string, start time.Time, from, target uint64, exited <-chan struct{}) (mirrorProgress, error) {
 	var p mirrorProgress
-	var firstSeq uint64
-	var firstAt time.Time
+	var firstSeq, lastSeen uint64
+	var firstAt, movedAt time.Time
 	err := benchPoll(ctx, 5*time.Minute, 10*time.Millisecond, mirror+" reached #"+fmt.Sprint(target), func(ctx context.Context) (bool, error) {
 		select {
 		case <-exited:
@@ -266,6 +271,12 @@ func followMirror(ctx context.Context, js jetstream.JetStream, mirror string, st
 		if seq > from && firstAt.IsZero() {
 			firstSeq, firstAt = seq, now
 			p.FirstMove = now.Sub(start)
+		}
+		if !firstAt.IsZero() {
+			if seq > lastSeen {
+				lastSeen, movedAt = seq, now
+			}
+			p.LongestPause = max(p.LongestPause, now.Sub(movedAt))
 		}
 		if seq < target {
 			return false, nil

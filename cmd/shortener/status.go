@@ -71,15 +71,22 @@ func printStatus(ctx context.Context, out io.Writer, targets []string) error {
 			switch {
 			case o.Local:
 				mirror = "(own)"
-			case !o.MirrorActive && o.MirrorActiveAgo < 0:
+			case o.MirrorActive:
+			case o.MirrorCopying:
+				mirror = "CATCHING UP" // moving, its newest event not yet recent
+			case o.MirrorActiveAgo < 0:
 				mirror = "never"
-			case !o.MirrorActive:
+			default:
 				mirror = fmt.Sprintf("DOWN %.0fs", o.MirrorActiveAgo)
 			}
-			if o.MirrorError != "" {
-				// What nats-server says is wrong with the mirror, e.g. "stream
-				// source consumer stalled on flow control": it copies nothing
-				// until nats-server recreates its consumer.
+			switch {
+			case o.MirrorError == "":
+			case o.MirrorActive || o.MirrorCopying:
+				// Events arrive, so what nats-server reports is a warning:
+				// "stalled on flow control" on a moving mirror means its
+				// write backlog delays the flow-control reply.
+				mirror += " (warn: " + o.MirrorError + ")"
+			default:
 				mirror += " ERR " + o.MirrorError
 			}
 			lag, rpo, rpoS, lagS := "-", "-", "-", "-"

@@ -9,9 +9,10 @@ import (
 )
 
 // TestStatusTable: make status prints a row per (region, origin) with the
-// mirror's state, and the mirror's error when nats-server reports one (a
-// mirror stalled on flow control copies nothing, whatever its last
-// activity says); a region that does not answer is a row saying so.
+// mirror's state, and the mirror's error when nats-server reports one: as
+// a warning while the mirror moves (live, or catching up: "stalled on flow
+// control" then means a write backlog), as an error when it does not; a
+// region that does not answer is a row saying so.
 func TestStatusTable(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/regions" {
@@ -23,7 +24,13 @@ func TestStatusTable(t *testing.T) {
 			{"origin":"ap-south","stream":"LINKS_AP_SOUTH","last_seq":40,"local":true,"mirror_active":true,"rpo_known":true,"origin_reachable":true},
 			{"origin":"us-east","stream":"LINKS_US_EAST_AT_AP_SOUTH","last_seq":900,"lag_events":120,"lag_seconds":4.5,
 			 "mirror_active":true,"mirror_active_ago_seconds":0.2,"mirror_error":"stream source consumer stalled on flow control",
-			 "rpo_events":130,"rpo_seconds":5,"rpo_known":true,"origin_reachable":true}]}`))
+			 "rpo_events":130,"rpo_seconds":5,"rpo_known":true,"origin_reachable":true},
+			{"origin":"eu-west","stream":"LINKS_EU_WEST_AT_AP_SOUTH","last_seq":700,"lag_events":9000,"lag_seconds":60,
+			 "mirror_active":false,"mirror_copying":true,"mirror_active_ago_seconds":0.1,"mirror_error":"stream source consumer stalled on flow control",
+			 "rpo_events":9000,"rpo_seconds":60,"rpo_known":true,"origin_reachable":true},
+			{"origin":"sa-east","stream":"LINKS_SA_EAST_AT_AP_SOUTH","last_seq":300,"lag_events":50,"lag_seconds":30,
+			 "mirror_active":false,"mirror_active_ago_seconds":12,"mirror_error":"stream source consumer stalled on flow control",
+			 "rpo_events":60,"rpo_seconds":30,"rpo_known":true,"origin_reachable":true}]}`))
 	}))
 	defer srv.Close()
 	var out, errb bytes.Buffer
@@ -41,8 +48,15 @@ func TestStatusTable(t *testing.T) {
 		t.Fatalf("no row %q in:\n%s", prefix, out.String())
 		return ""
 	}
-	if row := find("ap-south us-east 900 120"); !strings.Contains(row, "live ERR stream source consumer stalled on flow control") {
-		t.Errorf("the mirror's error is not in its row: %q", row)
+	const fc = "stream source consumer stalled on flow control"
+	if row := find("ap-south us-east 900 120"); !strings.Contains(row, "live (warn: "+fc+")") {
+		t.Errorf("a live mirror's error is not a warning in its row: %q", row)
+	}
+	if row := find("ap-south eu-west 700 9000"); !strings.Contains(row, "CATCHING UP (warn: "+fc+")") {
+		t.Errorf("a copying mirror is not catching up with a warning: %q", row)
+	}
+	if row := find("ap-south sa-east 300 50"); !strings.Contains(row, "DOWN 12s ERR "+fc) {
+		t.Errorf("a mirror that does not move does not show its error as one: %q", row)
 	}
 	if row := find("ap-south ap-south 40"); !strings.Contains(row, "(own)") || strings.Contains(row, "ERR") {
 		t.Errorf("own stream row: %q", row)
