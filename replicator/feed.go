@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,19 +20,47 @@ type Feed struct {
 	js      jetstream.JetStream
 	durable string
 
-	msgs    chan jetstream.Msg
+	msgs    chan delivery
 	streams map[string]jetstream.Stream
-	iters   []jetstream.MessagesContext
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
+
+	catchUps atomic.Int64 // times a puller switched to fetching (tests)
 
 	backlog []events.Record          // delivered before a restart but never applied: fetched at Open
 	unacked map[string]jetstream.Msg // per stream, the last message handed out and not yet acknowledged
 }
 
+// delivery is one record handed on by a stream's puller: a message of the
+// consumer, or a record fetched by sequence where deliveries were lost.
+type delivery struct {
+	m   jetstream.Msg // nil for a fetched record
+	rec events.Record // a fetched record
+}
+
+// A catch-up is how a stream's puller reads a stream being filled with old
+// events (a mirror copying what its origin wrote while this region was
+// down). Following such a stream's head with a waiting pull request costs
+// its writer dearly: nats-server 2.15 drops the cache of the block a
+// consumer reads the last message of, unless the block was written within
+// 10 s, and takes a block's write time from the events' own timestamps,
+// which a mirror keeps from its origin; so every read at the head made the
+// mirror reload and re-index its whole block before its next write (26 to
+// 30% of a restarted region's CPU, the mirror at 0.3x to 0.5x of a plain
+// one: docs/benchmarks.md). The puller therefore, when an event it gets is
+// at the head and older than catchupAge, cancels its waiting pull and
+// fetches what is there every catchupEvery instead, until the events it
+// gets are recent again (or there are none). Variables for tests.
+var (
+	catchupAge   = 2 * time.Second
+	catchupEvery = 50 * time.Millisecond
+)
+
+const catchupFetch = 1000 // records per fetch while catching up
+
 // NewFeed returns a Feed whose consumers are named durable. It does no I/O.
 func NewFeed(js jetstream.JetStream, durable string) *Feed {
-	return &Feed{js: js, durable: durable, msgs: make(chan jetstream.Msg, 4096),
+	return &Feed{js: js, durable: durable, msgs: make(chan delivery, 4096),
 		streams: map[string]jetstream.Stream{}, unacked: map[string]jetstream.Msg{}}
 }
 
@@ -87,27 +116,179 @@ func (f *Feed) Open(ctx context.Context, streams []string, checkpoint func(strea
 		if err != nil {
 			return fmt.Errorf("pull from %s: %w", name, err)
 		}
-		f.iters = append(f.iters, it)
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			for {
-				m, err := it.Next(jetstream.NextContext(rctx))
-				if err != nil {
-					if errors.Is(err, jetstream.ErrMsgIteratorClosed) || rctx.Err() != nil {
-						return
-					}
-					continue // heartbeats missed or a transient error: the iterator recovers
-				}
-				select {
-				case f.msgs <- m:
-				case <-rctx.Done():
-					return
-				}
-			}
+			p := &puller{f: f, stream: s, name: name, cons: cons}
+			p.run(rctx, it)
 		}()
 	}
 	return nil
+}
+
+// puller hands on one stream's records to the feed, in stream order and
+// without a gap: deliveries lost when a waiting pull is cancelled (a
+// catch-up starts) are fetched by sequence.
+type puller struct {
+	f      *Feed
+	stream jetstream.Stream
+	name   string
+	cons   jetstream.Consumer
+	last   uint64 // stream sequence of the last record handed on; 0: none yet
+}
+
+func (p *puller) run(ctx context.Context, it jetstream.MessagesContext) {
+	for {
+		if it == nil {
+			var err error
+			if it, err = p.cons.Messages(jetstream.PullMaxMessages(1000)); err != nil {
+				if !sleepCtx(ctx, 250*time.Millisecond) {
+					return
+				}
+				continue
+			}
+		}
+		// Live: a waiting pull request, each event delivered as it is stored.
+		behind := false
+		for !behind {
+			m, err := it.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				if ctx.Err() != nil {
+					it.Stop()
+					return
+				}
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					break
+				}
+				continue // heartbeats missed or a transient error: the iterator recovers
+			}
+			md, ok := p.handOn(ctx, m)
+			if !ok {
+				it.Stop()
+				return
+			}
+			behind = md != nil && md.NumPending == 0 && time.Since(md.Timestamp) > catchupAge
+		}
+		if behind {
+			// Hand on what the iterator holds, then stop pulling.
+			it.Drain()
+			dctx, cancel := context.WithTimeout(ctx, time.Second)
+			for {
+				m, err := it.Next(jetstream.NextContext(dctx))
+				if err != nil {
+					break
+				}
+				if _, ok := p.handOn(ctx, m); !ok {
+					cancel()
+					return
+				}
+			}
+			cancel()
+			if !p.catchUp(ctx) {
+				return
+			}
+		}
+		it = nil
+	}
+}
+
+// catchUp fetches what the stream holds every catchupEvery while the
+// records are old. It returns false when ctx ended.
+func (p *puller) catchUp(ctx context.Context) bool {
+	p.f.catchUps.Add(1)
+	for {
+		if !sleepCtx(ctx, catchupEvery) {
+			return false
+		}
+		for {
+			b, err := p.cons.FetchNoWait(catchupFetch)
+			if err != nil {
+				return ctx.Err() == nil // back to a waiting pull
+			}
+			n, recent := 0, false
+			for m := range b.Messages() {
+				md, ok := p.handOn(ctx, m)
+				if !ok {
+					return false
+				}
+				n++
+				recent = md != nil && time.Since(md.Timestamp) <= catchupAge
+			}
+			if n == 0 || recent {
+				return true // nothing more, or up to date: a waiting pull again
+			}
+			if n < catchupFetch {
+				break // all there was: wait for the stream to fill
+			}
+		}
+	}
+}
+
+// handOn passes m to the feed, after fetching by sequence any record
+// between the last one handed on and m; a redelivered record already handed
+// on is skipped. It returns m's metadata (nil if it has none), and false
+// when ctx ended.
+func (p *puller) handOn(ctx context.Context, m jetstream.Msg) (*jetstream.MsgMetadata, bool) {
+	md, err := m.Metadata()
+	if err != nil {
+		return nil, true // not a JetStream message: cannot happen on a consumer's subject
+	}
+	seq := md.Sequence.Stream
+	if seq <= p.last {
+		return md, true
+	}
+	for want := p.last + 1; p.last != 0 && want < seq; want++ {
+		rec, ok := p.fetch(ctx, want)
+		if !ok {
+			return md, false
+		}
+		if rec.Data != nil && !p.send(ctx, delivery{rec: rec}) {
+			return md, false
+		}
+	}
+	p.last = seq
+	return md, p.send(ctx, delivery{m: m})
+}
+
+// fetch gets record seq, retrying until it succeeds or ctx ends; a
+// sequence the stream no longer holds gives a record without data.
+func (p *puller) fetch(ctx context.Context, seq uint64) (events.Record, bool) {
+	wait := 50 * time.Millisecond
+	for {
+		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		m, err := p.stream.GetMsg(gctx, seq)
+		cancel()
+		switch {
+		case err == nil:
+			return events.Record{Stream: p.name, Seq: m.Sequence, Data: m.Data}, true
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return events.Record{Stream: p.name, Seq: seq}, true
+		}
+		if !sleepCtx(ctx, wait) {
+			return events.Record{}, false
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+func (p *puller) send(ctx context.Context, d delivery) bool {
+	select {
+	case p.f.msgs <- d:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (f *Feed) consumer(ctx context.Context, s jetstream.Stream, name string, cp uint64) (jetstream.Consumer, error) {
@@ -139,13 +320,17 @@ func (f *Feed) Next(ctx context.Context, max int) ([]events.Record, error) {
 		return out, nil
 	}
 	var out []events.Record
-	add := func(m jetstream.Msg) {
-		md, err := m.Metadata()
+	add := func(d delivery) {
+		if d.m == nil {
+			out = append(out, d.rec)
+			return
+		}
+		md, err := d.m.Metadata()
 		if err != nil {
 			return // not a JetStream message: cannot happen on a consumer's subject
 		}
-		f.unacked[md.Stream] = m
-		out = append(out, events.Record{Stream: md.Stream, Seq: md.Sequence.Stream, Data: m.Data()})
+		f.unacked[md.Stream] = d.m
+		out = append(out, events.Record{Stream: md.Stream, Seq: md.Sequence.Stream, Data: d.m.Data()})
 	}
 	select {
 	case m := <-f.msgs:
@@ -193,10 +378,7 @@ func (f *Feed) Ack(ctx context.Context) error {
 // Close stops pulling.
 func (f *Feed) Close() {
 	if f.cancel != nil {
-		f.cancel()
-	}
-	for _, it := range f.iters {
-		it.Stop()
+		f.cancel() // each puller stops its pulling
 	}
 	f.wg.Wait()
 }

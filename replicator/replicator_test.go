@@ -2,6 +2,7 @@ package replicator_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -205,4 +206,73 @@ func streamWith(ctx context.Context, t *testing.T, js jetstream.JetStream, n int
 		}
 	}
 	return replicator.StreamName("us-east")
+}
+
+// A feed at the head of a stream whose events count as old (a mirror
+// copying what its origin wrote while this region was down) stops
+// following the head and fetches in batches. Here every event counts as
+// old, so the feed switches between a waiting pull and fetching all along
+// while a writer fills the stream in bursts: every record must be handed
+// on once, in order, without a gap (deliveries lost when the waiting pull
+// is cancelled are fetched by sequence).
+func TestFeedCatchesUpInBatches(t *testing.T) {
+	defer replicator.SetCatchUp(0, 5*time.Millisecond)() // after the feed's Close
+	js := startJS(t, "us-east")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const n = 3000
+	stream := streamWith(ctx, t, js, 0)
+	f := replicator.NewFeed(js, "proj-catchup")
+	if err := f.Open(ctx, []string{stream}, func(string) uint64 { return 0 }); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	wrote := make(chan error, 1)
+	go func() {
+		for i := range n {
+			code := fmt.Sprintf("c%05d", i)
+			if _, err := js.PublishAsync(replicator.Subject("us-east", code), created(t, code).Encode()); err != nil {
+				wrote <- err
+				return
+			}
+			if i%100 == 99 {
+				<-js.PublishAsyncComplete()
+				time.Sleep(20 * time.Millisecond) // the fetches find nothing: back to a waiting pull
+			}
+		}
+		<-js.PublishAsyncComplete()
+		wrote <- nil
+	}()
+	var want uint64 = 1
+	for want <= n {
+		recs, err := f.Next(ctx, 512)
+		if err != nil {
+			t.Fatalf("got up to #%d of %d: %v", want-1, n, err)
+		}
+		for _, r := range recs {
+			if r.Stream != stream || r.Seq != want || len(r.Data) == 0 {
+				t.Fatalf("record %s #%d (%d bytes), want %s #%d", r.Stream, r.Seq, len(r.Data), stream, want)
+			}
+			want++
+		}
+		if err := f.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if f.CatchUps() < 5 {
+		t.Fatalf("%d switches to fetching, want several", f.CatchUps())
+	}
+	t.Logf("%d switches to fetching", f.CatchUps())
+
+	// Then a waiting pull hands on what comes.
+	if _, err := replicator.NewLog(js, "us-east").Append(ctx, created(t, "fresh"), true); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := f.Next(ctx, 10)
+	if err != nil || len(recs) != 1 || recs[0].Seq != n+1 {
+		t.Fatalf("after the catch-up: %v, %v", recs, err)
+	}
 }
