@@ -167,7 +167,7 @@ func (p *puller) run(ctx context.Context, it jetstream.MessagesContext) {
 				it.Stop()
 				return
 			}
-			behind = md != nil && md.NumPending == 0 && time.Since(md.Timestamp) > catchupAge
+			behind = old(md) && md.NumPending == 0
 		}
 		if behind {
 			// Hand on what the iterator holds, then stop pulling.
@@ -212,7 +212,7 @@ func (p *puller) catchUp(ctx context.Context) bool {
 					return false
 				}
 				n++
-				recent = md != nil && time.Since(md.Timestamp) <= catchupAge
+				recent = md != nil && !old(md)
 			}
 			if n == 0 || recent {
 				return true // nothing more, or up to date: a waiting pull again
@@ -222,6 +222,11 @@ func (p *puller) catchUp(ctx context.Context) bool {
 			}
 		}
 	}
+}
+
+// old says whether a delivered record is old enough to mean a catch-up.
+func old(md *jetstream.MsgMetadata) bool {
+	return md != nil && time.Since(md.Timestamp) > catchupAge
 }
 
 // handOn passes m to the feed, after fetching by sequence any record
@@ -237,13 +242,15 @@ func (p *puller) handOn(ctx context.Context, m jetstream.Msg) (*jetstream.MsgMet
 	if seq <= p.last {
 		return md, true
 	}
-	for want := p.last + 1; p.last != 0 && want < seq; want++ {
-		rec, ok := p.fetch(ctx, want)
-		if !ok {
-			return md, false
-		}
-		if rec.Data != nil && !p.send(ctx, delivery{rec: rec}) {
-			return md, false
+	if p.last != 0 { // the first delivery has no known predecessor here
+		for want := p.last + 1; want < seq; want++ {
+			rec, ok := p.fetch(ctx, want)
+			if !ok {
+				return md, false
+			}
+			if rec.Data != nil && !p.send(ctx, delivery{rec: rec}) {
+				return md, false
+			}
 		}
 	}
 	p.last = seq
@@ -256,11 +263,11 @@ func (p *puller) fetch(ctx context.Context, seq uint64) (events.Record, bool) {
 	wait := 50 * time.Millisecond
 	for {
 		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		m, err := p.stream.GetMsg(gctx, seq)
+		rec, err := getRecord(gctx, p.stream, p.name, seq)
 		cancel()
 		switch {
 		case err == nil:
-			return events.Record{Stream: p.name, Seq: m.Sequence, Data: m.Data}, true
+			return rec, true
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			return events.Record{Stream: p.name, Seq: seq}, true
 		}
@@ -355,11 +362,16 @@ func (f *Feed) Get(ctx context.Context, stream string, seq uint64) (events.Recor
 	if !ok {
 		return events.Record{}, fmt.Errorf("unknown stream %s", stream)
 	}
+	return getRecord(ctx, s, stream, seq)
+}
+
+// getRecord reads record seq of stream s, named name.
+func getRecord(ctx context.Context, s jetstream.Stream, name string, seq uint64) (events.Record, error) {
 	m, err := s.GetMsg(ctx, seq)
 	if err != nil {
-		return events.Record{}, fmt.Errorf("get %s #%d: %w", stream, seq, err)
+		return events.Record{}, fmt.Errorf("get %s #%d: %w", name, seq, err)
 	}
-	return events.Record{Stream: stream, Seq: m.Sequence, Data: m.Data}, nil
+	return events.Record{Stream: name, Seq: m.Sequence, Data: m.Data}, nil
 }
 
 // Ack acknowledges everything handed out by Next so far: call it once the

@@ -276,3 +276,41 @@ func TestFeedCatchesUpInBatches(t *testing.T) {
 		t.Fatalf("after the catch-up: %v, %v", recs, err)
 	}
 }
+
+// A puller hands on the records between the last one it handed on and the
+// next delivery, fetched by sequence (deliveries lost when a waiting pull
+// is cancelled; a sequence the stream no longer holds is skipped), and
+// skips a delivery it already handed on.
+func TestPullerFillsGapsAndSkipsRepeats(t *testing.T) {
+	js := startJS(t, "us-east")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 6; i++ {
+		if _, err := js.Publish(ctx, "s.x", fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.DeleteMsg(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	at := func(seq uint64) jetstream.Msg {
+		c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	got, last, err := replicator.HandOn(ctx, st, 2, at(6), at(5)) // #5 delivered again: already handed on
+	want := []string{"fetched #3 m3", "fetched #5 m5", "delivered #6 m6"}
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) || last != 6 {
+		t.Fatalf("handed on %q (last %d, %v), want %q (last 6)", got, last, err, want)
+	}
+}

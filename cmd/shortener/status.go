@@ -71,7 +71,7 @@ func printStatus(ctx context.Context, out io.Writer, targets []string) error {
 			switch {
 			case o.Local:
 				mirror = "(own)"
-			case o.MirrorActive:
+			case o.MirrorActive: // live
 			case o.MirrorCopying:
 				mirror = "CATCHING UP" // moving, its newest event not yet recent
 			case o.MirrorActiveAgo < 0:
