@@ -187,6 +187,35 @@ func (b *benchCluster) waitAllReady(ctx context.Context) error {
 	return nil
 }
 
+// waitMirrorsLive waits until every region reports each other region's
+// mirror live. On a fresh cluster the mirrors start copying about a second
+// after the regions are ready: a load started before measures that start,
+// not replication (docs/benchmarks.md, "Replication lag again").
+func (b *benchCluster) waitMirrorsLive(ctx context.Context) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	for i, r := range b.regions {
+		err := benchPoll(ctx, 60*time.Second, 50*time.Millisecond, r.Name+": every mirror live", func(ctx context.Context) (bool, error) {
+			var rr region.RegionsResponse
+			if err := getJSON(ctx, client, b.url(i)+"/api/v1/regions", &rr); err != nil {
+				return false, err
+			}
+			if len(rr.Origins) != len(b.regions) {
+				return false, fmt.Errorf("%d origins reported, want %d", len(rr.Origins), len(b.regions))
+			}
+			for _, o := range rr.Origins {
+				if !o.Local && !o.MirrorActive {
+					return false, fmt.Errorf("the mirror of %s is not live", o.Origin)
+				}
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // benchThreeRegions is the topology of the multi-region benchmarks: the dev
 // cluster's names and digits on 127.0.8.0/24, two addresses apart so that
 // each global member (the next address) is free.
@@ -370,14 +399,27 @@ func writeLinkEvents(ctx context.Context, nc *nats.Conn, n, window int, subject 
 }
 
 // mirrorLag records, for the events of one measurement, the time from each
-// event's producer time to its delivery from a mirror to this process.
+// event's producer time to its delivery from a mirror to this process, and
+// when in the measurement it arrived (for the lag-over-time picture).
 type mirrorLag struct {
 	mu      sync.Mutex
-	lags    []time.Duration
+	start   time.Time
+	samples []lagSample
 	lastSeq map[string]uint64 // per mirror, the last stream sequence delivered (heartbeats too)
 }
 
-func (m *mirrorLag) record(mirror string, seq uint64, lag time.Duration, isEvent bool) {
+// lagSample is one event delivered from one mirror.
+type lagSample struct {
+	Mirror string
+	At     time.Duration // delivery time since the measurement began
+	Lag    time.Duration
+}
+
+func newMirrorLag() *mirrorLag {
+	return &mirrorLag{start: time.Now(), lastSeq: map[string]uint64{}}
+}
+
+func (m *mirrorLag) record(mirror string, seq uint64, at time.Time, lag time.Duration, isEvent bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if seq <= m.lastSeq[mirror] {
@@ -385,16 +427,18 @@ func (m *mirrorLag) record(mirror string, seq uint64, lag time.Duration, isEvent
 	}
 	m.lastSeq[mirror] = seq
 	if isEvent {
-		m.lags = append(m.lags, lag)
+		m.samples = append(m.samples, lagSample{Mirror: mirror, At: at.Sub(m.start), Lag: lag})
 	}
 }
 
-// reset starts a new measurement and returns the lags of the one before.
-func (m *mirrorLag) reset() []time.Duration {
+// reset starts a new measurement now and returns the samples of the one
+// before.
+func (m *mirrorLag) reset() []lagSample {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := m.lags
-	m.lags = nil
+	out := m.samples
+	m.samples = nil
+	m.start = time.Now()
 	return out
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -21,6 +23,7 @@ type benchReplicationOpts struct {
 	workers  int
 	dir      string
 	jsonOut  string
+	svgOut   string
 	timeout  time.Duration
 }
 
@@ -35,11 +38,22 @@ consumers delivering new messages only, and for each --rates value sends
 creates at that total rate, spread over the three regions, for --duration.
 The lag of an event is the time it reached this process from a mirror minus
 its producer time (same clock): it includes the origin's own append and
-fsync, the mirror's copy and the delivery to the consumer.`,
+fsync, the mirror's copy and the delivery to the consumer.
+
+The load starts once every region reports every mirror live: on a fresh
+cluster the mirrors start copying about a second after the regions are
+ready, and events written before then wait for that start. How long it took
+is printed; the lag measured is that of a running cluster.
+
+--svg writes the lag over time, per rate and per mirror (the highest lag in
+each 100 ms), as a picture; by default <dir>/lag.svg.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(o.rates) == 0 {
 				return usageError{fmt.Errorf("--rates needs at least one rate")}
+			}
+			if o.duration <= 0 {
+				return usageError{fmt.Errorf("--duration: %s is not a positive duration", o.duration)}
 			}
 			for _, r := range o.rates {
 				if r <= 0 {
@@ -58,6 +72,7 @@ fsync, the mirror's copy and the delivery to the consumer.`,
 	fl.IntVar(&o.workers, "workers", 256, "concurrent requests of the load generator")
 	fl.StringVar(&o.dir, "dir", "var/bench-replication", "scratch directory (wiped)")
 	fl.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
+	fl.StringVar(&o.svgOut, "svg", "", "write the lag over time as SVG to this file (default <dir>/lag.svg)")
 	fl.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on the whole run")
 	return cmd
 }
@@ -75,6 +90,8 @@ type replicationResult struct {
 	LagP90     time.Duration `json:"lag_p90_ns"`
 	LagP99     time.Duration `json:"lag_p99_ns"`
 	LagMax     time.Duration `json:"lag_max_ns"`
+
+	samples []lagSample // for the picture
 }
 
 func benchReplication(ctx context.Context, out, progress io.Writer, o benchReplicationOpts) error {
@@ -91,10 +108,16 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 	if err := bc.waitAllReady(ctx); err != nil {
 		return err
 	}
+	ready := time.Now()
+	if err := bc.waitMirrorsLive(ctx); err != nil {
+		return err
+	}
+	liveAfter := time.Since(ready)
+	fmt.Fprintf(progress, "every mirror live %.1f s after the regions were ready\n", liveAfter.Seconds())
 
 	// One connection per region: each mirror is consumed from the server
 	// that holds it, so delivery adds no gateway hop.
-	lags := &mirrorLag{lastSeq: map[string]uint64{}}
+	lags := newMirrorLag()
 	var mirrors []string
 	origins := map[string]string{} // mirror -> origin stream
 	conns := make([]jetstream.JetStream, len(bc.regions))
@@ -122,7 +145,7 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 				}
 				env, err := events.Decode(m.Data())
 				isEvent := err == nil && env.Type != events.TypeRegionHeartbeat
-				lags.record(name, md.Sequence.Stream, at.Sub(env.Time), isEvent)
+				lags.record(name, md.Sequence.Stream, at, at.Sub(env.Time), isEvent)
 			})
 			if err != nil {
 				return fmt.Errorf("consume %s: %w", name, err)
@@ -168,11 +191,15 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 		if ctx.Err() != nil {
 			return drainErr
 		}
-		ds := lags.reset()
+		samples := lags.reset()
+		ds := make([]time.Duration, len(samples))
+		for i, s := range samples {
+			ds[i] = s.Lag
+		}
 		q := benchQuantiles(ds, 0.5, 0.9, 0.99, 1)
 		r := &replicationResult{Rate: rate, Acked: rep.Total.OK, Failed: rep.Total.Failed, Missed: rep.Total.Missed,
 			CreateP50: rep.Total.P50, CreateP99: rep.Total.P99, MirrorSeen: len(ds), Drained: drainErr == nil,
-			LagP50: q[0], LagP90: q[1], LagP99: q[2], LagMax: q[3]}
+			LagP50: q[0], LagP90: q[1], LagP99: q[2], LagMax: q[3], samples: samples}
 		if drainErr != nil {
 			fmt.Fprintf(progress, "  %v\n", drainErr)
 		}
@@ -181,6 +208,7 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 
 	fmt.Fprintf(out, "replication lag: 3 regions, fsync always, creates spread round-robin, %s per rate\n", o.duration)
 	fmt.Fprintf(out, "lag = delivery from a mirror to this process - the event's producer time\n")
+	fmt.Fprintf(out, "every mirror was live %.1f s after the regions were ready; the load started then\n", liveAfter.Seconds())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "rate/s\tacked\tfailed\tmissed\tcreate p50\tcreate p99\tin mirrors\tx acked\tlag p50\tp90\tp99\tmax\t\n")
 	for _, r := range results {
@@ -214,5 +242,13 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 		fmt.Fprintf(out, "\ntarget: replication lag p99 < 100ms at 500/s: not measured (500 is not in --rates)\n")
 	}
 	fmt.Fprintf(out, "machine: %s; regions, load generator and consumers share it\n", benchMachine(loadavg))
+	svgPath := o.svgOut
+	if svgPath == "" {
+		svgPath = filepath.Join(o.dir, "lag.svg")
+	}
+	if err := os.WriteFile(svgPath, lagSVG(results, mirrors, o.duration), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "lag over time: %s\n", svgPath)
 	return writeBenchJSON(o.jsonOut, results)
 }
