@@ -33,7 +33,16 @@ func lagSVG(results []*replicationResult, mirrors []string, duration time.Durati
 	}
 	span = math.Max(span, 1)
 	xs := func(sec float64) float64 { return left + plotW*sec/span }
-	height := top + float64(len(results))*(panelH+gapH) + 30
+	// The legend wraps: one row holds about a dozen characters per 100 px.
+	itemW := func(m string) float64 { return 16 + 8.5*float64(len(m)) + 24 }
+	legendRows, lx := 1, left
+	for _, m := range mirrors {
+		if lx+itemW(m) > width-right && lx > left {
+			legendRows, lx = legendRows+1, left
+		}
+		lx += itemW(m)
+	}
+	height := top + float64(len(results))*(panelH+gapH) + 10 + 20*float64(legendRows)
 
 	b := &strings.Builder{}
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
@@ -101,10 +110,13 @@ func lagSVG(results []*replicationResult, mirrors []string, duration time.Durati
 		}
 	}
 	// Legend.
-	lx, ly := left, height-26
+	lx, ly := left, height-6-20*float64(legendRows)
 	for _, m := range mirrors {
+		if lx+itemW(m) > width-right && lx > left {
+			lx, ly = left, ly+20
+		}
 		fmt.Fprintf(b, `<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f" font-size="11">%s</text>`, lx, ly, color[m], lx+16, ly+10, html.EscapeString(m))
-		lx += 16 + 7*float64(len(m)) + 24
+		lx += itemW(m)
 	}
 	fmt.Fprintln(b, "\n</svg>")
 	return []byte(b.String())
