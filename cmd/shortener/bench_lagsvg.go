@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"html"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -17,7 +19,8 @@ const lagBucket = 100 * time.Millisecond
 var lagColors = []string{"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"}
 
 // lagSVG draws the replication lag over time: one panel per rate, one line
-// per mirror, log scale 0.1 ms to 10 s, with the 100 ms target of 500/s.
+// per mirror, log scale 0.1 ms to 10 s, with the target line on the panel of
+// lagTargetRate.
 func lagSVG(results []*replicationResult, mirrors []string, duration time.Duration) []byte {
 	const (
 		width, left, right = 1200.0, 90.0, 20.0
@@ -33,16 +36,21 @@ func lagSVG(results []*replicationResult, mirrors []string, duration time.Durati
 	}
 	span = math.Max(span, 1)
 	xs := func(sec float64) float64 { return left + plotW*sec/span }
-	// The legend wraps: one row holds about a dozen characters per 100 px.
-	itemW := func(m string) float64 { return 16 + 8.5*float64(len(m)) + 24 }
-	legendRows, lx := 1, left
-	for _, m := range mirrors {
-		if lx+itemW(m) > width-right && lx > left {
-			legendRows, lx = legendRows+1, left
+	// The legend, laid out first for its height: it wraps when a row is
+	// full (8.5 px per character of a mirror's name).
+	type legendItem struct{ x, row float64 }
+	legend := make([]legendItem, len(mirrors))
+	lx, row := left, 0.0
+	for i, m := range mirrors {
+		w := 16 + 8.5*float64(len(m)) + 24
+		if lx+w > width-right && lx > left {
+			lx, row = left, row+1
 		}
-		lx += itemW(m)
+		legend[i] = legendItem{lx, row}
+		lx += w
 	}
-	height := top + float64(len(results))*(panelH+gapH) + 10 + 20*float64(legendRows)
+	legendTop := top + float64(len(results))*(panelH+gapH) + 4
+	height := legendTop + 20*(row+1) + 6
 
 	b := &strings.Builder{}
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
@@ -71,10 +79,10 @@ func lagSVG(results []*replicationResult, mirrors []string, duration time.Durati
 			fmt.Fprintf(b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#eee"/><text x="%.0f" y="%.1f" text-anchor="end" font-size="10">%s</text>`+"\n",
 				left, width-right, yy, yy, left-6, yy+3, label)
 		}
-		if r.Rate == 500 {
-			yy := y(100 * time.Millisecond)
-			fmt.Fprintf(b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#d62728" stroke-dasharray="6,4"/><text x="%.0f" y="%.1f" text-anchor="end" font-size="10" fill="#d62728">target p99 at 500/s</text>`+"\n",
-				left, width-right, yy, yy, width-right-4, yy-4)
+		if r.Rate == lagTargetRate {
+			yy := y(lagTarget)
+			fmt.Fprintf(b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#d62728" stroke-dasharray="6,4"/><text x="%.0f" y="%.1f" text-anchor="end" font-size="10" fill="#d62728">target p99 at %d/s</text>`+"\n",
+				left, width-right, yy, yy, width-right-4, yy-4, lagTargetRate)
 		}
 		// The highest lag per mirror and bucket.
 		peak := map[string]map[int]time.Duration{}
@@ -90,15 +98,9 @@ func lagSVG(results []*replicationResult, mirrors []string, duration time.Durati
 			if len(buckets) == 0 {
 				continue
 			}
-			last := 0
-			for k := range buckets {
-				last = max(last, k)
-			}
 			var pts []string
-			for k := 0; k <= last; k++ {
-				if lag, ok := buckets[k]; ok {
-					pts = append(pts, fmt.Sprintf("%.1f,%.1f", xs((float64(k)+0.5)*lagBucket.Seconds()), y(lag)))
-				}
+			for _, k := range slices.Sorted(maps.Keys(buckets)) {
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", xs((float64(k)+0.5)*lagBucket.Seconds()), y(buckets[k])))
 			}
 			fmt.Fprintf(b, `<polyline fill="none" stroke="%s" stroke-width="1.2" points="%s"><title>%s</title></polyline>`+"\n", color[m], strings.Join(pts, " "), html.EscapeString(m))
 		}
@@ -110,13 +112,9 @@ func lagSVG(results []*replicationResult, mirrors []string, duration time.Durati
 		}
 	}
 	// Legend.
-	lx, ly := left, height-6-20*float64(legendRows)
-	for _, m := range mirrors {
-		if lx+itemW(m) > width-right && lx > left {
-			lx, ly = left, ly+20
-		}
-		fmt.Fprintf(b, `<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f" font-size="11">%s</text>`, lx, ly, color[m], lx+16, ly+10, html.EscapeString(m))
-		lx += itemW(m)
+	for i, m := range mirrors {
+		x, y := legend[i].x, legendTop+20*legend[i].row
+		fmt.Fprintf(b, `<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f" font-size="11">%s</text>`, x, y, color[m], x+16, y+10, html.EscapeString(m))
 	}
 	fmt.Fprintln(b, "\n</svg>")
 	return []byte(b.String())

@@ -171,14 +171,26 @@ func (b *benchCluster) waitAllReady(ctx context.Context) error {
 	if len(b.regions) == 1 {
 		return nil
 	}
+	return b.pollRegions(ctx, "alias register available", func(rr region.RegionsResponse) error {
+		if rr.AliasRegister != "available" {
+			return errors.New("the alias register is " + rr.AliasRegister)
+		}
+		return nil
+	})
+}
+
+// pollRegions polls each region's GET /api/v1/regions, one region after
+// the other, until cond accepts its answer (nil), for up to a minute each.
+func (b *benchCluster) pollRegions(ctx context.Context, what string, cond func(region.RegionsResponse) error) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	for i, r := range b.regions {
-		err := benchPoll(ctx, 60*time.Second, 100*time.Millisecond, r.Name+": alias register available", func(ctx context.Context) (bool, error) {
+		err := benchPoll(ctx, 60*time.Second, 50*time.Millisecond, r.Name+": "+what, func(ctx context.Context) (bool, error) {
 			var rr region.RegionsResponse
 			if err := getJSON(ctx, client, b.url(i)+"/api/v1/regions", &rr); err != nil {
 				return false, err
 			}
-			return rr.AliasRegister == "available", nil
+			err := cond(rr)
+			return err == nil, err
 		})
 		if err != nil {
 			return err
@@ -190,30 +202,19 @@ func (b *benchCluster) waitAllReady(ctx context.Context) error {
 // waitMirrorsLive waits until every region reports each other region's
 // mirror live. On a fresh cluster the mirrors start copying about a second
 // after the regions are ready: a load started before measures that start,
-// not replication (docs/benchmarks.md, "Replication lag again").
+// not replication (docs/benchmarks.md, "Replication lag, found").
 func (b *benchCluster) waitMirrorsLive(ctx context.Context) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	for i, r := range b.regions {
-		err := benchPoll(ctx, 60*time.Second, 50*time.Millisecond, r.Name+": every mirror live", func(ctx context.Context) (bool, error) {
-			var rr region.RegionsResponse
-			if err := getJSON(ctx, client, b.url(i)+"/api/v1/regions", &rr); err != nil {
-				return false, err
-			}
-			if len(rr.Origins) != len(b.regions) {
-				return false, fmt.Errorf("%d origins reported, want %d", len(rr.Origins), len(b.regions))
-			}
-			for _, o := range rr.Origins {
-				if !o.Local && !o.MirrorActive {
-					return false, fmt.Errorf("the mirror of %s is not live", o.Origin)
-				}
-			}
-			return true, nil
-		})
-		if err != nil {
-			return err
+	return b.pollRegions(ctx, "every mirror live", func(rr region.RegionsResponse) error {
+		if len(rr.Origins) != len(b.regions) {
+			return fmt.Errorf("%d origins reported, want %d", len(rr.Origins), len(b.regions))
 		}
-	}
-	return nil
+		for _, o := range rr.Origins {
+			if !o.Local && !o.MirrorActive {
+				return fmt.Errorf("the mirror of %s is not live", o.Origin)
+			}
+		}
+		return nil
+	})
 }
 
 // benchThreeRegions is the topology of the multi-region benchmarks: the dev
