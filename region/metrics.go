@@ -368,6 +368,8 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 	lagEvents := ig("shortener.mirror.lag.events", "{event}", "Events of the origin's stream not yet in its mirror here (origin last sequence as last observed minus mirror last sequence).")
 	lagSeconds := fg("shortener.mirror.lag", "s", "Age of the newest event of the origin held here (heartbeats keep it near 1 s when healthy).")
 	active := ig("shortener.mirror.active", "", "1 while the mirror of the origin is live (events arriving, newest under 3 s old), else 0.")
+	copying := ig("shortener.mirror.copying", "", "1 while the mirror of the origin is moving (its last sequence went up within the last 3 s), live or catching up, else 0.")
+	mirrorErr := ig("shortener.mirror.error", "", "1 while nats-server reports an error on the mirror of the origin (the text is mirror_error in GET /api/v1/regions), else 0.")
 	reachable := ig("shortener.origin.reachable", "", "1 while the origin's stream answers from here, else 0.")
 	rpoEvents := ig("shortener.rpo.bound.events", "{event}", "RPO bound of failing the origin's clients over to this region now, in events.")
 	rpoSeconds := fg("shortener.rpo.bound", "s", "RPO bound of failing the origin's clients over to this region now, in seconds.")
@@ -419,6 +421,8 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 			o.ObserveInt64(lagEvents, int64(l.LagEvents), at)
 			o.ObserveFloat64(lagSeconds, l.LagSeconds, at)
 			o.ObserveInt64(active, b2i(l.MirrorActive), at)
+			o.ObserveInt64(copying, b2i(l.MirrorCopying), at)
+			o.ObserveInt64(mirrorErr, b2i(l.MirrorError != ""), at)
 			o.ObserveInt64(reachable, b2i(l.OriginReachable), at)
 			o.ObserveInt64(rpoEvents, int64(l.RPOEvents), at)
 			o.ObserveFloat64(rpoSeconds, l.RPOSeconds, at)
@@ -442,7 +446,7 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 			}
 		}
 		return nil
-	}, lagEvents, lagSeconds, active, reachable, rpoEvents, rpoSeconds, rpoKnown, projLag, aliases, storeBytes,
+	}, lagEvents, lagSeconds, active, copying, mirrorErr, reachable, rpoEvents, rpoSeconds, rpoKnown, projLag, aliases, storeBytes,
 		diskFree, diskSize, cacheEntries, appliedCtr, freshness)
 	return err
 }

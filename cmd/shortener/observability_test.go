@@ -112,6 +112,12 @@ func TestClusterObservability(t *testing.T) {
 			if v, ok := fams.Value("shortener_mirror_active", o); !ok || v != 1 {
 				t.Errorf("%s: mirror of %s active = %v (present %t)", name, origin, v, ok)
 			}
+			if v, ok := fams.Value("shortener_mirror_copying", o); !ok || v != 1 { // heartbeats move it every second
+				t.Errorf("%s: mirror of %s copying = %v (present %t)", name, origin, v, ok)
+			}
+			if _, ok := fams.Value("shortener_mirror_error", o); !ok {
+				t.Errorf("%s: no mirror error gauge for %s", name, origin)
+			}
 			if v, ok := fams.Value("shortener_mirror_lag_seconds", o); !ok || v < 0 || v > 5 {
 				t.Errorf("%s: lag of %s = %v s (present %t), want 0 to 5", name, origin, v, ok)
 			}
