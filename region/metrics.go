@@ -370,6 +370,8 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 	active := ig("shortener.mirror.active", "", "1 while the mirror of the origin is live (events arriving, newest under 3 s old), else 0.")
 	copying := ig("shortener.mirror.copying", "", "1 while the mirror of the origin is moving (its last sequence went up within the last 3 s), live or catching up, else 0.")
 	mirrorErr := ig("shortener.mirror.error", "", "1 while nats-server reports an error on the mirror of the origin (the text is mirror_error in GET /api/v1/regions), else 0.")
+	behind := ig("shortener.origin.behind", "", "1 while the origin's stream holds fewer events than its mirror here: it lost events and was not repaired, and the mirror ignores its next ones (docs/runbooks/origin-behind-mirror.md), else 0.")
+	diverged := ig("shortener.origin.diverged", "", "1 once the origin's stream and its mirror here were found holding different events at one sequence (until this region restarts): the origin lost its stream and took other events at the same sequences, else 0.")
 	reachable := ig("shortener.origin.reachable", "", "1 while the origin's stream answers from here, else 0.")
 	rpoEvents := ig("shortener.rpo.bound.events", "{event}", "RPO bound of failing the origin's clients over to this region now, in events.")
 	rpoSeconds := fg("shortener.rpo.bound", "s", "RPO bound of failing the origin's clients over to this region now, in seconds.")
@@ -424,6 +426,8 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 			o.ObserveInt64(copying, b2i(l.MirrorCopying), at)
 			o.ObserveInt64(mirrorErr, b2i(l.MirrorError != ""), at)
 			o.ObserveInt64(reachable, b2i(l.OriginReachable), at)
+			o.ObserveInt64(behind, b2i(l.OriginBehind), at)
+			o.ObserveInt64(diverged, b2i(l.OriginDiverged), at)
 			o.ObserveInt64(rpoEvents, int64(l.RPOEvents), at)
 			o.ObserveFloat64(rpoSeconds, l.RPOSeconds, at)
 			o.ObserveInt64(rpoKnown, b2i(l.RPOKnown), at)
@@ -446,7 +450,7 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 			}
 		}
 		return nil
-	}, lagEvents, lagSeconds, active, copying, mirrorErr, reachable, rpoEvents, rpoSeconds, rpoKnown, projLag, aliases, storeBytes,
+	}, lagEvents, lagSeconds, active, copying, mirrorErr, reachable, behind, diverged, rpoEvents, rpoSeconds, rpoKnown, projLag, aliases, storeBytes,
 		diskFree, diskSize, cacheEntries, appliedCtr, freshness)
 	return err
 }

@@ -146,6 +146,9 @@ func (r *Region) Open(ctx context.Context) (err error) {
 		streams = append(streams, replicator.MirrorName(p.Name, r.cfg.Name))
 		peers = append(peers, p.Name)
 	}
+	if err := r.repairStream(ctx, peers); err != nil {
+		return err
+	}
 	r.aliases = replicator.NewAliases(r.js, 1+len(peers))
 	r.monitor = replicator.NewMonitor(r.js, r.cfg.Name, peers, r.cfg.Now)
 	r.replication = replicator.NewReplication(r.js, r.cfg.Name, peers)
@@ -197,6 +200,36 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	})
 	r.log.Info("region open", "http", r.listener.Addr().String(), "nats", r.NATSURL(),
 		"stream", r.stream, "fsync", r.cfg.Fsync, "applied", r.store.Checkpoint(r.stream), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// repairStream copies back into the region's stream what a peer's mirror
+// of it holds beyond it (a lost or replaced JetStream disk, a tail lost
+// with fsync off), before the region writes anything: otherwise its next
+// events would take sequences the mirrors already hold, and they would
+// ignore them (docs/runbooks/procedures/lost-data-directory.md).
+func (r *Region) repairStream(ctx context.Context, peers []string) error {
+	if len(peers) == 0 {
+		return nil
+	}
+	rep, err := replicator.RepairFromMirrors(ctx, r.js, r.cfg.Name, peers, replicator.RepairOptions{Log: r.log.With("component", "repair")})
+	if err != nil {
+		return fmt.Errorf("%w (see docs/runbooks/procedures/lost-data-directory.md)", err)
+	}
+	switch {
+	case rep.Copied > 0:
+		r.log.Warn("the region's stream was repaired from a mirror", "stream", rep.Stream, "had", rep.Had, "copied", rep.Copied,
+			"from", rep.Source, "mirrors", rep.Mirrors, "unasked", rep.Unasked, "took", rep.Took.Round(time.Millisecond))
+	case len(rep.Unasked) == len(peers):
+		r.log.Warn("no peer's mirror answered: the region's stream could not be checked against its copies; if this region lost its data, events written now may never reach them",
+			"stream", rep.Stream, "last_seq", rep.Had, "unasked", rep.Unasked, "waited", rep.Took.Round(time.Millisecond))
+	case len(rep.Unasked) > 0:
+		r.log.Warn("the region's stream holds everything the mirrors that answered hold; some did not answer", "stream", rep.Stream,
+			"last_seq", rep.Had, "mirrors", rep.Mirrors, "unasked", rep.Unasked, "took", rep.Took.Round(time.Millisecond))
+	default:
+		r.log.Info("the region's stream holds everything its mirrors hold", "stream", rep.Stream, "last_seq", rep.Had,
+			"mirrors", rep.Mirrors, "took", rep.Took.Round(time.Millisecond))
+	}
 	return nil
 }
 

@@ -244,6 +244,30 @@ type ReadOptions struct {
 // sequences; without one a gap is reported as an error, since the log
 // denies deletes.
 func Read(ctx context.Context, js jetstream.JetStream, stream string, opts ReadOptions, fn func([]events.Record) error) error {
+	batch := opts.Batch
+	if batch <= 0 {
+		batch = 1024
+	}
+	recs := make([]events.Record, 0, batch)
+	err := scan(ctx, js, stream, opts, batch, func(m jetstream.Msg, seq uint64, last bool) error {
+		recs = append(recs, events.Record{Stream: stream, Seq: seq, Data: m.Data()})
+		if len(recs) < batch && !last {
+			return nil
+		}
+		err := fn(recs)
+		recs = make([]events.Record, 0, batch)
+		return err
+	})
+	if err == nil && len(recs) > 0 {
+		return fn(recs)
+	}
+	return err
+}
+
+// scan calls each with every message of stream within opts, in sequence
+// order, through an ordered consumer pulling up to 4 x batch ahead; last is
+// set on the final one. It stops at the first error each returns.
+func scan(ctx context.Context, js jetstream.JetStream, stream string, opts ReadOptions, batch int, each func(m jetstream.Msg, seq uint64, last bool) error) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("open stream %s: %w", stream, err)
@@ -256,10 +280,6 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, opts ReadO
 	from := max(opts.From, 1, info.State.FirstSeq)
 	if from > to {
 		return nil
-	}
-	batch := opts.Batch
-	if batch <= 0 {
-		batch = 1024
 	}
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
 	if opts.Subject != "" {
@@ -280,7 +300,6 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, opts ReadO
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 
-	recs := make([]events.Record, 0, batch)
 	want := from
 	for {
 		m, err := it.Next()
@@ -302,25 +321,14 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, opts ReadO
 			return fmt.Errorf("read %s: gap: want #%d, got #%d", stream, want, seq)
 		}
 		if seq > to {
-			break
+			return nil
 		}
 		want = seq + 1
-		recs = append(recs, events.Record{Stream: stream, Seq: seq, Data: m.Data()})
 		last := seq == to || pending == 0
-		if len(recs) == batch || last {
-			if err := fn(recs); err != nil {
-				return err
-			}
-			recs = make([]events.Record, 0, batch)
-		}
-		if last {
-			break
+		if err := each(m, seq, last); err != nil || last {
+			return err
 		}
 	}
-	if len(recs) > 0 {
-		return fn(recs)
-	}
-	return nil
 }
 
 // recordHash is what two copies must agree on for one sequence: the

@@ -44,6 +44,21 @@ type OriginLag struct {
 	// nats-server's "stalled on flow control" on a copying mirror warns of
 	// a write backlog, not a stop (docs/runbooks/mirror-inactive.md).
 	MirrorCopying bool `json:"mirror_copying"`
+	// OriginBehind: the origin's stream was last seen holding fewer events
+	// than its mirror here. A mirror never holds more than its origin
+	// unless the origin lost events (a lost disk, a tail lost with fsync
+	// off) and came back without being repaired from its mirrors: this
+	// mirror then ignores the origin's next events up to its own last
+	// sequence, so links created there do not reach this region
+	// (docs/runbooks/origin-behind-mirror.md).
+	OriginBehind bool `json:"origin_behind"`
+	// OriginDiverged: the origin's stream and this mirror hold different
+	// events at DivergedAt (latched until this region restarts): the
+	// origin lost events and took new ones at their sequences. Checked
+	// when the origin is first seen, when it is seen again after being out
+	// of sight, and while it is behind the mirror.
+	OriginDiverged bool   `json:"origin_diverged"`
+	DivergedAt     uint64 `json:"diverged_at,omitempty"`
 }
 
 // Monitor samples, from region here, every origin's stream and its mirror
@@ -67,6 +82,7 @@ type originState struct {
 	everLive   bool      // the mirror was live at least once
 	mirrorSeen bool      // the mirror answered at least once
 	advancedAt time.Time // when a sample last found the mirror beyond the one before
+	comparedAt uint64    // the sequence origin and mirror were last found alike at
 }
 
 // copyingWindow is how recently a mirror must have moved to be copying.
@@ -184,6 +200,9 @@ func (m *Monitor) sampleOne(ctx context.Context, origin string) {
 	} else if s, err := m.js.Stream(ctx, StreamName(origin)); err == nil {
 		originInfo = s.CachedInfo()
 	}
+	if !local && mirror != nil && originInfo != nil {
+		m.checkSame(ctx, origin, mirror.State.LastSeq, originInfo.State.LastSeq)
+	}
 	now := m.now()
 
 	m.mu.Lock()
@@ -226,6 +245,40 @@ func (m *Monitor) sampleOne(ctx context.Context, origin string) {
 	st.everSeenUp = true
 }
 
+// checkSame compares the origin's stream with its mirror here at the last
+// sequence both hold when there is cause: the origin first seen, seen
+// again after being out of sight, or seen behind the mirror (then at each
+// new sequence it reaches, so a repair copying the events back is seen to
+// agree). Both copies are immutable (the log denies deletes), so one
+// differing event means the origin lost its stream and took other events
+// at the same sequences.
+func (m *Monitor) checkSame(ctx context.Context, origin string, mirrorLast, originLast uint64) {
+	at := min(mirrorLast, originLast)
+	m.mu.Lock()
+	st := m.state[origin]
+	cause := !st.everSeenUp || !st.lag.OriginReachable || originLast < mirrorLast
+	skip := at == 0 || !cause || at == st.comparedAt || st.lag.OriginDiverged
+	m.mu.Unlock()
+	if skip {
+		return
+	}
+	// Through consumers: a direct get of the origin's stream can be
+	// answered by a mirror of it (MirrorDirect).
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	same, err := sameAt(cctx, m.js, StreamName(origin), MirrorName(origin, m.here), at)
+	cancel()
+	if err != nil {
+		return // looked at again next round
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if same {
+		st.comparedAt = at
+	} else {
+		st.lag.OriginDiverged, st.lag.DivergedAt = true, at
+	}
+}
+
 func (m *Monitor) streamOf(origin string) string {
 	if origin == m.here {
 		return StreamName(m.here)
@@ -261,6 +314,9 @@ func (m *Monitor) Snapshot() []OriginLag {
 		if l.OriginLastSeq > l.LastSeq {
 			l.LagEvents = l.OriginLastSeq - l.LastSeq
 		}
+		// The mirror is sampled before the origin, so a healthy origin is
+		// never seen behind it.
+		l.OriginBehind = l.OriginReachable && l.OriginLastSeq < l.LastSeq
 		if !l.LastEventTime.IsZero() {
 			l.LagSeconds = math.Max(0, now.Sub(l.LastEventTime).Seconds())
 		}

@@ -115,6 +115,12 @@ func TestClusterObservability(t *testing.T) {
 			if v, ok := fams.Value("shortener_mirror_copying", o); !ok || v != 1 { // heartbeats move it every second
 				t.Errorf("%s: mirror of %s copying = %v (present %t)", name, origin, v, ok)
 			}
+			if v, ok := fams.Value("shortener_origin_behind", o); !ok || v != 0 {
+				t.Errorf("%s: %s behind its mirror = %v (present %t)", name, origin, v, ok)
+			}
+			if v, ok := fams.Value("shortener_origin_diverged", o); !ok || v != 0 {
+				t.Errorf("%s: %s diverged from its mirror = %v (present %t)", name, origin, v, ok)
+			}
 			if _, ok := fams.Value("shortener_mirror_error", o); !ok {
 				t.Errorf("%s: no mirror error gauge for %s", name, origin)
 			}

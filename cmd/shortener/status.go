@@ -79,6 +79,12 @@ func printStatus(ctx context.Context, out io.Writer, targets []string) error {
 			default:
 				mirror = fmt.Sprintf("DOWN %.0fs", o.MirrorActiveAgo)
 			}
+			if o.OriginBehind {
+				mirror += " ORIGIN BEHIND" // the origin lost events its mirror holds
+			}
+			if o.OriginDiverged {
+				mirror += fmt.Sprintf(" DIVERGED #%d", o.DivergedAt) // and took others at their sequences
+			}
 			switch {
 			case o.MirrorError == "":
 			case o.MirrorActive || o.MirrorCopying:

@@ -30,7 +30,10 @@ func TestStatusTable(t *testing.T) {
 			 "rpo_events":9000,"rpo_seconds":60,"rpo_known":true,"origin_reachable":true},
 			{"origin":"sa-east","stream":"LINKS_SA_EAST_AT_AP_SOUTH","last_seq":300,"lag_events":50,"lag_seconds":30,
 			 "mirror_active":false,"mirror_active_ago_seconds":12,"mirror_error":"stream source consumer stalled on flow control",
-			 "rpo_events":60,"rpo_seconds":30,"rpo_known":true,"origin_reachable":true}]}`))
+			 "rpo_events":60,"rpo_seconds":30,"rpo_known":true,"origin_reachable":true},
+			{"origin":"me-south","stream":"LINKS_ME_SOUTH_AT_AP_SOUTH","last_seq":500,"origin_last_seq":7,
+			 "mirror_active":true,"mirror_active_ago_seconds":0.1,"origin_behind":true,"origin_diverged":true,"diverged_at":7,
+			 "rpo_events":1,"rpo_seconds":0.5,"rpo_known":true,"origin_reachable":true}]}`))
 	}))
 	defer srv.Close()
 	var out, errb bytes.Buffer
@@ -57,6 +60,9 @@ func TestStatusTable(t *testing.T) {
 	}
 	if row := find("ap-south sa-east 300 50"); !strings.Contains(row, "DOWN 12s ERR "+fc) {
 		t.Errorf("a mirror that does not move does not show its error as one: %q", row)
+	}
+	if row := find("ap-south me-south 500 0"); !strings.Contains(row, "live ORIGIN BEHIND DIVERGED #7") {
+		t.Errorf("an origin behind its mirror is not said so: %q", row)
 	}
 	if row := find("ap-south ap-south 40"); !strings.Contains(row, "(own)") || strings.Contains(row, "ERR") {
 		t.Errorf("own stream row: %q", row)

@@ -96,9 +96,12 @@ function renderLagTable(data) {
     if (!r.view) continue;
     for (const o of r.view.origins) {
       if (o.local) continue;
-      const live = o.mirror_active ? "live" : "INACTIVE";
+      let live = o.mirror_active ? "live" : o.mirror_copying ? "CATCHING UP" : "INACTIVE";
+      if (o.origin_behind) live += " ORIGIN BEHIND"; // the origin lost events its mirror holds
+      if (o.origin_diverged) live += " DIVERGED #" + o.diverged_at; // and took others at their sequences
+      const lost = o.origin_behind || o.origin_diverged;
       tbody.append(el("tr", {}, el("td", {}, r.name), el("td", {}, o.origin),
-        el("td", o.mirror_active ? {} : { class: "bad" }, live),
+        el("td", o.mirror_active && !lost ? {} : { class: o.mirror_copying && !lost ? "warn" : "bad" }, live),
         el("td", {}, String(o.lag_events)), el("td", {}, secs(o.lag_seconds)),
         el("td", o.rpo_known ? {} : { class: "warn" }, o.rpo_known ? String(o.rpo_events) : "UNKNOWN"),
         el("td", o.rpo_known ? {} : { class: "warn" }, o.rpo_known ? secs(o.rpo_seconds) : "UNKNOWN")));
