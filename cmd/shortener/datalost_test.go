@@ -94,9 +94,9 @@ func TestClusterRegionDataLost(t *testing.T) {
 
 // The same loss while both other regions are down: the region cannot get
 // its stream back without the JetStream meta layer, whose leader needs a
-// majority of the supercluster's six servers, and a server with a lost
-// disk is not a voter until the meta layer takes it back (measured: with
-// eu-west back as well, still no meta leader). So it waits, not ready and
+// majority of the supercluster's six servers, and the two that lost
+// their disk do not make it up (measured: with eu-west back as well, no
+// meta leader in 90 s). So it waits, not ready and
 // having written nothing; once the others are back it repairs its stream
 // from their mirrors and opens, and nothing is lost or different.
 func TestClusterRegionDataLostAlone(t *testing.T) {
