@@ -212,23 +212,24 @@ func (r *Region) repairStream(ctx context.Context, peers []string) error {
 	if len(peers) == 0 {
 		return nil
 	}
+	start := time.Now()
 	rep, err := replicator.RepairFromMirrors(ctx, r.js, r.cfg.Name, peers, replicator.RepairOptions{Log: r.log.With("component", "repair")})
 	if err != nil {
 		return fmt.Errorf("%w (see docs/runbooks/procedures/lost-data-directory.md)", err)
 	}
+	took := time.Since(start).Round(time.Millisecond)
 	switch {
 	case rep.Copied > 0:
 		r.log.Warn("the region's stream was repaired from a mirror", "stream", rep.Stream, "had", rep.Had, "copied", rep.Copied,
-			"from", rep.Source, "mirrors", rep.Mirrors, "unasked", rep.Unasked, "took", rep.Took.Round(time.Millisecond))
-	case len(rep.Unasked) == len(peers):
-		r.log.Warn("no peer's mirror answered: the region's stream could not be checked against its copies; if this region lost its data, events written now may never reach them",
-			"stream", rep.Stream, "last_seq", rep.Had, "unasked", rep.Unasked, "waited", rep.Took.Round(time.Millisecond))
+			"from", rep.Source, "mirrors", rep.Mirrors, "unasked", rep.Unasked, "took", took)
 	case len(rep.Unasked) > 0:
+		// If this region lost its data, what it writes now may never reach
+		// the mirrors that did not answer.
 		r.log.Warn("the region's stream holds everything the mirrors that answered hold; some did not answer", "stream", rep.Stream,
-			"last_seq", rep.Had, "mirrors", rep.Mirrors, "unasked", rep.Unasked, "took", rep.Took.Round(time.Millisecond))
+			"last_seq", rep.Had, "mirrors", rep.Mirrors, "unasked", rep.Unasked, "took", took)
 	default:
 		r.log.Info("the region's stream holds everything its mirrors hold", "stream", rep.Stream, "last_seq", rep.Had,
-			"mirrors", rep.Mirrors, "took", rep.Took.Round(time.Millisecond))
+			"mirrors", rep.Mirrors, "took", took)
 	}
 	return nil
 }
