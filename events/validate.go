@@ -114,5 +114,11 @@ func normalizeHost(host string) (string, error) {
 	if ascii == "" || strings.HasPrefix(ascii, ".") {
 		return "", fmt.Errorf("host is not a valid domain name")
 	}
+	// The stored form must be a fixed point: a percent-encoded byte that is
+	// not UTF-8 ("%80") maps to U+FFFD, whose punycode ("xn--zn7c") the
+	// same profile then refuses.
+	if again, err := hostProfile.ToASCII(ascii); err != nil || again != ascii {
+		return "", fmt.Errorf("host is not a valid domain name")
+	}
 	return ascii, nil
 }
