@@ -62,7 +62,7 @@ func TestBackupAndStagingRestore(t *testing.T) {
 			}
 		}()
 	}
-	nc, err := nats.Connect(reg.NATSURL())
+	nc, err := nats.Connect(reg.NATSURL(), regiontest.NATSOptions("backup")...)
 	if err != nil {
 		t.Fatal(err)
 	}

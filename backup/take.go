@@ -44,6 +44,9 @@ type Options struct {
 	// it. A snapshot's chunks go to an inbox whose interest does not cross
 	// a gateway at once, and the server waits 2 s for it.
 	ClusterURLs map[string]string
+	// NATSOptions authenticate the connections to ClusterURLs (the
+	// backup user's credentials, secrets.Client.NATSOptions).
+	NATSOptions []nats.Option
 }
 
 // Take backs up every region's projection and then every origin stream
@@ -129,7 +132,7 @@ func Take(ctx context.Context, nc *nats.Conn, o Options) (*Manifest, string, err
 		via := nc
 		if u, ok := o.ClusterURLs[placed[name]]; ok {
 			if conns[u] == nil {
-				c, err := nats.Connect(u, nats.Name("shortener backup"), nats.Timeout(5*time.Second))
+				c, err := nats.Connect(u, append(slices.Clone(o.NATSOptions), nats.Name("shortener backup"), nats.Timeout(5*time.Second))...)
 				if err != nil {
 					return nil, "", fmt.Errorf("connect to %s's NATS %s: %w", placed[name], u, err)
 				}

@@ -12,6 +12,7 @@ import (
 	"shortener/projections"
 	"shortener/region/regiontest"
 	"shortener/replicator"
+	"shortener/secrets"
 )
 
 // A claim whose event was never written (the region died between the claim
@@ -25,7 +26,7 @@ func TestClaimWithoutEventIsReleased(t *testing.T) {
 
 	// The crash, reproduced: the register holds a claim and the store its
 	// record, and no event was ever appended.
-	nc, err := nats.Connect(reg.NATSURL())
+	nc, err := nats.Connect(reg.NATSURL(), regiontest.NATSOptions(secrets.RegionUser("us-east"))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"shortener/events"
 	"shortener/replicator"
+	"shortener/secrets"
 )
 
 // Config describes one region's process.
@@ -28,7 +30,15 @@ type Config struct {
 
 	NATS    NATSConfig // the embedded server, unless NATSURL is set
 	NATSURL string     // an external NATS to use instead of embedded servers
-	Peers   []Peer     // the other regions of the supercluster
+
+	// NATSServerSecrets are the embedded servers' credentials: TLS on every
+	// listener (routes and gateways mutual), and the users they admit with
+	// each role's permissions (region/natsauth.go). Required unless
+	// NATSURL is set. NATSClientSecrets are the application's own user,
+	// one of the table's region users for this region: always required.
+	NATSServerSecrets *secrets.Server
+	NATSClientSecrets *secrets.Client
+	Peers             []Peer // the other regions of the supercluster
 
 	// Durability of creates: "local" (201 after the local ack and
 	// projection) or "replicated" (201 only once another region's mirror
@@ -239,6 +249,9 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.APIKeyHashes) == 0 {
 		return c, fmt.Errorf("at least one API key is required")
 	}
+	if err := c.checkSecrets(); err != nil {
+		return c, err
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -248,6 +261,33 @@ func (c Config) withDefaults() (Config, error) {
 	c.DataDir = filepath.Clean(c.DataDir)
 	c.Peers = append([]Peer(nil), c.Peers...)
 	return c, nil
+}
+
+// checkSecrets refuses a region without credentials, and one whose own
+// key its servers would not admit as this region's user.
+func (c Config) checkSecrets() error {
+	if c.NATSClientSecrets == nil {
+		return fmt.Errorf("no NATS credentials for the region's user %s", secrets.RegionUser(c.Name))
+	}
+	if c.NATSURL != "" {
+		return nil
+	}
+	if c.NATSServerSecrets == nil {
+		return fmt.Errorf("no NATS server credentials (certificate, key, CA, users table)")
+	}
+	u, ok := c.NATSServerSecrets.Users.Find(secrets.RegionUser(c.Name))
+	if !ok || u.Role != secrets.RoleRegion || u.Region != c.Name {
+		return fmt.Errorf("the users table has no region user %s", secrets.RegionUser(c.Name))
+	}
+	if !slices.Contains(u.Keys, c.NATSClientSecrets.PublicKey()) {
+		return fmt.Errorf("the region's seed (public key %s) is not a key of user %s in the users table", c.NATSClientSecrets.PublicKey(), u.Name)
+	}
+	for _, p := range c.Peers {
+		if _, ok := c.NATSServerSecrets.Users.Find(secrets.RegionUser(p.Name)); !ok {
+			return fmt.Errorf("the users table has no region user %s for peer %s", secrets.RegionUser(p.Name), p.Name)
+		}
+	}
+	return nil
 }
 
 // nextHost returns the IPv4 address after host: the global member's

@@ -96,15 +96,27 @@ func natsOptions(c Config, s serverSpec, gateways map[string][]string) *server.O
 			clusterAdv = hostPort(s.advertise, s.clusterPort)
 		}
 	}
+	sec := c.NATSServerSecrets
+	peerTLS := sec.PeerTLS()
 	return &server.Options{
+		// Every listener takes TLS only; clients authenticate with a
+		// user nkey from the table, routes and gateways with the
+		// cluster's certificate (both ends), and a gateway not in the
+		// configuration is refused.
+		Nkeys:      nkeyUsers(sec.Users),
+		TLSConfig:  sec.ClientListenerTLS(),
+		TLSTimeout: 5,
+		TLS:        true,
 		ServerName: s.name,
 		Host:       cmp.Or(s.clientHost, s.host),
 		Port:       s.clientPort,
 		Cluster: server.ClusterOpts{
-			Name:      s.cluster,
-			Host:      s.host,
-			Port:      s.clusterPort,
-			Advertise: clusterAdv,
+			Name:       s.cluster,
+			Host:       s.host,
+			Port:       s.clusterPort,
+			Advertise:  clusterAdv,
+			TLSConfig:  peerTLS,
+			TLSTimeout: 5,
 		},
 		Routes:             routeURLs(append([]string{hostPort(s.host, s.clusterPort)}, s.routes...)),
 		Tags:               []string{s.tag},
@@ -116,6 +128,9 @@ func natsOptions(c Config, s serverSpec, gateways map[string][]string) *server.O
 			Advertise:      gwAdv,
 			Gateways:       gws,
 			ConnectRetries: 1 << 20,
+			TLSConfig:      peerTLS,
+			TLSTimeout:     5,
+			RejectUnknown:  true,
 		},
 		JetStream:          true,
 		StoreDir:           s.storeDir,

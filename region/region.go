@@ -123,10 +123,10 @@ func (r *Region) Open(ctx context.Context) (err error) {
 			r.servers = append(r.servers, ns)
 		}
 	}
-	r.nc, err = nats.Connect(r.NATSURL(),
+	r.nc, err = nats.Connect(r.NATSURL(), append(r.cfg.NATSClientSecrets.NATSOptions(),
 		nats.Name("shortener "+r.cfg.Name+"/"+r.cfg.Instance),
 		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
-		nats.RetryOnFailedConnect(true))
+		nats.RetryOnFailedConnect(true))...)
 	if err != nil {
 		return fmt.Errorf("connect to nats %s: %w", r.NATSURL(), err)
 	}

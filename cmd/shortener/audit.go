@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,7 @@ type auditOpts struct {
 	keyFile   string
 	timeout   time.Duration
 	jsonOut   bool
+	creds     natsSecretFlags
 }
 
 func auditCmd() *cobra.Command {
@@ -58,6 +60,8 @@ Progress goes to stderr; errors are one line and a non-zero exit status.`,
 	pf.StringArrayVar(&o.endpoints, "endpoint", nil, "a region's API, NAME=http://host:port (repeatable; default the dev cluster's)")
 	pf.StringVar(&o.keyFile, "api-key-file", "var/dev/api-key", "file holding the API key ($SHORTENER_API_KEY wins)")
 	pf.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound on the whole command")
+	o.creds.register(pf, false)
+	pf.Lookup("secrets").DefValue, o.creds.Secrets = "var/dev/secrets", cmp.Or(o.creds.Secrets, "var/dev/secrets")
 	pf.BoolVar(&o.jsonOut, "json", false, "print JSON (lines) instead of tables")
 	cmd.AddCommand(auditReplayCmd(o), auditHistoryCmd(o), auditAtCmd(o), auditVerifyCmd(o), auditExportCmd(o))
 	return cmd
@@ -89,7 +93,11 @@ func openAuditor(ctx context.Context, o *auditOpts, progress io.Writer) (*audito
 		}
 		a.endpoints[name] = strings.TrimRight(u, "/")
 	}
-	nc, err := nats.Connect(o.nats, nats.Name("shortener audit"), nats.Timeout(5*time.Second), nats.MaxReconnects(-1))
+	cred, err := o.creds.client("audit")
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(o.nats, append(cred.NATSOptions(), nats.Name("shortener audit"), nats.Timeout(5*time.Second), nats.MaxReconnects(-1))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w (is the cluster running: make run?)", o.nats, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"shortener/projections/projectionstest"
 	"shortener/region/regiontest"
 	"shortener/replicator"
+	"shortener/secrets"
 )
 
 // audit runs shortener audit in this process and returns its exit status
@@ -24,7 +25,7 @@ import (
 func audit(t *testing.T, natsURL string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := run(append([]string{"audit", "--nats", natsURL, "--timeout", "60s"}, args...), &out, &errOut)
+	code := run(append([]string{"audit", "--nats", natsURL, "--timeout", "60s", "--secrets", regiontest.SecretsDir()}, args...), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -91,7 +92,7 @@ func TestAuditAgainstARealRegion(t *testing.T) {
 
 	// eu-west deletes the link (its stream here shares the server: no
 	// placement), as after a failover.
-	nc, err := nats.Connect(natsURL)
+	nc, err := nats.Connect(natsURL, regiontest.NATSOptions(secrets.RegionUser("eu-west"))...)
 	if err != nil {
 		t.Fatal(err)
 	}

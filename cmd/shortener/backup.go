@@ -33,6 +33,7 @@ type clusterFlags struct {
 	nats      string
 	endpoints []string
 	keyFile   string
+	creds     natsSecretFlags
 }
 
 func (f *clusterFlags) add(cmd *cobra.Command) {
@@ -41,6 +42,8 @@ func (f *clusterFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.nats, "nats", "", "NATS URLs of the supercluster, comma-separated (default the dev cluster's)")
 	fl.StringArrayVar(&f.endpoints, "endpoint", nil, "a region's API, NAME=http://host:port (repeatable; default the dev cluster's)")
 	fl.StringVar(&f.keyFile, "api-key-file", "", "file holding the API key ($SHORTENER_API_KEY wins; default <dir>/api-key)")
+	f.creds.register(fl, false)
+	fl.Lookup("secrets").Usage = "folder of the NATS credentials (default <dir>/secrets; $SHORTENER_SECRETS)"
 }
 
 // liveCluster is a running cluster as the backup commands see it.
@@ -50,10 +53,14 @@ type liveCluster struct {
 	clusterURLs map[string]string // cluster -> a NATS URL in it
 	key         string
 	keyFile     string
+	creds       natsSecretFlags
 }
 
 func (f *clusterFlags) resolve() (*liveCluster, error) {
-	lc := &liveCluster{endpoints: map[string]string{}, clusterURLs: map[string]string{}, keyFile: f.keyFile}
+	lc := &liveCluster{endpoints: map[string]string{}, clusterURLs: map[string]string{}, keyFile: f.keyFile, creds: f.creds}
+	if lc.creds.Secrets == "" {
+		lc.creds.Secrets = devSecrets(f.dir)
+	}
 	if lc.keyFile == "" {
 		lc.keyFile = filepath.Join(f.dir, "api-key")
 	}
@@ -96,8 +103,21 @@ func (f *clusterFlags) resolve() (*liveCluster, error) {
 	return lc, nil
 }
 
+// natsOptions authenticate the backup tool's connections.
+func (lc *liveCluster) natsOptions() ([]nats.Option, error) {
+	cred, err := lc.creds.client("backup")
+	if err != nil {
+		return nil, err
+	}
+	return cred.NATSOptions(), nil
+}
+
 func (lc *liveCluster) connect() (*nats.Conn, error) {
-	nc, err := nats.Connect(lc.nats, nats.Name("shortener backup"), nats.Timeout(5*time.Second))
+	opts, err := lc.natsOptions()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(lc.nats, append(opts, nats.Name("shortener backup"), nats.Timeout(5*time.Second))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w (is the cluster running: make run?)", lc.nats, err)
 	}
@@ -109,7 +129,7 @@ func (lc *liveCluster) auditor(ctx context.Context, progress io.Writer) (*audito
 	for n, u := range lc.endpoints {
 		eps = append(eps, n+"="+u)
 	}
-	a, err := openAuditor(ctx, &auditOpts{nats: lc.nats, endpoints: eps, keyFile: lc.keyFile, timeout: 10 * time.Minute}, progress)
+	a, err := openAuditor(ctx, &auditOpts{nats: lc.nats, endpoints: eps, keyFile: lc.keyFile, timeout: 10 * time.Minute, creds: lc.creds}, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -123,8 +143,12 @@ func takeBackup(ctx context.Context, lc *liveCluster, root string, progress io.W
 		return nil, "", err
 	}
 	defer nc.Close()
+	opts, err := lc.natsOptions()
+	if err != nil {
+		return nil, "", err
+	}
 	return backup.Take(ctx, nc, backup.Options{Endpoints: lc.endpoints, APIKey: lc.key, Root: root,
-		Source: lc.nats, Progress: progress, ClusterURLs: lc.clusterURLs})
+		Source: lc.nats, Progress: progress, ClusterURLs: lc.clusterURLs, NATSOptions: opts})
 }
 
 func backupCmd() *cobra.Command {
@@ -234,7 +258,15 @@ to start a region on (DIR/projection must not exist or be empty).`,
 				}
 				return fmt.Errorf("backup %s holds no projection of %q", m.ID, projRegion)
 			case into != "":
-				nc, err := nats.Connect(into, nats.Name("shortener restore"), nats.Timeout(5*time.Second))
+				creds := cf.creds
+				if creds.Secrets == "" {
+					creds.Secrets = devSecrets(cf.dir)
+				}
+				cred, err := creds.client("restore")
+				if err != nil {
+					return err
+				}
+				nc, err := nats.Connect(into, append(cred.NATSOptions(), nats.Name("shortener restore"), nats.Timeout(5*time.Second))...)
 				if err != nil {
 					return fmt.Errorf("connect to nats %s: %w", into, err)
 				}

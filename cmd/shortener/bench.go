@@ -22,6 +22,7 @@ import (
 
 	"shortener/chaos/load"
 	"shortener/region"
+	"shortener/secrets"
 )
 
 func benchCmd() *cobra.Command {
@@ -102,6 +103,10 @@ func benchRedirect(ctx context.Context, out, progress io.Writer, o benchRedirect
 	if err := os.RemoveAll(o.dir); err != nil {
 		return err
 	}
+	secretsDir := filepath.Join(o.dir, "secrets")
+	if err := secrets.Generate(secretsDir, secrets.Options{Regions: []string{"us-east"}}); err != nil {
+		return err
+	}
 	key := "bench-key"
 	type server struct {
 		name string
@@ -115,7 +120,7 @@ func benchRedirect(ctx context.Context, out, progress io.Writer, o benchRedirect
 		args := []string{"region",
 			"--name", "us-east", "--http", host + ":8080", "--data", filepath.Join(o.dir, fmt.Sprint(n)), "--fsync", "interval",
 			"--rate-limit", "-1", "--cache-size", fmt.Sprint(max(100000, o.links)), "--log-level", "warn",
-			"--api-key-hash", region.HashAPIKey(key)}
+			"--api-key-hash", region.HashAPIKey(key), "--secrets", secretsDir}
 		var vars []string
 		for _, e := range env { // a variant's "--flag" items are region flags, the rest environment
 			if strings.HasPrefix(e, "--") {

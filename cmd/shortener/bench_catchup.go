@@ -112,7 +112,7 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 	}
 	// Everything goes through us-east's server, which stays up: requests
 	// about ap-south's streams are answered by ap-south over the gateway.
-	nc, js, err := benchConnect(bc.natsURL(usEast))
+	nc, js, err := bc.connect(usEast)
 	if err != nil {
 		return err
 	}

@@ -99,7 +99,7 @@ func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts
 	if err := bc.waitAllReady(ctx); err != nil {
 		return err
 	}
-	nc, js, err := benchConnect(bc.natsURL(0))
+	nc, js, err := bc.connect(0)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"shortener/events"
 	"shortener/region"
+	"shortener/secrets"
 )
 
 // benchKey is the API key of every benchmark region; only its hash is
@@ -61,6 +62,13 @@ func newBenchCluster(dir, fsync string, regions []devRegion, progress io.Writer)
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
+	var names []string
+	for _, r := range regions {
+		names = append(names, r.Name)
+	}
+	if err := secrets.Generate(filepath.Join(dir, "secrets"), secrets.Options{Regions: names}); err != nil {
+		return nil, err
+	}
 	return &benchCluster{self: self, dir: dir, fsync: fsync, regions: regions,
 		children: make([]*child, len(regions)), progress: progress}, nil
 }
@@ -76,7 +84,8 @@ func (b *benchCluster) args(i int) []string {
 	r := b.regions[i]
 	args := []string{"region", "--name", r.Name, "--digit", string(r.Digit), "--http", r.Host + ":8080",
 		"--data", filepath.Join(b.dir, r.Name), "--fsync", b.fsync, "--rate-limit", "-1",
-		"--api-key-hash", region.HashAPIKey(benchKey), "--log-level", "warn"}
+		"--api-key-hash", region.HashAPIKey(benchKey), "--log-level", "warn",
+		"--secrets", b.secrets()}
 	for _, p := range b.regions {
 		if p.Name != r.Name {
 			args = append(args, "--peer", p.Name+"="+p.Host)
@@ -266,10 +275,19 @@ func benchPoll(ctx context.Context, timeout, interval time.Duration, what string
 	}
 }
 
-// benchConnect connects to a region's NATS server. Reconnects are quick so
-// that a restarted server is found again without a 2 s pause.
-func benchConnect(url string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name("shortener-bench"), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+// secrets is the cluster's NATS credentials folder, made with it.
+func (b *benchCluster) secrets() string { return filepath.Join(b.dir, "secrets") }
+
+// connect connects to region i's NATS server as the bench user.
+// Reconnects are quick so that a restarted server is found again without a
+// 2 s pause.
+func (b *benchCluster) connect(i int) (*nats.Conn, jetstream.JetStream, error) {
+	url := b.natsURL(i)
+	cred, err := secrets.LoadClient("bench", secrets.Paths{Dir: b.secrets()}.Resolve("bench"))
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(url, append(cred.NATSOptions(), nats.Name("shortener-bench"), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect %s: %w", url, err)
 	}

@@ -92,7 +92,7 @@ func benchReplay(ctx context.Context, out, progress io.Writer, o benchReplayOpts
 	if err := bc.waitAllReady(ctx); err != nil {
 		return err
 	}
-	nc, js, err := benchConnect(bc.natsURL(0))
+	nc, js, err := bc.connect(0)
 	if err != nil {
 		return err
 	}

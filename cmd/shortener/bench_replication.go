@@ -129,7 +129,7 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 	origins := map[string]string{} // mirror -> origin stream
 	conns := make([]jetstream.JetStream, len(bc.regions))
 	for i, here := range bc.regions {
-		nc, js, err := benchConnect(bc.natsURL(i))
+		nc, js, err := bc.connect(i)
 		if err != nil {
 			return err
 		}

@@ -78,7 +78,7 @@ func newCluster(t *testing.T, extra ...string) *cluster {
 func (c *cluster) args(i int) []string {
 	args := []string{"region", "--name", c.names[i], "--digit", fmt.Sprint(i + 1), "--http", c.hosts[i] + ":8080",
 		"--data", filepath.Join(c.dir, c.names[i]), "--api-key-hash", region.HashAPIKey(regiontest.APIKey),
-		"--rate-limit", "-1", "--log-level", "warn"}
+		"--rate-limit", "-1", "--log-level", "warn", "--secrets", regiontest.SecretsDir()}
 	for j := range c.names {
 		if j != i {
 			args = append(args, "--peer", c.names[j]+"="+c.hosts[j])

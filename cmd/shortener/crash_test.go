@@ -30,7 +30,8 @@ type regionProc struct {
 func startRegionProc(t *testing.T, host, dir string, extra ...string) *regionProc {
 	t.Helper()
 	args := append([]string{"region", "--name", "us-east", "--http", host + ":8080", "--data", dir,
-		"--api-key-hash", region.HashAPIKey(regiontest.APIKey), "--rate-limit", "-1", "--log-level", "warn"}, extra...)
+		"--api-key-hash", region.HashAPIKey(regiontest.APIKey), "--rate-limit", "-1", "--log-level", "warn",
+		"--secrets", regiontest.SecretsDir()}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "SHORTENER_CHILD=1")
 	logf, err := os.OpenFile(filepath.Join(dir, "..", "region.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -160,7 +161,7 @@ func TestCrashWhileCreating(t *testing.T) {
 // LinkCreated events.
 func logCreates(t *testing.T, natsURL string) map[string]bool {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
+	nc, err := nats.Connect(natsURL, regiontest.NATSOptions("audit")...)
 	if err != nil {
 		t.Fatal(err)
 	}

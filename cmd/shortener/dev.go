@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"shortener/chaos/netfault"
+	"shortener/secrets"
 )
 
 // devRegion is one region of the dev cluster: region N binds 127.0.N.1 with
@@ -158,6 +159,9 @@ func runDev(ctx context.Context, out io.Writer, o devOptions, topo devTopology) 
 	dir := o.dir
 	key, err := apiKey(filepath.Join(dir, "api-key"), true)
 	if err != nil {
+		return err
+	}
+	if err := ensureDevSecrets(devSecrets(dir), topo); err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -416,7 +420,7 @@ func startRegionChild(self string, o devOptions, key string, r devRegion, all []
 	rdir := filepath.Join(o.dir, r.Name)
 	args := []string{"region", "--name", r.Name, "--digit", string(r.Digit),
 		"--http", r.Host + ":8080", "--data", rdir, "--fsync", o.fsync, "--durability", o.durability,
-		"--switch-admin", switchAdmin}
+		"--switch-admin", switchAdmin, "--secrets", devSecrets(o.dir)}
 	for _, p := range all {
 		if p.Name != r.Name {
 			args = append(args, "--peer", p.Name+"="+p.Host)
@@ -426,6 +430,30 @@ func startRegionChild(self string, o devOptions, key string, r devRegion, all []
 		args = append(args, chaosRegionArgs(r, all)...)
 	}
 	return startChild(self, r.Name, rdir, "region.log", args, key)
+}
+
+// devSecrets is the NATS credentials folder of the dev cluster on dir.
+func devSecrets(dir string) string { return filepath.Join(dir, "secrets") }
+
+// ensureDevSecrets makes the dev cluster's credentials on its first start:
+// a user for every dev region (so that a cluster started with fewer can grow)
+// and every tool, and a certificate that also names the regions' addresses.
+func ensureDevSecrets(dir string, topo devTopology) error {
+	if secrets.Exists(dir) {
+		return nil
+	}
+	var names, hosts []string
+	for _, r := range devRegions {
+		names = append(names, r.Name)
+	}
+	for _, r := range topo.Regions {
+		g, _ := strings.CutSuffix(r.Host, ".1")
+		hosts = append(hosts, r.Host, g+".2")
+	}
+	if err := secrets.Generate(dir, secrets.Options{Regions: names, Hosts: hosts}); err != nil {
+		return fmt.Errorf("make the dev cluster's NATS credentials: %w", err)
+	}
+	return nil
 }
 
 // startChild starts self with args, logging to dir/logName and writing its

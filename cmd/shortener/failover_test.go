@@ -232,7 +232,7 @@ func TestClusterOneRegionKilledUnderLoad(t *testing.T) {
 // later).
 func eventsBefore(t *testing.T, host string, killedAt time.Time, held [3]uint64) [3]uint64 {
 	t.Helper()
-	nc, err := nats.Connect("nats://" + host + ":4222")
+	nc, err := nats.Connect("nats://"+host+":4222", regiontest.NATSOptions("audit")...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"shortener/region"
 	"shortener/replicator"
+	"shortener/secrets"
 )
 
 // regionFlags are the settings of one region process, from flags or a JSON
@@ -60,6 +61,43 @@ type regionFlags struct {
 	ClickCommitEvery    string   `json:"click_commit_every"`
 	FaultInjection      bool     `json:"fault_injection"`
 	TraceSample         float64  `json:"trace_sample"`
+	natsSecretFlags
+}
+
+// natsSecretFlags name a process's NATS credentials: a secrets folder
+// (shortener secrets init) and, for files kept elsewhere, each file.
+type natsSecretFlags struct {
+	Secrets   string `json:"secrets"`
+	NATSCA    string `json:"nats_ca"`
+	NATSCert  string `json:"nats_cert"`
+	NATSKey   string `json:"nats_key"`
+	NATSUsers string `json:"nats_users"`
+	NATSSeed  string `json:"nats_seed"`
+}
+
+func (s *natsSecretFlags) register(fl *pflag.FlagSet, server bool) {
+	fl.StringVar(&s.Secrets, "secrets", os.Getenv("SHORTENER_SECRETS"), "folder of the NATS credentials as shortener secrets init makes it ($SHORTENER_SECRETS)")
+	fl.StringVar(&s.NATSCA, "nats-ca", "", "CA certificates NATS servers are verified with (default <secrets>/"+secrets.CAFile+")")
+	fl.StringVar(&s.NATSSeed, "nats-seed", "", "this process's NATS user seed (default <secrets>/<user>.nk)")
+	if server {
+		fl.StringVar(&s.NATSCert, "nats-cert", "", "the embedded NATS servers' certificate (default <secrets>/"+secrets.CertFile+")")
+		fl.StringVar(&s.NATSKey, "nats-key", "", "its private key (default <secrets>/"+secrets.KeyFile+")")
+		fl.StringVar(&s.NATSUsers, "nats-users", "", "the users table (default <secrets>/"+secrets.UsersFile+")")
+	}
+}
+
+func (s natsSecretFlags) paths(user string) secrets.Paths {
+	return secrets.Paths{Dir: s.Secrets, CA: s.NATSCA, Cert: s.NATSCert, Key: s.NATSKey, Users: s.NATSUsers, Seed: s.NATSSeed}.Resolve(user)
+}
+
+// client loads user's credentials; every error is a usage error naming
+// the file.
+func (s natsSecretFlags) client(user string) (*secrets.Client, error) {
+	c, err := secrets.LoadClient(user, s.paths(user))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
 }
 
 func regionCmd() *cobra.Command {
@@ -157,6 +195,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&f.OTLP, "otlp-endpoint", "", "send traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (default: tracing off)")
 	fl.Float64Var(&f.TraceSample, "trace-sample", 1, "share of new traces sampled when --otlp-endpoint is set, 0 to 1")
 	fl.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (written at a graceful stop; for benchmarks)")
+	f.natsSecretFlags.register(fl, true)
 	fl.StringVar(&f.MemoryLimit, "memory-limit", "0", "run the GC only near this heap size (GOGC=off), e.g. 1GiB; 0 keeps Go's defaults; $GOGC or $GOMEMLIMIT override")
 	return cmd
 }
@@ -228,6 +267,17 @@ func (f regionFlags) config() (region.Config, error) {
 		}
 		hashes = []string{region.HashAPIKey(key)}
 	}
+	user := secrets.RegionUser(f.Name)
+	cli, err := f.client(user)
+	if err != nil {
+		return region.Config{}, err
+	}
+	var srv *secrets.Server
+	if f.NATSURL == "" {
+		if srv, err = secrets.LoadServer(f.paths(user)); err != nil {
+			return region.Config{}, usageError{err}
+		}
+	}
 	var clickCommit time.Duration
 	if f.ClickCommitEvery != "" {
 		if clickCommit, err = time.ParseDuration(f.ClickCommitEvery); err != nil || clickCommit <= 0 || clickCommit > time.Minute {
@@ -238,7 +288,7 @@ func (f regionFlags) config() (region.Config, error) {
 		Name: f.Name, Digit: f.Digit[0], Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
-		ClickCommitEvery: clickCommit,
+		ClickCommitEvery: clickCommit, NATSServerSecrets: srv, NATSClientSecrets: cli,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
 			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise},
 	}, nil

@@ -17,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"shortener/region"
+	"shortener/secrets"
 )
 
 // APIKey is the API key every test region accepts.
@@ -38,11 +41,60 @@ func Config(name, dir string) region.Config {
 	if os.Getenv("SHORTENER_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
+	srv, cli := Credentials(name)
 	return region.Config{
 		Name: name, Digit: '1', HTTPAddr: host + ":8080", DataDir: dir,
 		APIKeyHashes: []string{region.HashAPIKey(APIKey)}, RateLimit: -1,
+		NATSServerSecrets: srv, NATSClientSecrets: cli,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test_region", name),
 	}
+}
+
+// Regions are the regions the test secrets have users for.
+var Regions = []string{"us-east", "eu-west", "ap-south"}
+
+var secretsOnce = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "shortener-test-secrets-")
+	if err != nil {
+		return "", err
+	}
+	return dir, secrets.Generate(dir, secrets.Options{Regions: Regions})
+})
+
+// SecretsDir returns the folder of the test process's secrets: one set,
+// made on first use with secrets.Generate, for Regions and the tools. Child
+// processes a test starts are given it with --secrets.
+func SecretsDir() string {
+	dir, err := secretsOnce()
+	if err != nil {
+		panic("regiontest: generate secrets: " + err.Error())
+	}
+	return dir
+}
+
+// Credentials returns the embedded servers' credentials of the test secrets
+// and the client credentials of region's user.
+func Credentials(region string) (*secrets.Server, *secrets.Client) {
+	p := secrets.Paths{Dir: SecretsDir()}.Resolve(secrets.RegionUser(region))
+	srv, err := secrets.LoadServer(p)
+	if err != nil {
+		panic("regiontest: " + err.Error())
+	}
+	cli, err := secrets.LoadClient(secrets.RegionUser(region), p)
+	if err != nil {
+		panic("regiontest: " + err.Error())
+	}
+	return srv, cli
+}
+
+// NATSOptions are the options that connect as user (a region's user, as
+// secrets.RegionUser names it, or a tool's) with the test secrets.
+func NATSOptions(user string) []nats.Option {
+	c, err := secrets.LoadClient(user, secrets.Paths{Dir: SecretsDir()}.Resolve(user))
+	if err != nil {
+		panic("regiontest: " + err.Error())
+	}
+	return c.NATSOptions()
 }
 
 // Running is a region started by Start.

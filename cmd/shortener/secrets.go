@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"shortener/secrets"
+)
+
+func secretsCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "secrets",
+		Short: "Make and rotate the NATS credentials: a CA, the servers' certificate, a user nkey per region and tool",
+		Long: `A secrets folder holds what every NATS connection and listener needs:
+ca.crt (the CAs trusted), ca.key, nats.crt and nats.key (the servers'
+certificate, for routes, gateways and clients alike), users.json (every user's
+role and public nkeys) and <user>.nk (each user's seed). Keys and seeds are
+written 0600 in a 0700 folder. Give a region --secrets DIR, or each file by its
+own flag. docs/security.md has the threat model and the rotation procedure.`,
+	}
+	cmd.PersistentFlags().StringVar(&dir, "dir", "var/dev/secrets", "the secrets folder")
+
+	var regions, hosts []string
+	var validity time.Duration
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Make a new set: CA, servers' certificate, a user per region and tool",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(regions) == 0 {
+				return usageError{fmt.Errorf("give the regions: --region us-east --region eu-west ...")}
+			}
+			if err := secrets.Generate(dir, secrets.Options{Regions: regions, Hosts: hosts, Validity: validity}); err != nil {
+				return usageError{err}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "secrets for %d regions and the tools written to %s\n", len(regions), dir)
+			return nil
+		},
+	}
+	initCmd.Flags().StringSliceVar(&regions, "region", nil, "a region to make a user for (repeatable)")
+	initCmd.Flags().StringSliceVar(&hosts, "host", nil, "an address or name the servers are reached at, added to their certificate (repeatable; the certificate always names "+secrets.ServiceName+")")
+	initCmd.Flags().DurationVar(&validity, "validity", 0, "validity of the servers' certificate (default 397 days)")
+
+	certCmd := &cobra.Command{
+		Use:   "cert",
+		Short: "Issue a fresh servers' certificate from the folder's CA (rotation: then restart the regions one at a time)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := secrets.Issue(dir, hosts, validity, time.Now()); err != nil {
+				return usageError{err}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "new %s and %s written to %s\n", secrets.CertFile, secrets.KeyFile, dir)
+			return nil
+		},
+	}
+	certCmd.Flags().StringSliceVar(&hosts, "host", nil, "an address or name the servers are reached at (repeatable)")
+	certCmd.Flags().DurationVar(&validity, "validity", 0, "validity (default 397 days)")
+
+	addKey := &cobra.Command{
+		Use:   "add-key USER",
+		Short: "Give a user a new nkey beside its old ones and write its new seed (rotation, step 1)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pub, err := secrets.AddKey(dir, args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s: new key %s (old keys still accepted until retire-keys)\n", args[0], pub)
+			return nil
+		},
+	}
+	retire := &cobra.Command{
+		Use:   "retire-keys USER",
+		Short: "Drop every key of a user but the newest (rotation, last step)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := secrets.RetireKeys(dir, args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s: %d old keys retired\n", args[0], n)
+			return nil
+		},
+	}
+	cmd.AddCommand(initCmd, certCmd, addKey, retire)
+	return cmd
+}

@@ -1,0 +1,436 @@
+package secrets
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nkeys"
+)
+
+// The files of a secrets folder. A real deployment may keep them anywhere
+// and give each by path; these are the names Generate writes and the
+// defaults a --secrets folder implies.
+const (
+	CAFile    = "ca.crt"     // the CA certificates every peer and client trusts (PEM, one or more)
+	CAKeyFile = "ca.key"     // the CA's private key: only Generate and Issue read it
+	CertFile  = "nats.crt"   // the NATS servers' certificate, signed by the CA
+	KeyFile   = "nats.key"   // its private key
+	UsersFile = "users.json" // every user's role and public nkeys
+)
+
+// ServiceName is the DNS name in every NATS server certificate, and the
+// name that clients and peer servers verify, whatever address they dialled:
+// a server is who it says it is when it holds a certificate for this name
+// from the cluster's own CA. Addresses change (NAT, fault proxies, compose
+// networks), the CA does not; certificates also carry the hosts they are
+// made for, so that a stock nats client can check by address.
+const ServiceName = "nats.shortener.internal"
+
+// The roles a user can have; region builds each role's permissions.
+const (
+	RoleRegion  = "region"  // one region's application: writes its own stream only
+	RoleAudit   = "audit"   // reads the log: audit, status, the drills' checks
+	RoleBackup  = "backup"  // reads the log and takes stream snapshots
+	RoleBench   = "bench"   // reads the log; writes the benchmarks' scratch streams only
+	RoleRestore = "restore" // restores backed-up streams (shortener restore --into): creates, never deletes
+)
+
+// Roles lists every role, for validation.
+var Roles = []string{RoleRegion, RoleAudit, RoleBackup, RoleBench, RoleRestore}
+
+// User is one NATS user. A user may have several keys during a rotation:
+// any of them is accepted until the old ones are retired.
+type User struct {
+	Name   string   `json:"name"`
+	Role   string   `json:"role"`
+	Region string   `json:"region,omitempty"` // RoleRegion only
+	Keys   []string `json:"keys"`             // public user nkeys (U...), oldest first
+}
+
+// Users is the users table every NATS server is configured with.
+type Users struct {
+	Users []User `json:"users"`
+}
+
+// Regions returns the regions that have a user, in table order.
+func (u Users) Regions() []string {
+	var out []string
+	for _, x := range u.Users {
+		if x.Role == RoleRegion {
+			out = append(out, x.Region)
+		}
+	}
+	return out
+}
+
+// Find returns the user named name.
+func (u Users) Find(name string) (User, bool) {
+	i := slices.IndexFunc(u.Users, func(x User) bool { return x.Name == name })
+	if i < 0 {
+		return User{}, false
+	}
+	return u.Users[i], true
+}
+
+// Validate checks the table: known roles, a region for each region user,
+// unique names, and every key a public user nkey.
+func (u Users) Validate() error {
+	seen := map[string]bool{}
+	for _, x := range u.Users {
+		if x.Name == "" || seen[x.Name] {
+			return fmt.Errorf("user %q: empty or repeated name", x.Name)
+		}
+		seen[x.Name] = true
+		if !slices.Contains(Roles, x.Role) {
+			return fmt.Errorf("user %s: unknown role %q", x.Name, x.Role)
+		}
+		if (x.Role == RoleRegion) != (x.Region != "") {
+			return fmt.Errorf("user %s: a region (and only a region user) names its region", x.Name)
+		}
+		if len(x.Keys) == 0 {
+			return fmt.Errorf("user %s: no key", x.Name)
+		}
+		for _, k := range x.Keys {
+			if !nkeys.IsValidPublicUserKey(k) {
+				return fmt.Errorf("user %s: %q is not a public user nkey", x.Name, k)
+			}
+		}
+	}
+	return nil
+}
+
+// RegionUser is the user name of region's application.
+func RegionUser(region string) string { return "region-" + region }
+
+// ToolUsers are the operator tools' users that Generate makes.
+var ToolUsers = []struct{ Name, Role string }{
+	{"audit", RoleAudit}, {"backup", RoleBackup}, {"bench", RoleBench}, {"restore", RoleRestore},
+}
+
+// SeedFile is where the folder dir keeps user's seed.
+func SeedFile(dir, user string) string { return filepath.Join(dir, user+".nk") }
+
+// Options says what Generate makes.
+type Options struct {
+	Regions []string // a user for each region
+	Hosts   []string // addresses and names the servers are reached at, added to their certificate
+	// Validity of the servers' certificate, default 397 days; the CA's is
+	// ten years.
+	Validity time.Duration
+	Now      time.Time // default time.Now
+}
+
+// Exists reports whether dir holds a users table, the sign of a set.
+func Exists(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, UsersFile))
+	return err == nil
+}
+
+// Generate makes a new set in dir: a CA, the servers' certificate, and a
+// user with a fresh nkey for every region and every tool. dir is created
+// 0700 and must not hold a set already.
+func Generate(dir string, o Options) error {
+	if Exists(dir) {
+		return fmt.Errorf("%s already holds a secrets set (%s)", dir, UsersFile)
+	}
+	if len(o.Regions) == 0 {
+		return errors.New("secrets: no regions")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	now := cmpTime(o.Now)
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "shortener cluster CA", Organization: []string{"shortener"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	if err := writePEM(filepath.Join(dir, CAFile), "CERTIFICATE", der, 0o644); err != nil {
+		return err
+	}
+	if err := writeKey(filepath.Join(dir, CAKeyFile), caKey); err != nil {
+		return err
+	}
+	if err := Issue(dir, o.Hosts, o.Validity, now); err != nil {
+		return err
+	}
+	var users Users
+	for _, r := range o.Regions {
+		users.Users = append(users.Users, User{Name: RegionUser(r), Role: RoleRegion, Region: r})
+	}
+	for _, t := range ToolUsers {
+		users.Users = append(users.Users, User{Name: t.Name, Role: t.Role})
+	}
+	for i := range users.Users {
+		pub, err := newSeed(SeedFile(dir, users.Users[i].Name))
+		if err != nil {
+			return err
+		}
+		users.Users[i].Keys = []string{pub}
+	}
+	return WriteUsers(filepath.Join(dir, UsersFile), users)
+}
+
+// Issue writes a fresh servers' certificate and key into dir (CertFile,
+// KeyFile), signed by the CA in dir, for ServiceName and hosts: the step of
+// a certificate rotation. validity 0 is 397 days.
+func Issue(dir string, hosts []string, validity time.Duration, now time.Time) error {
+	ca, caKey, err := loadCA(dir)
+	if err != nil {
+		return err
+	}
+	if validity <= 0 {
+		validity = 397 * 24 * time.Hour
+	}
+	now = cmpTime(now)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: ServiceName, Organization: []string{"shortener"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(validity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		// Servers dial each other (routes, gateways) with the same
+		// certificate they serve, so it is a client's too.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{ServiceName},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" && !slices.Contains(tmpl.DNSNames, h) {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	if ca.NotAfter.Before(tmpl.NotAfter) {
+		tmpl.NotAfter = ca.NotAfter
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	// The key first: a certificate without its key is refused at load,
+	// while a new key beside an old certificate is too, so either order
+	// leaves a half-written pair that Load names.
+	if err := writeKey(filepath.Join(dir, KeyFile), key); err != nil {
+		return err
+	}
+	return writePEM(filepath.Join(dir, CertFile), "CERTIFICATE", der, 0o644)
+}
+
+// AddKey gives user in the table of dir a fresh nkey, kept beside the old
+// ones, and writes its seed over the user's seed file: the first step of a
+// credential rotation. It returns the new public key.
+func AddKey(dir, user string) (string, error) {
+	path := filepath.Join(dir, UsersFile)
+	users, err := LoadUsers(path)
+	if err != nil {
+		return "", err
+	}
+	i := slices.IndexFunc(users.Users, func(x User) bool { return x.Name == user })
+	if i < 0 {
+		return "", fmt.Errorf("%s: no user %q", path, user)
+	}
+	pub, err := newSeed(SeedFile(dir, user))
+	if err != nil {
+		return "", err
+	}
+	users.Users[i].Keys = append(users.Users[i].Keys, pub)
+	return pub, WriteUsers(path, users)
+}
+
+// RetireKeys drops every key of user but the newest: the last step of a
+// credential rotation, once every process uses the new seed.
+func RetireKeys(dir, user string) (retired int, err error) {
+	path := filepath.Join(dir, UsersFile)
+	users, err := LoadUsers(path)
+	if err != nil {
+		return 0, err
+	}
+	i := slices.IndexFunc(users.Users, func(x User) bool { return x.Name == user })
+	if i < 0 {
+		return 0, fmt.Errorf("%s: no user %q", path, user)
+	}
+	keys := users.Users[i].Keys
+	users.Users[i].Keys = keys[len(keys)-1:]
+	return len(keys) - 1, WriteUsers(path, users)
+}
+
+// WriteUsers writes the users table to path (0644: public keys only).
+func WriteUsers(path string, u Users) error {
+	if err := u.Validate(); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(u, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFile(path, append(b, '\n'), 0o644)
+}
+
+// LoadUsers reads and validates a users table.
+func LoadUsers(path string) (Users, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Users{}, fmt.Errorf("users table: %w", err)
+	}
+	var u Users
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&u); err != nil {
+		return Users{}, fmt.Errorf("users table %s: %w", path, err)
+	}
+	if err := u.Validate(); err != nil {
+		return Users{}, fmt.Errorf("users table %s: %w", path, err)
+	}
+	if len(u.Users) == 0 {
+		return Users{}, fmt.Errorf("users table %s: no users", path)
+	}
+	return u, nil
+}
+
+func newSeed(path string) (string, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return "", err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", err
+	}
+	return pub, writeFile(path, append(seed, '\n'), 0o600)
+}
+
+func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certs, err := readCerts(filepath.Join(dir, CAFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPath := filepath.Join(dir, CAKeyFile)
+	data, err := readPrivate(keyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, nil, fmt.Errorf("%s: no PEM key", keyPath)
+	}
+	key, err := x509.ParseECPrivateKey(block.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	// The newest CA certificate is the signing one (a rotation appends).
+	ca := certs[len(certs)-1]
+	if !key.PublicKey.Equal(ca.PublicKey) {
+		return nil, nil, fmt.Errorf("%s is not the key of the last certificate in %s", keyPath, filepath.Join(dir, CAFile))
+	}
+	return ca, key, nil
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic("secrets: crypto/rand failed: " + err.Error())
+	}
+	return n
+}
+
+func writeKey(path string, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return writePEM(path, "EC PRIVATE KEY", der, 0o600)
+}
+
+func writePEM(path, typ string, der []byte, mode os.FileMode) error {
+	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
+}
+
+// writeFile replaces path atomically (a temporary file renamed over it) with
+// the given mode, so that a reader never sees half a key.
+func writeFile(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func cmpTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+// tlsPair reads a certificate and its key.
+func tlsPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("certificate: %w", err)
+	}
+	keyPEM, err := readPrivate(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("certificate %s with key %s: %w", certFile, keyFile, err)
+	}
+	return pair, nil
+}

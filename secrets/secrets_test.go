@@ -1,0 +1,161 @@
+package secrets_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"shortener/secrets"
+)
+
+func generate(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "secrets")
+	if err := secrets.Generate(dir, secrets.Options{Regions: []string{"us-east", "eu-west"}, Hosts: []string{"127.0.1.1", "nats.example"}}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestGenerateAndLoad: a generated set loads for a server and for every
+// user; secrets are 0600 in a 0700 folder; the certificate names the
+// service and the hosts; a second Generate on the same folder is refused.
+func TestGenerateAndLoad(t *testing.T) {
+	dir := generate(t)
+	srv, err := secrets.LoadServer(secrets.Paths{Dir: dir}.Resolve(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Users.Regions(); strings.Join(got, ",") != "us-east,eu-west" {
+		t.Errorf("regions %v", got)
+	}
+	if len(srv.Leaf.IPAddresses) != 1 || srv.Leaf.DNSNames[0] != secrets.ServiceName || srv.Leaf.DNSNames[1] != "nats.example" {
+		t.Errorf("certificate names %v %v", srv.Leaf.DNSNames, srv.Leaf.IPAddresses)
+	}
+	for _, u := range srv.Users.Users {
+		c, err := secrets.LoadClient(u.Name, secrets.Paths{Dir: dir}.Resolve(u.Name))
+		if err != nil {
+			t.Fatalf("user %s: %v", u.Name, err)
+		}
+		if c.PublicKey() != u.Keys[0] {
+			t.Errorf("user %s: seed's key %s, table's %s", u.Name, c.PublicKey(), u.Keys[0])
+		}
+	}
+	fi, _ := os.Stat(dir)
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("folder mode %04o", fi.Mode().Perm())
+	}
+	for _, f := range []string{secrets.CAKeyFile, secrets.KeyFile, "audit.nk", "region-us-east.nk"} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v mode %v", f, err, fi.Mode().Perm())
+		}
+	}
+	if err := secrets.Generate(dir, secrets.Options{Regions: []string{"us-east"}}); err == nil {
+		t.Error("a second Generate over a set succeeded")
+	}
+}
+
+// TestLoadNamesTheFile: every way a file can be wrong is refused with one
+// message naming that file.
+func TestLoadNamesTheFile(t *testing.T) {
+	dir := generate(t)
+	other := generate(t)
+	p := secrets.Paths{Dir: dir}.Resolve("audit")
+	cases := []struct {
+		name  string
+		paths func() secrets.Paths
+		prep  func()
+		want  string
+	}{
+		{"missing CA", func() secrets.Paths { q := p; q.CA = filepath.Join(dir, "nope.crt"); return q }, nil, "nope.crt"},
+		{"CA not PEM", func() secrets.Paths { q := p; q.CA = p.Users; return q }, nil, secrets.UsersFile},
+		{"key readable by others", func() secrets.Paths { return p }, func() { os.Chmod(p.Key, 0o644) }, "chmod 600"},
+		{"certificate from another CA", func() secrets.Paths { q := p; q.CA = filepath.Join(other, secrets.CAFile); return q }, nil, secrets.CertFile},
+		{"key of another certificate", func() secrets.Paths { q := p; q.Key = filepath.Join(other, secrets.KeyFile); return q }, nil, secrets.KeyFile},
+		{"users table damaged", func() secrets.Paths { q := p; q.Users = p.CA; return q }, nil, secrets.CAFile},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.prep != nil {
+				c.prep()
+				defer os.Chmod(p.Key, 0o600)
+			}
+			_, err := secrets.LoadServer(c.paths())
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("LoadServer: %v; want an error naming %q", err, c.want)
+			}
+		})
+	}
+	os.Chmod(p.Seed, 0o640)
+	if _, err := secrets.LoadClient("audit", p); err == nil || !strings.Contains(err.Error(), "audit.nk") {
+		t.Errorf("LoadClient with a group-readable seed: %v", err)
+	}
+	os.Chmod(p.Seed, 0o600)
+	os.WriteFile(p.Seed, []byte("SUNOTASEED\n"), 0o600)
+	if _, err := secrets.LoadClient("audit", p); err == nil || !strings.Contains(err.Error(), "audit.nk") {
+		t.Errorf("LoadClient with a damaged seed: %v", err)
+	}
+}
+
+// TestRotateKey: a new key is accepted beside the old one until the old
+// one is retired; the seed file holds the new key.
+func TestRotateKey(t *testing.T) {
+	dir := generate(t)
+	oldPub := mustUser(t, dir, "region-eu-west").Keys[0]
+	pub, err := secrets.AddKey(dir, "region-eu-west")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := mustUser(t, dir, "region-eu-west").Keys; len(keys) != 2 || keys[0] != oldPub || keys[1] != pub {
+		t.Errorf("keys after AddKey: %v", keys)
+	}
+	c, err := secrets.LoadClient("region-eu-west", secrets.Paths{Dir: dir}.Resolve("region-eu-west"))
+	if err != nil || c.PublicKey() != pub {
+		t.Errorf("seed after AddKey: %v %v", err, c)
+	}
+	if n, err := secrets.RetireKeys(dir, "region-eu-west"); err != nil || n != 1 {
+		t.Errorf("RetireKeys: %d %v", n, err)
+	}
+	if keys := mustUser(t, dir, "region-eu-west").Keys; len(keys) != 1 || keys[0] != pub {
+		t.Errorf("keys after RetireKeys: %v", keys)
+	}
+	if _, err := secrets.AddKey(dir, "nobody"); err == nil {
+		t.Error("AddKey for an unknown user succeeded")
+	}
+}
+
+func mustUser(t *testing.T, dir, name string) secrets.User {
+	t.Helper()
+	u, err := secrets.LoadUsers(filepath.Join(dir, secrets.UsersFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, ok := u.Find(name)
+	if !ok {
+		t.Fatalf("no user %s", name)
+	}
+	return x
+}
+
+// FuzzLoadUsers: no users table, however damaged, panics the loader, and
+// whatever loads validates.
+func FuzzLoadUsers(f *testing.F) {
+	f.Add([]byte(`{"users":[{"name":"audit","role":"audit","keys":["UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"]}]}`))
+	f.Add([]byte(`{"users":[{"name":"r","role":"region","keys":[]}]}`))
+	f.Add([]byte(`[]`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "users.json")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		u, err := secrets.LoadUsers(path)
+		if err == nil {
+			if verr := u.Validate(); verr != nil {
+				t.Fatalf("loaded a table that does not validate: %v", verr)
+			}
+		}
+	})
+}
