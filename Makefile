@@ -94,7 +94,7 @@ restore: build ## restore a backup into a fresh staging region and check it agai
 	@b="$(BACKUP)"; if [ -z "$$b" ]; then b=$$(ls -d var/backups/2*[0-9Z] 2>/dev/null | tail -n 1); fi; 	test -n "$$b" || { echo "make restore: no backup in var/backups (make backup) and no BACKUP=" >&2; exit 2; }; 	./$(BIN) restore "$$b" --dir var/dev
 
 COMPOSE := docker-compose -p shortener -f compose/docker-compose.yml
-COMPOSE_KEY = SHORTENER_API_KEY=$${SHORTENER_API_KEY:-$$(cat var/compose/api-key 2>/dev/null || echo unset)}
+COMPOSE_KEY = SHORTENER_API_KEY=$${SHORTENER_API_KEY:-$$(cat var/compose/api-key 2>/dev/null || echo unset)} SHORTENER_SECRETS_DIR=$${SHORTENER_SECRETS_DIR:-$(CURDIR)/var/compose/secrets}
 
 compose-image: ## build the static binary and the FROM scratch image of the compose stack (needs Debian's busybox-static)
 	@test -x /bin/busybox || { echo "compose: apt-get install busybox-static (the image's entrypoint uses /bin/busybox)" >&2; exit 2; }
@@ -104,6 +104,7 @@ compose-image: ## build the static binary and the FROM scratch image of the comp
 
 compose-up: compose-image ## the three regions (+ us-east-b) and the switch on Docker, a network per region and a backbone: 127.0.0.1:18081-18084, switch admin 18054, DNS 18053
 	@test -s var/compose/api-key || { mkdir -p var/compose && echo "sk_compose_$$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')" > var/compose/api-key; }
+	@test -s var/compose/secrets/users.json || compose/shortener secrets init --dir var/compose/secrets --region us-east --region eu-west --region ap-south
 	$(COMPOSE_KEY) $(COMPOSE) up -d
 	@echo "API key: $$(cat var/compose/api-key) (var/compose/api-key)"
 

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"shortener/secrets"
 )
 
 const (
@@ -53,8 +55,11 @@ func composeDir(t *testing.T) string {
 	return filepath.Dir(file)
 }
 
+// secretsDir is the stack's NATS credentials, made by the test.
+var secretsDir string
+
 func env() []string {
-	return append(os.Environ(), "SHORTENER_API_KEY="+apiKey, "SHORTENER_IMAGE="+image,
+	return append(os.Environ(), "SHORTENER_API_KEY="+apiKey, "SHORTENER_IMAGE="+image, "SHORTENER_SECRETS_DIR="+secretsDir,
 		"SHORTENER_NET="+netPfx, "SHORTENER_LOCAL_NET="+localPfx, "SHORTENER_PORT_PREFIX="+portPfx, "CGO_ENABLED=0")
 }
 
@@ -210,6 +215,10 @@ func TestComposeStack(t *testing.T) {
 		t.Fatal("the image needs a static busybox: apt-get install busybox-static")
 	}
 	begin := time.Now()
+	secretsDir = filepath.Join(t.TempDir(), "secrets")
+	if err := secrets.Generate(secretsDir, secrets.Options{Regions: regions[:3]}); err != nil {
+		t.Fatal(err)
+	}
 
 	// Build: the static binary on the host, then the FROM scratch image.
 	run(t, filepath.Dir(dir), "go", "build", "-o", "compose/shortener", "./cmd/shortener")

@@ -1,6 +1,7 @@
 package region
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,7 +39,11 @@ type Config struct {
 	// one of the table's region users for this region: always required.
 	NATSServerSecrets *secrets.Server
 	NATSClientSecrets *secrets.Client
-	Peers             []Peer // the other regions of the supercluster
+
+	// HTTPCert, when set, is the certificate the HTTP listener serves
+	// HTTPS with (PublicURL then defaults to https://).
+	HTTPCert *tls.Certificate
+	Peers    []Peer // the other regions of the supercluster
 
 	// Durability of creates: "local" (201 after the local ack and
 	// projection) or "replicated" (201 only once another region's mirror
@@ -159,6 +164,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.HTTPAddr
+		if c.HTTPCert != nil {
+			c.PublicURL = "https://" + c.HTTPAddr
+		}
 	}
 	if c.DataDir == "" {
 		return c, fmt.Errorf("data directory is required")

@@ -383,6 +383,7 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 	diskSize := ig("shortener.disk.size", "By", "Size in bytes of the file system of the region's data directory.")
 	cacheEntries := ig("shortener.cache.entries", "{entry}", "Entries in the redirect cache.")
 	freshness := fg("shortener.analytics.freshness", "s", "Age of the newest batch of the origin's clicks counted here (absent until one is; batches are sent only when there are clicks).")
+	certLeft := fg("shortener.certificate.remaining", "s", "Time until the certificate expires: the NATS servers' (cert=nats), each CA's (ca, ca-1, ...) and the HTTP listener's (http), as loaded at start.")
 	appliedCtr, e := m.Int64ObservableCounter("shortener.events.applied", metric.WithUnit("{event}"),
 		metric.WithDescription("Records of the origin's stream applied to the projection: the projection's checkpoint (events and heartbeats; it restarts from the stored checkpoint)."))
 	if err == nil {
@@ -441,6 +442,10 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 			o.ObserveInt64(diskSize, int64(size), regionSet)
 		}
 		o.ObserveInt64(cacheEntries, int64(r.store.CacheLen()), regionSet)
+		now := r.cfg.Now()
+		for name, until := range r.certificates() {
+			o.ObserveFloat64(certLeft, until.Sub(now).Seconds(), metric.WithAttributeSet(attribute.NewSet(region, attribute.String("cert", name))))
+		}
 		if r.clicks != nil {
 			now := r.cfg.Now()
 			for origin, newest := range r.clicks.store.Newest() {
@@ -451,8 +456,20 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 		}
 		return nil
 	}, lagEvents, lagSeconds, active, copying, mirrorErr, reachable, behind, diverged, rpoEvents, rpoSeconds, rpoKnown, projLag, aliases, storeBytes,
-		diskFree, diskSize, cacheEntries, appliedCtr, freshness)
+		diskFree, diskSize, cacheEntries, appliedCtr, freshness, certLeft)
 	return err
+}
+
+// certificates returns when each certificate the region holds expires.
+func (r *Region) certificates() map[string]time.Time {
+	out := map[string]time.Time{}
+	if s := r.cfg.NATSServerSecrets; s != nil {
+		out = s.Expiries()
+	}
+	if c := r.cfg.HTTPCert; c != nil && c.Leaf != nil {
+		out["http"] = c.Leaf.NotAfter
+	}
+	return out
 }
 
 // close unregisters the observable instruments: after Close the store they

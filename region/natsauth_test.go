@@ -3,7 +3,9 @@ package region_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"shortener/region"
 	"shortener/region/regiontest"
@@ -261,4 +267,51 @@ func TestNATSPeersNeedTheClusterCertificate(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("the right certificate joined in %s; the others were refused for %s", took.Round(time.Millisecond), max(3*took, 3*time.Second).Round(time.Millisecond))
+}
+
+// TestHTTPSAndCertificateGauge: with a certificate the HTTP listener serves
+// HTTPS only, and /metrics reports how long each certificate the region
+// holds has left (the NATS servers', the CA's, the HTTP listener's).
+func TestHTTPSAndCertificateGauge(t *testing.T) {
+	preg := prometheus.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(preg), otelprom.WithoutScopeInfo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	cfg := regiontest.Config("us-east", t.TempDir())
+	cfg.MeterProvider, cfg.MetricsHandler = mp, promhttp.HandlerFor(preg, promhttp.HandlerOpts{})
+	cfg.SwitchAdmin = ""
+	dir := regiontest.SecretsDir()
+	cert, err := secrets.LoadCertificate(filepath.Join(dir, secrets.CertFile), filepath.Join(dir, secrets.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTPCert = &cert
+	reg := regiontest.Start(t, cfg)
+	_, cli := regiontest.Credentials("us-east")
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cli.TLS()}}
+	base := "https://" + reg.Addr()
+	resp, err := hc.Get(base + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s/healthz: %v %v", base, err, resp)
+	}
+	resp.Body.Close()
+	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + reg.Addr() + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("plain HTTP answered 200 on the HTTPS listener")
+		}
+	}
+	fams := regiontest.ScrapeWith(t, hc, base)
+	for _, c := range []struct {
+		cert string
+		min  time.Duration
+	}{{"nats", 300 * 24 * time.Hour}, {"ca", 9 * 365 * 24 * time.Hour}, {"http", 300 * 24 * time.Hour}} {
+		v, ok := fams.Value("shortener_certificate_remaining_seconds", map[string]string{"region": "us-east", "cert": c.cert})
+		if !ok || v < c.min.Seconds() {
+			t.Errorf("shortener_certificate_remaining_seconds{cert=%q} = %v (present %t); want at least %s", c.cert, v, ok, c.min)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package region
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -175,6 +176,10 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	}
 	if r.listener, err = net.Listen("tcp", r.cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("listen on %s: %w", r.cfg.HTTPAddr, err)
+	}
+	if r.cfg.HTTPCert != nil {
+		r.listener = tls.NewListener(r.listener, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*r.cfg.HTTPCert},
+			NextProtos: []string{"h2", "http/1.1"}})
 	}
 	handler, err := r.routes()
 	if err != nil {

@@ -418,6 +418,12 @@ func cmpTime(t time.Time) time.Time {
 	return t
 }
 
+// LoadCertificate reads a certificate and its key (which others must not
+// be able to read), e.g. the HTTP listener's.
+func LoadCertificate(certFile, keyFile string) (tls.Certificate, error) {
+	return tlsPair(certFile, keyFile)
+}
+
 // tlsPair reads a certificate and its key.
 func tlsPair(certFile, keyFile string) (tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certFile)

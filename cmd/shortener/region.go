@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -62,6 +63,7 @@ type regionFlags struct {
 	FaultInjection      bool     `json:"fault_injection"`
 	TraceSample         float64  `json:"trace_sample"`
 	natsSecretFlags
+	httpTLSFlags
 }
 
 // natsSecretFlags name a process's NATS credentials: a secrets folder
@@ -73,6 +75,12 @@ type natsSecretFlags struct {
 	NATSKey   string `json:"nats_key"`
 	NATSUsers string `json:"nats_users"`
 	NATSSeed  string `json:"nats_seed"`
+}
+
+// httpTLSFlags are the HTTP listener's certificate.
+type httpTLSFlags struct {
+	TLSCert string `json:"tls_cert"`
+	TLSKey  string `json:"tls_key"`
 }
 
 func (s *natsSecretFlags) register(fl *pflag.FlagSet, server bool) {
@@ -196,6 +204,8 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.Float64Var(&f.TraceSample, "trace-sample", 1, "share of new traces sampled when --otlp-endpoint is set, 0 to 1")
 	fl.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (written at a graceful stop; for benchmarks)")
 	f.natsSecretFlags.register(fl, true)
+	fl.StringVar(&f.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
+	fl.StringVar(&f.TLSKey, "tls-key", "", "the HTTPS certificate's private key (PEM, mode 0600)")
 	fl.StringVar(&f.MemoryLimit, "memory-limit", "0", "run the GC only near this heap size (GOGC=off), e.g. 1GiB; 0 keeps Go's defaults; $GOGC or $GOMEMLIMIT override")
 	return cmd
 }
@@ -278,6 +288,17 @@ func (f regionFlags) config() (region.Config, error) {
 			return region.Config{}, usageError{err}
 		}
 	}
+	var httpCert *tls.Certificate
+	if f.TLSCert != "" || f.TLSKey != "" {
+		if f.TLSCert == "" || f.TLSKey == "" {
+			return region.Config{}, usageError{errors.New("--tls-cert and --tls-key go together")}
+		}
+		c, err := secrets.LoadCertificate(f.TLSCert, f.TLSKey)
+		if err != nil {
+			return region.Config{}, usageError{err}
+		}
+		httpCert = &c
+	}
 	var clickCommit time.Duration
 	if f.ClickCommitEvery != "" {
 		if clickCommit, err = time.ParseDuration(f.ClickCommitEvery); err != nil || clickCommit <= 0 || clickCommit > time.Minute {
@@ -288,7 +309,7 @@ func (f regionFlags) config() (region.Config, error) {
 		Name: f.Name, Digit: f.Digit[0], Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
-		ClickCommitEvery: clickCommit, NATSServerSecrets: srv, NATSClientSecrets: cli,
+		ClickCommitEvery: clickCommit, NATSServerSecrets: srv, NATSClientSecrets: cli, HTTPCert: httpCert,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
 			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise},
 	}, nil

@@ -120,5 +120,23 @@ out.append("""  - name: shortener-alerts
         annotations:
           summary: "{{ $labels.region }}: {{ $value | humanizePercentage }} of requests answer 5xx"
           description: "More than 0.01% of all requests to {{ $labels.region }} (redirects and API) answered 5xx over 5 minutes."
-          runbook: docs/runbooks/high-5xx-rate.md""")
+          runbook: docs/runbooks/high-5xx-rate.md
+      - alert: ShortenerCertificateExpiresSoon
+        expr: shortener_certificate_remaining_seconds < 21 * 86400
+        for: 10m
+        labels:
+          severity: ticket
+        annotations:
+          summary: "{{ $labels.region }}: certificate {{ $labels.cert }} expires in {{ $value | humanizeDuration }}"
+          description: "The {{ $labels.cert }} certificate of {{ $labels.region }} expires in under 21 days. When the NATS certificate (cert=nats) expires, the region's routes, gateways and client connections fail their TLS handshake."
+          runbook: docs/runbooks/certificate-expiry.md
+      - alert: ShortenerCertificateExpiring
+        expr: shortener_certificate_remaining_seconds < 7 * 86400
+        for: 10m
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.region }}: certificate {{ $labels.cert }} expires in {{ $value | humanizeDuration }}"
+          description: "The {{ $labels.cert }} certificate of {{ $labels.region }} expires in under 7 days: rotate it now, one region at a time."
+          runbook: docs/runbooks/certificate-expiry.md""")
 open("shortener.rules.yml", "w").write("\n".join(out) + "\n")

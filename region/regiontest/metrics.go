@@ -15,7 +15,14 @@ type Metrics map[string]*dto.MetricFamily
 // Scrape GETs base + "/metrics" and parses it.
 func Scrape(t testing.TB, base string) Metrics {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	return ScrapeWith(t, http.DefaultClient, base)
+}
+
+// ScrapeWith is Scrape through client (one that trusts a region's HTTPS
+// certificate, say).
+func ScrapeWith(t testing.TB, client *http.Client, base string) Metrics {
+	t.Helper()
+	resp, err := client.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
