@@ -142,9 +142,6 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 				}
 				defer stop()
 			}
-			if err := tuneGC(f.MemoryLimit, log); err != nil {
-				return err
-			}
 			tel, err := newTelemetry(cmd.Context(), cfg.Name, f.OTLP, f.TraceSample)
 			if err != nil {
 				return err
@@ -163,6 +160,9 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 			r, err := region.New(cfg)
 			if err != nil {
 				return usageError{err}
+			}
+			if err := tuneGC(f.MemoryLimit, log); err != nil {
+				return err
 			}
 			if err := r.Open(cmd.Context()); err != nil {
 				return err
