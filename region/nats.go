@@ -97,7 +97,7 @@ func natsOptions(c Config, s serverSpec, gateways map[string][]string) *server.O
 		}
 	}
 	sec := c.NATSServerSecrets
-	peerTLS := sec.PeerTLS()
+	peerTLS := sec.PeerTLS(c.Name)
 	return &server.Options{
 		// Every listener takes TLS only; clients authenticate with a
 		// user nkey from the table, routes and gateways with the

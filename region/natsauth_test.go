@@ -205,13 +205,13 @@ func TestNATSPeersNeedTheClusterCertificate(t *testing.T) {
 	start := func(name, gateway string, sec *secrets.Server) *server.Server {
 		h := regiontest.Host()
 		opts := &server.Options{ServerName: name, Host: h, Port: -1, NoSigs: true, NoLog: true,
-			Cluster: server.ClusterOpts{Name: "us-east", Host: h, Port: -1, TLSConfig: sec.PeerTLS(), TLSTimeout: 2},
+			Cluster: server.ClusterOpts{Name: "us-east", Host: h, Port: -1, TLSConfig: sec.PeerTLS("eu-west"), TLSTimeout: 2},
 			Routes:  []*url.URL{{Scheme: "nats-route", Host: host + ":6222"}},
 		}
 		if gateway != "" {
 			opts.Cluster = server.ClusterOpts{}
 			opts.Routes = nil
-			opts.Gateway = server.GatewayOpts{Name: gateway, Host: h, Port: -1, TLSConfig: sec.PeerTLS(), TLSTimeout: 2,
+			opts.Gateway = server.GatewayOpts{Name: gateway, Host: h, Port: -1, TLSConfig: sec.PeerTLS("eu-west"), TLSTimeout: 2,
 				Gateways: []*server.RemoteGatewayOpts{{Name: "us-east", URLs: []*url.URL{{Scheme: "nats", Host: host + ":7222"}}}}}
 		}
 		s, err := server.NewServer(opts)

@@ -77,9 +77,11 @@ func LoadServer(p Paths) (*Server, error) {
 	for _, c := range cas {
 		pool.AddCert(c)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: ServiceName,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, fmt.Errorf("certificate %s: not valid for %s under the CA in %s: %w", p.Cert, ServiceName, p.CA, err)
+	for _, name := range []string{ServiceName, PeerName("any-region")} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: name,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
+			return nil, fmt.Errorf("certificate %s: not valid for %s under the CA in %s: %w", p.Cert, name, p.CA, err)
+		}
 	}
 	users, err := LoadUsers(p.Users)
 	if err != nil {
@@ -88,16 +90,17 @@ func LoadServer(p Paths) (*Server, error) {
 	return &Server{Cert: pair, Leaf: leaf, CA: pool, CAs: cas, Users: users}, nil
 }
 
-// PeerTLS is the TLS of routes and gateways: both ends show a certificate
-// for ServiceName from the CA, whichever dialled.
-func (s *Server) PeerTLS() *tls.Config {
+// PeerTLS is the TLS of routes and gateways of a server in region: both
+// ends show the cluster's certificate from the CA, whichever dialled, and
+// the dialer asks for PeerName(region).
+func (s *Server) PeerTLS(region string) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{s.Cert},
 		RootCAs:      s.CA,
 		ClientCAs:    s.CA,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ServerName:   ServiceName,
+		ServerName:   PeerName(region),
 	}
 }
 

@@ -41,6 +41,12 @@ const (
 // made for, so that a stock nats client can check by address.
 const ServiceName = "nats.shortener.internal"
 
+// PeerName is the TLS server name a server of region asks for when it
+// dials a route or a gateway: the dialer says which region it is in the
+// clear (fault proxies in chaos runs read it), and the certificate names
+// every such name with one wildcard, *.nats.shortener.internal.
+func PeerName(region string) string { return region + "." + ServiceName }
+
 // The roles a user can have; region builds each role's permissions.
 const (
 	RoleRegion  = "region"  // one region's application: writes its own stream only
@@ -227,7 +233,7 @@ func Issue(dir string, hosts []string, validity time.Duration, now time.Time) er
 		// Servers dial each other (routes, gateways) with the same
 		// certificate they serve, so it is a client's too.
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:    []string{ServiceName},
+		DNSNames:    []string{ServiceName, "*." + ServiceName},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

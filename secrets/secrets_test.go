@@ -30,7 +30,7 @@ func TestGenerateAndLoad(t *testing.T) {
 	if got := srv.Users.Regions(); strings.Join(got, ",") != "us-east,eu-west" {
 		t.Errorf("regions %v", got)
 	}
-	if len(srv.Leaf.IPAddresses) != 1 || srv.Leaf.DNSNames[0] != secrets.ServiceName || srv.Leaf.DNSNames[1] != "nats.example" {
+	if len(srv.Leaf.IPAddresses) != 1 || srv.Leaf.DNSNames[0] != secrets.ServiceName || srv.Leaf.DNSNames[2] != "nats.example" {
 		t.Errorf("certificate names %v %v", srv.Leaf.DNSNames, srv.Leaf.IPAddresses)
 	}
 	for _, u := range srv.Users.Users {

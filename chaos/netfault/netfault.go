@@ -2,7 +2,9 @@ package netfault
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -616,6 +618,8 @@ type handshake struct {
 
 type line struct {
 	b   []byte
+	sni string // the server name of a TLS ClientHello, left unread in the reader
+	tls bool   // the dialer opened with a TLS handshake
 	err error
 }
 
@@ -623,6 +627,29 @@ func (n *Net) readLine(r *bufio.Reader, out chan<- line) {
 	defer n.wg.Done()
 	b, err := r.ReadSlice('\n')
 	out <- line{b: slices.Clone(b), err: err}
+}
+
+// readHello reads what a dialer opens with: a TLS ClientHello (left in the
+// reader, to be forwarded as it is) whose server name it returns, or a
+// protocol line.
+func (n *Net) readHello(r *bufio.Reader, out chan<- line) {
+	first, err := r.Peek(1)
+	if err != nil || first[0] != tlsHandshake {
+		n.readLine(r, out)
+		return
+	}
+	defer n.wg.Done()
+	head, err := r.Peek(5)
+	if err != nil {
+		out <- line{err: err}
+		return
+	}
+	rec, err := r.Peek(5 + (int(head[3])<<8 | int(head[4])))
+	if err != nil {
+		out <- line{err: err}
+		return
+	}
+	out <- line{tls: true, sni: serverName(rec)}
 }
 
 // identify reads the first line of each side and tells the dialer's
@@ -636,7 +663,7 @@ func (n *Net) identify(c *conn) (*handshake, bool) {
 	lch, dch := make(chan line, 1), make(chan line, 1)
 	n.wg.Add(2)
 	go n.readLine(hs.sr, lch)
-	go n.readLine(hs.cr, dch)
+	go n.readHello(hs.cr, dch)
 	timeout := time.NewTimer(holdFor)
 	defer timeout.Stop()
 
@@ -676,6 +703,23 @@ func (n *Net) identify(c *conn) (*handshake, bool) {
 			dgot = true
 			if d.err != nil {
 				return nil, false
+			}
+			if d.tls {
+				// TLS from the first byte (routes and gateways with
+				// TLS: nats-server shakes hands before INFO): the
+				// listener says nothing until it gets the ClientHello,
+				// which stays in hs.cr. Stop the listener's read (it
+				// has read nothing) and name the dialer by the server
+				// name it asked for.
+				if !lgot {
+					_ = c.server.SetReadDeadline(time.Unix(1, 0))
+					if l := <-lch; len(l.b) > 0 {
+						return nil, false
+					}
+				}
+				c.dialer = n.regionOfName(d.sni)
+				c.dialerID = d.sni
+				return hs, true
 			}
 			hs.toListener = append(hs.toListener, d.b)
 			c.dialerID = parseConnect(d.b)
@@ -729,6 +773,53 @@ func (n *Net) identify(c *conn) (*handshake, bool) {
 	}
 	return hs, true
 }
+
+// tlsHandshake is the content type of a TLS handshake record.
+const tlsHandshake = 0x16
+
+// regionOfName returns the region a TLS server name starts with
+// ("us-east.nats.example" -> us-east), if it is a region given to Front.
+func (n *Net) regionOfName(name string) string {
+	first, _, _ := strings.Cut(name, ".")
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, r := range n.addrs {
+		if r == first && first != "" {
+			return r
+		}
+	}
+	return ""
+}
+
+// serverName returns the server name (SNI) of the ClientHello in rec, a
+// whole TLS handshake record, or "": crypto/tls parses it and the
+// handshake stops there.
+func serverName(rec []byte) string {
+	var name string
+	conn := tls.Server(&helloConn{r: bytes.NewReader(rec)}, &tls.Config{
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			name = h.ServerName
+			return nil, errHelloRead
+		},
+	})
+	_ = conn.Handshake()
+	return name
+}
+
+var errHelloRead = errors.New("netfault: hello read")
+
+// helloConn is a net.Conn that reads one recorded ClientHello and writes
+// nowhere.
+type helloConn struct{ r io.Reader }
+
+func (c *helloConn) Read(b []byte) (int, error)       { return c.r.Read(b) }
+func (c *helloConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (c *helloConn) Close() error                     { return nil }
+func (c *helloConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *helloConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *helloConn) SetDeadline(time.Time) error      { return nil }
+func (c *helloConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *helloConn) SetWriteDeadline(time.Time) error { return nil }
 
 func (n *Net) learn(id, region string) {
 	n.mu.Lock()

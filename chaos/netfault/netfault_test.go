@@ -2,6 +2,7 @@ package netfault_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"shortener/chaos/netfault"
+	"shortener/secrets"
 )
 
 // The tests build the region topology of the project with plain embedded
@@ -146,11 +148,23 @@ func gateways(self *rig, cluster string, rigs []*rig) []*server.RemoteGatewayOpt
 	return out
 }
 
+// peerSecrets, when set, puts the servers' routes and gateways on mutual
+// TLS as the regions do (region/nats.go): the dialer names its region only
+// in the TLS server name it asks for.
+var peerSecrets *secrets.Server
+
+func peerTLS(region string) *tls.Config {
+	if peerSecrets == nil {
+		return nil
+	}
+	return peerSecrets.PeerTLS(region)
+}
+
 func regionalOptions(r *rig, rigs []*rig) *server.Options {
 	return &server.Options{
 		ServerName: r.name, Host: r.host(1), Port: -1, NoSigs: true, NoLog: true,
 		Gateway: server.GatewayOpts{Name: r.name, Host: r.host(1), Port: r.gwPort,
-			Advertise: r.addr(3, r.gwPort), Gateways: gateways(r, r.name, rigs)},
+			Advertise: r.addr(3, r.gwPort), Gateways: gateways(r, r.name, rigs), TLSConfig: peerTLS(r.name), TLSTimeout: 2},
 	}
 }
 
@@ -163,10 +177,10 @@ func globalOptions(r *rig, rigs []*rig) *server.Options {
 	}
 	return &server.Options{
 		ServerName: "global-" + r.name, Host: r.host(2), Port: -1, NoSigs: true, NoLog: true,
-		Cluster: server.ClusterOpts{Name: "global", Host: r.host(2), Port: r.gCl, Advertise: r.addr(4, r.gCl)},
+		Cluster: server.ClusterOpts{Name: "global", Host: r.host(2), Port: r.gCl, Advertise: r.addr(4, r.gCl), TLSConfig: peerTLS(r.name), TLSTimeout: 2},
 		Routes:  routes,
 		Gateway: server.GatewayOpts{Name: "global", Host: r.host(2), Port: r.gGwPort,
-			Advertise: r.addr(4, r.gGwPort), Gateways: gateways(r, "global", rigs)},
+			Advertise: r.addr(4, r.gGwPort), Gateways: gateways(r, "global", rigs), TLSConfig: peerTLS(r.name), TLSTimeout: 2},
 	}
 }
 
@@ -332,7 +346,26 @@ func waitFor(t *testing.T, total time.Duration, fn func() error) time.Duration {
 // gateways and routes close and stay closed, though their servers redial
 // every second and have each other's URLs from gossip, while the third
 // region still talks to both; after Heal they talk again within seconds.
-func TestCutAndHeal(t *testing.T) {
+func TestCutAndHeal(t *testing.T) { cutAndHeal(t) }
+
+// TestCutAndHealTLS: the same with routes and gateways on mutual TLS, where
+// the proxies see no CONNECT and name each dialer by the TLS server name
+// it asks for.
+func TestCutAndHealTLS(t *testing.T) {
+	dir := t.TempDir()
+	if err := secrets.Generate(dir, secrets.Options{Regions: []string{"east"}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := secrets.LoadServer(secrets.Paths{Dir: dir}.Resolve(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerSecrets = s
+	t.Cleanup(func() { peerSecrets = nil })
+	cutAndHeal(t)
+}
+
+func cutAndHeal(t *testing.T) {
 	n := netfault.New(testLogger())
 	t.Cleanup(func() { n.Close() })
 	rigs := supercluster(t, n, "east", "west", "south")

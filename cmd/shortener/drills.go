@@ -136,7 +136,8 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 	c.Verify = func(ctx context.Context) (string, error) {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		o := &auditOpts{nats: strings.Join(natsURLs, ","), endpoints: endpoints, keyFile: filepath.Join(dir, "api-key"), timeout: 2 * time.Minute}
+		o := &auditOpts{nats: strings.Join(natsURLs, ","), endpoints: endpoints, keyFile: filepath.Join(dir, "api-key"), timeout: 2 * time.Minute,
+			creds: natsSecretFlags{Secrets: devSecrets(dir)}}
 		a, err := openAuditor(ctx, o, io.Discard)
 		if err != nil {
 			return "", err
