@@ -27,6 +27,7 @@ const (
 	prefixLink       = "l/" // l/<code> -> events.Link as JSON
 	prefixEvent      = "e/" // e/<code>\x00<time ns, 8 bytes BE><event id> -> the envelope as stored
 	prefixHeartbeat  = "h/" // h/<origin> -> producer time of its last heartbeat, unix ns 8 bytes BE
+	prefixRejected   = "r/" // r/<reason> -> records refused with that reason, 8 bytes BE
 )
 
 // comparer is Pebble's default (same name, so any store opens with it),
@@ -52,6 +53,15 @@ type Options struct {
 	// Regions turn it on: measured, leaving it off did not raise create
 	// throughput (docs/benchmarks.md), so the cheaper recovery wins.
 	SyncWrites bool
+
+	// Rules are what every event is checked against before it is folded
+	// (events.Rules.Check): the cluster's table of region digits. Every
+	// region of a cluster and its auditor must use the same.
+	Rules events.Rules
+	// Unchecked folds every well-formed event without checking where it
+	// was found: only for tests of the fold itself, whose histories
+	// predate the checks (the golden digest). Never in a region.
+	Unchecked bool
 }
 
 // Store is a region's projection: link rows, the events they fold from, and
@@ -65,8 +75,10 @@ type Store struct {
 	mu          sync.Mutex
 	checkpoints map[string]uint64 // mirrors the c/ rows, for WaitApplied
 	heartbeats  map[string]time.Time
-	changed     chan struct{} // closed and replaced after every commit
-	skipped     uint64        // records that were not valid events
+	changed     chan struct{}            // closed and replaced after every commit
+	rejected    map[events.Reason]uint64 // records refused at the fold, by reason (the r/ rows)
+	rules       events.Rules
+	unchecked   bool
 
 	fault faultHook // fault injection (fault.go)
 }
@@ -115,7 +127,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	s := &Store{db: db, cache: cache, log: opts.Logger, changed: make(chan struct{}), write: pebble.NoSync}
+	s := &Store{db: db, cache: cache, log: opts.Logger, changed: make(chan struct{}), write: pebble.NoSync,
+		rules: opts.Rules, unchecked: opts.Unchecked}
 	if opts.SyncWrites {
 		s.write = pebble.Sync
 	}
@@ -129,7 +142,17 @@ func Open(dir string, opts Options) (*Store, error) {
 func (s *Store) load() error {
 	s.checkpoints = map[string]uint64{}
 	s.heartbeats = map[string]time.Time{}
-	err := s.scan(prefixCheckpoint, func(k, v []byte) error {
+	s.rejected = map[events.Reason]uint64{}
+	err := s.scan(prefixRejected, func(k, v []byte) error {
+		if len(v) == 8 {
+			s.rejected[events.Reason(k[len(prefixRejected):])] = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load rejected counts: %w", err)
+	}
+	err = s.scan(prefixCheckpoint, func(k, v []byte) error {
 		if len(v) != 8 {
 			return fmt.Errorf("checkpoint %q: %d bytes", k, len(v))
 		}
@@ -184,12 +207,46 @@ func (s *Store) Heartbeat(origin string) (time.Time, bool) {
 	return t, ok
 }
 
-// Skipped returns how many records were not valid events and were stepped
-// over (counted, logged, and their sequence still checkpointed).
+// Skipped returns how many records were refused at the fold and stepped
+// over (counted, logged, and their sequence still checkpointed): the sum of
+// Rejected.
 func (s *Store) Skipped() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.skipped
+	var n uint64
+	for _, c := range s.rejected {
+		n += c
+	}
+	return n
+}
+
+// Rejected returns how many records were refused at the fold, by reason
+// (events.Reasons), since the store was created: the counts are stored
+// with the checkpoints, so they survive restarts and a Reset clears them.
+func (s *Store) Rejected() map[events.Reason]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[events.Reason]uint64, len(s.rejected))
+	for k, v := range s.rejected {
+		out[k] = v
+	}
+	return out
+}
+
+// check decodes a record and checks it belongs where it was found; a
+// refused record gives its *events.Rejection.
+func check(rules events.Rules, unchecked bool, r events.Record) (events.Envelope, *events.Rejection) {
+	e, err := events.Decode(r.Data)
+	if err != nil {
+		return events.Envelope{}, &events.Rejection{Reason: events.ReasonMalformed, Message: err.Error()}
+	}
+	if unchecked {
+		return e, nil
+	}
+	if rej := rules.Check(e, r.Stream, r.Subject); rej != nil {
+		return events.Envelope{}, rej
+	}
+	return e, nil
 }
 
 // WaitApplied blocks until stream's checkpoint reaches seq or ctx ends.
@@ -271,7 +328,8 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 	defer rows.close()
 	touched := map[string]events.Link{}
 	beats := map[string]time.Time{}
-	var applied, skipped int
+	var applied int
+	rejected := map[events.Reason]uint64{}
 	for _, r := range recs {
 		cp := cps[r.Stream]
 		if r.Seq <= cp {
@@ -282,10 +340,11 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 		}
 		cps[r.Stream] = r.Seq
 		applied++
-		e, err := events.Decode(r.Data)
-		if err != nil {
-			skipped++
-			s.log.Error("skipping a record that is not a valid event", "stream", r.Stream, "seq", r.Seq, "err", err)
+		e, rej := check(s.rules, s.unchecked, r)
+		if rej != nil {
+			rejected[rej.Reason]++
+			s.log.Error("refusing to fold a record", "stream", r.Stream, "seq", r.Seq, "subject", r.Subject,
+				"reason", string(rej.Reason), "err", rej.Message)
 			continue
 		}
 		if e.Type == events.TypeRegionHeartbeat {
@@ -321,6 +380,14 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 			return 0, err
 		}
 	}
+	total := s.Rejected()
+	for reason, n := range rejected {
+		total[reason] += n
+		binary.BigEndian.PutUint64(buf[:], total[reason])
+		if err := b.Set([]byte(prefixRejected+string(reason)), buf[:], nil); err != nil {
+			return 0, err
+		}
+	}
 	for origin, t := range beats {
 		if prev, ok := s.Heartbeat(origin); ok && !t.After(prev) {
 			delete(beats, origin)
@@ -346,7 +413,9 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 	for origin, t := range beats {
 		s.heartbeats[origin] = t
 	}
-	s.skipped += uint64(skipped)
+	for reason, n := range rejected {
+		s.rejected[reason] += n
+	}
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
@@ -526,6 +595,7 @@ func (s *Store) Reset() error {
 	s.mu.Lock()
 	s.checkpoints = map[string]uint64{}
 	s.heartbeats = map[string]time.Time{}
+	s.rejected = map[events.Reason]uint64{}
 	s.mu.Unlock()
 	return nil
 }

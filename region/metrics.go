@@ -19,6 +19,8 @@ import (
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"shortener/events"
 )
 
 // Telemetry of a region: metrics through the OpenTelemetry API (the SDK and
@@ -388,10 +390,19 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 	if err == nil {
 		err = e
 	}
+	rejectedCtr, e := m.Int64ObservableCounter("shortener.events.rejected", metric.WithUnit("{event}"),
+		metric.WithDescription("Records the projection refused to fold, by reason (malformed, origin, subject, code_owner, url): forged or malformed events, skipped and never served (docs/runbooks/events-rejected.md). Stored with the projection: it survives restarts."))
+	if err == nil {
+		err = e
+	}
 	if err != nil {
 		return err
 	}
 	region := attribute.String("region", r.cfg.Name)
+	reasons := map[events.Reason]metric.ObserveOption{}
+	for _, reason := range events.Reasons {
+		reasons[reason] = metric.WithAttributeSet(attribute.NewSet(region, attribute.String("reason", string(reason))))
+	}
 	regionSet := metric.WithAttributeSet(attribute.NewSet(region))
 	origins := map[string]metric.ObserveOption{}
 	origins[r.cfg.Name] = metric.WithAttributeSet(attribute.NewSet(region, attribute.String("origin", r.cfg.Name)))
@@ -441,6 +452,10 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 			o.ObserveInt64(diskSize, int64(size), regionSet)
 		}
 		o.ObserveInt64(cacheEntries, int64(r.store.CacheLen()), regionSet)
+		rejected := r.store.Rejected()
+		for _, reason := range events.Reasons {
+			o.ObserveInt64(rejectedCtr, int64(rejected[reason]), reasons[reason])
+		}
 		if r.clicks != nil {
 			now := r.cfg.Now()
 			for origin, newest := range r.clicks.store.Newest() {
@@ -451,7 +466,7 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 		}
 		return nil
 	}, lagEvents, lagSeconds, active, copying, mirrorErr, reachable, behind, diverged, rpoEvents, rpoSeconds, rpoKnown, projLag, aliases, storeBytes,
-		diskFree, diskSize, cacheEntries, appliedCtr, freshness)
+		diskFree, diskSize, cacheEntries, appliedCtr, freshness, rejectedCtr)
 	return err
 }
 

@@ -156,7 +156,8 @@ func (r *Region) Open(ctx context.Context) (err error) {
 		return err
 	}
 	r.store, err = projections.Open(filepath.Join(r.cfg.DataDir, "projection"), projections.Options{
-		CacheSize: r.cfg.CacheSize, Logger: r.log.With("component", "projection"), SyncWrites: true})
+		CacheSize: r.cfg.CacheSize, Logger: r.log.With("component", "projection"), SyncWrites: true,
+		Rules: r.cfg.rules()})
 	if err != nil {
 		return err
 	}
