@@ -32,6 +32,9 @@ type ReplayOptions struct {
 	// every event exactly as the projection does.
 	Rules     events.Rules
 	Unchecked bool
+	// MaxSchema is the live store's (Options.MaxSchema): a replay stops a
+	// stream where the projection does.
+	MaxSchema int
 }
 
 // ReplayStats counts what a replay did.
@@ -43,8 +46,12 @@ type ReplayStats struct {
 	Invalid    uint64 `json:"invalid"`    // records refused at the fold (skipped, as a projection does): the sum of Rejected
 	// Rejected counts the refused records by reason (events.Reasons).
 	Rejected map[events.Reason]uint64 `json:"rejected,omitempty"`
-	Later    uint64                   `json:"after_until"` // link events left out by Until
-	Refolds  uint64                   `json:"refolds"`     // events that arrived before events already folded
+	// Halted names the streams stopped at a record this binary does not
+	// understand (a newer schema, an unknown type), as a projection stops
+	// them: nothing of the stream from there on is folded.
+	Halted  map[string]Halt `json:"halted,omitempty"`
+	Later   uint64          `json:"after_until"` // link events left out by Until
+	Refolds uint64          `json:"refolds"`     // events that arrived before events already folded
 }
 
 // Replay rebuilds a projection from the event log into a fresh store, the
@@ -76,8 +83,9 @@ type Replay struct {
 }
 
 type decodedRecord struct {
-	e   events.Envelope
-	err *events.Rejection
+	e     events.Envelope
+	err   *events.Rejection
+	unsup *events.UnsupportedError
 }
 
 // replayBatchBytes is the size at which a replay commits its batch of
@@ -125,6 +133,9 @@ func (r *Replay) Stats() ReplayStats {
 	if st.Rejected != nil {
 		st.Rejected = maps.Clone(st.Rejected)
 	}
+	if st.Halted != nil {
+		st.Halted = maps.Clone(st.Halted)
+	}
 	return st
 }
 
@@ -155,6 +166,18 @@ func (r *Replay) Apply(recs []events.Record) error {
 	r.decode(recs)
 	for i, rec := range recs {
 		if rec.Seq <= r.cps[rec.Stream] {
+			continue
+		}
+		if _, ok := r.stats.Halted[rec.Stream]; ok {
+			continue // stopped at an earlier record
+		}
+		if u := r.decoded[i].unsup; u != nil {
+			if r.stats.Halted == nil {
+				r.stats.Halted = map[string]Halt{}
+			}
+			r.stats.Halted[rec.Stream] = Halt{Seq: rec.Seq, Schema: u.Schema, Type: string(u.Type), Reason: u.Err.Error()}
+			r.opts.Logger.Error("replay: stopping the stream at an event this binary does not understand: upgrade the binary",
+				"stream", rec.Stream, "seq", rec.Seq, "err", u.Err)
 			continue
 		}
 		r.cps[rec.Stream] = rec.Seq
@@ -189,7 +212,7 @@ func (r *Replay) decode(recs []events.Record) {
 	workers := runtime.GOMAXPROCS(0)
 	if len(recs) < 64 || workers == 1 {
 		for i, rec := range recs {
-			r.decoded[i].e, r.decoded[i].err = check(r.opts.Rules, r.opts.Unchecked, rec)
+			r.decoded[i].e, r.decoded[i].err, r.decoded[i].unsup = check(r.opts.Rules, r.opts.Unchecked, r.opts.MaxSchema, rec)
 		}
 		return
 	}
@@ -201,7 +224,7 @@ func (r *Replay) decode(recs []events.Record) {
 		go func() {
 			defer wg.Done()
 			for i := lo; i < hi; i++ {
-				r.decoded[i].e, r.decoded[i].err = check(r.opts.Rules, r.opts.Unchecked, recs[i])
+				r.decoded[i].e, r.decoded[i].err, r.decoded[i].unsup = check(r.opts.Rules, r.opts.Unchecked, r.opts.MaxSchema, recs[i])
 			}
 		}()
 	}
@@ -250,7 +273,7 @@ func (r *Replay) fold(e events.Envelope, raw []byte) error {
 	if err := r.db.Set(ek, raw, pebble.NoSync); err != nil {
 		return fmt.Errorf("write event %s: %w", e.ID, err)
 	}
-	evs, err := (&Store{db: r.db}).eventsOf(r.db, e.Code)
+	evs, err := (&Store{db: r.db, maxSchema: r.opts.MaxSchema}).eventsOf(r.db, e.Code)
 	if err != nil {
 		return err
 	}
@@ -373,7 +396,7 @@ func (r *Replay) Finish() (*Store, error) {
 	if err := r.db.Close(); err != nil {
 		return nil, fmt.Errorf("close replay store: %w", err)
 	}
-	return Open(r.dir, Options{Logger: r.opts.Logger, CacheSize: 16, Rules: r.opts.Rules, Unchecked: r.opts.Unchecked})
+	return Open(r.dir, Options{Logger: r.opts.Logger, CacheSize: 16, Rules: r.opts.Rules, Unchecked: r.opts.Unchecked, MaxSchema: r.opts.MaxSchema})
 }
 
 // Abort closes the replay's store without finishing it.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -62,6 +63,22 @@ type Options struct {
 	// was found: only for tests of the fold itself, whose histories
 	// predate the checks (the golden digest). Never in a region.
 	Unchecked bool
+	// MaxSchema is the newest envelope schema the store folds; default
+	// events.SchemaVersion. A record of a later schema, or of an unknown
+	// type, halts its stream (Halted) instead of being skipped: a binary
+	// that understands it (an upgrade, or a test raising MaxSchema) folds
+	// it from there.
+	MaxSchema int
+}
+
+// Halt is where a stream stopped: the first record the store does not
+// understand. Its checkpoint stays at Seq-1 and nothing after it is
+// applied until a binary that understands it reads it.
+type Halt struct {
+	Seq    uint64 `json:"seq"`
+	Schema int    `json:"schema"`
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
 }
 
 // Store is a region's projection: link rows, the events they fold from, and
@@ -79,6 +96,8 @@ type Store struct {
 	rejected    map[events.Reason]uint64 // records refused at the fold, by reason (the r/ rows)
 	rules       events.Rules
 	unchecked   bool
+	maxSchema   int
+	halted      map[string]Halt // by stream; in memory: found again from the checkpoint after a restart
 
 	fault faultHook // fault injection (fault.go)
 }
@@ -128,7 +147,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	s := &Store{db: db, cache: cache, log: opts.Logger, changed: make(chan struct{}), write: pebble.NoSync,
-		rules: opts.Rules, unchecked: opts.Unchecked}
+		rules: opts.Rules, unchecked: opts.Unchecked, maxSchema: opts.MaxSchema, halted: map[string]Halt{}}
+	if s.maxSchema <= 0 {
+		s.maxSchema = events.SchemaVersion
+	}
 	if opts.SyncWrites {
 		s.write = pebble.Sync
 	}
@@ -233,20 +255,41 @@ func (s *Store) Rejected() map[events.Reason]uint64 {
 	return out
 }
 
-// check decodes a record and checks it belongs where it was found; a
-// refused record gives its *events.Rejection.
-func check(rules events.Rules, unchecked bool, r events.Record) (events.Envelope, *events.Rejection) {
-	e, err := events.Decode(r.Data)
+// Halted returns the streams stopped at a record the store does not
+// understand (Options.MaxSchema), by stream.
+func (s *Store) Halted() map[string]Halt {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.halted)
+}
+
+// HaltedAt returns where stream is halted, if it is.
+func (s *Store) HaltedAt(stream string) (Halt, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.halted[stream]
+	return h, ok
+}
+
+// check decodes a record, for a reader of schemas up to maxSchema, and
+// checks it belongs where it was found; a refused record gives its
+// *events.Rejection, one not understood its *events.UnsupportedError.
+func check(rules events.Rules, unchecked bool, maxSchema int, r events.Record) (events.Envelope, *events.Rejection, *events.UnsupportedError) {
+	e, err := events.DecodeUpTo(r.Data, maxSchema)
+	var unsup *events.UnsupportedError
+	if errors.As(err, &unsup) {
+		return events.Envelope{}, nil, unsup
+	}
 	if err != nil {
-		return events.Envelope{}, &events.Rejection{Reason: events.ReasonMalformed, Message: err.Error()}
+		return events.Envelope{}, &events.Rejection{Reason: events.ReasonMalformed, Message: err.Error()}, nil
 	}
 	if unchecked {
-		return e, nil
+		return e, nil, nil
 	}
 	if rej := rules.Check(e, r.Stream, r.Subject); rej != nil {
-		return events.Envelope{}, rej
+		return events.Envelope{}, rej, nil
 	}
-	return e, nil
+	return e, nil, nil
 }
 
 // WaitApplied blocks until stream's checkpoint reaches seq or ctx ends.
@@ -318,10 +361,15 @@ func (e *GapError) Error() string {
 // Apply folds records into the store in one atomic batch with the new
 // checkpoints (fsynced when Options.SyncWrites is set). Records at or below their stream's checkpoint are skipped
 // (redeliveries); a record beyond checkpoint+1 is a *GapError and nothing is
-// written. It returns how many records were applied. Apply must not be
-// called concurrently with itself.
+// written. A record the store does not understand (Options.MaxSchema)
+// halts its stream: its checkpoint stays before it, and the stream's later
+// records, in this batch and later ones, are left out (not a gap) until a
+// store that understands it applies it; other streams go on. It returns
+// how many records were applied. Apply must not be called concurrently
+// with itself.
 func (s *Store) Apply(recs []events.Record) (int, error) {
 	cps := s.Checkpoints()
+	halted := s.Halted()
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
 	rows := &linkReader{db: s.db}
@@ -335,12 +383,24 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 		if r.Seq <= cp {
 			continue
 		}
+		if h, ok := halted[r.Stream]; ok && r.Seq > h.Seq {
+			continue // after the halt: read again once the halt is passed
+		}
 		if r.Seq != cp+1 {
 			return 0, &GapError{Stream: r.Stream, Want: cp + 1, Got: r.Seq}
 		}
+		e, rej, unsup := check(s.rules, s.unchecked, s.maxSchema, r)
+		if unsup != nil {
+			if _, was := halted[r.Stream]; !was {
+				s.log.Error("stopping the stream at an event this binary does not understand: upgrade the binary",
+					"stream", r.Stream, "seq", r.Seq, "schema", unsup.Schema, "type", string(unsup.Type), "err", unsup.Err)
+			}
+			halted[r.Stream] = Halt{Seq: r.Seq, Schema: unsup.Schema, Type: string(unsup.Type), Reason: unsup.Err.Error()}
+			continue
+		}
+		delete(halted, r.Stream)
 		cps[r.Stream] = r.Seq
 		applied++
-		e, rej := check(s.rules, s.unchecked, r)
 		if rej != nil {
 			rejected[rej.Reason]++
 			s.log.Error("refusing to fold a record", "stream", r.Stream, "seq", r.Seq, "subject", r.Subject,
@@ -362,6 +422,9 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 		}
 	}
 	if applied == 0 {
+		s.mu.Lock()
+		s.halted = halted
+		s.mu.Unlock()
 		return 0, nil
 	}
 	var row []byte
@@ -410,6 +473,7 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 	}
 	s.mu.Lock()
 	s.checkpoints = cps
+	s.halted = halted
 	for origin, t := range beats {
 		s.heartbeats[origin] = t
 	}
@@ -536,7 +600,7 @@ func (s *Store) eventsOf(r reader, code string) ([]events.Envelope, error) {
 	defer it.Close()
 	var evs []events.Envelope
 	for it.First(); it.Valid(); it.Next() {
-		e, err := events.Decode(it.Value())
+		e, err := events.DecodeUpTo(it.Value(), s.maxSchema)
 		if err != nil {
 			return nil, fmt.Errorf("stored event %q: %w", it.Key(), err)
 		}
@@ -596,6 +660,7 @@ func (s *Store) Reset() error {
 	s.checkpoints = map[string]uint64{}
 	s.heartbeats = map[string]time.Time{}
 	s.rejected = map[events.Reason]uint64{}
+	s.halted = map[string]Halt{}
 	s.mu.Unlock()
 	return nil
 }

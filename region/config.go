@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"shortener/events"
+	"shortener/projections"
 	"shortener/replicator"
 )
 
@@ -42,7 +43,12 @@ type Config struct {
 	// also holds the event).
 	Durability string
 
-	Fsync         replicator.Fsync
+	Fsync replicator.Fsync
+	// MaxSchema is the newest event schema the projection folds (default
+	// events.SchemaVersion); a stream stops at a later one
+	// (projections.Options.MaxSchema). Tests raise it to stand for an
+	// upgraded binary.
+	MaxSchema     int
 	MaxURLLen     int           // default events.DefaultMaxURLLen, at most events.FoldMaxURLLen
 	CacheSize     int           // LRU entries, default 100,000
 	APIKeyHashes  []string      // hex SHA-256 of every accepted API key
@@ -287,3 +293,8 @@ func nextHost(host string) (string, error) {
 
 // rules are what the region's projection checks every event against.
 func (c Config) rules() events.Rules { return events.Rules{Digits: c.Digits} }
+
+// projection is the configuration of the region's projection store.
+func (c Config) projection(log *slog.Logger) projections.Options {
+	return projections.Options{CacheSize: c.CacheSize, Logger: log, SyncWrites: true, Rules: c.rules(), MaxSchema: c.MaxSchema}
+}

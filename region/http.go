@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -518,6 +520,18 @@ func (r *Region) Ready(ctx context.Context) Readiness {
 	if err := r.projector.Err(); err != nil {
 		fail("projector", err.Error())
 	}
+	// A stream stopped at an event this binary does not understand is
+	// reported but does not fail readiness: every region running this
+	// binary stops at the same event, so failing would drain them all,
+	// while each still serves everything before it.
+	if halted := r.store.Halted(); len(halted) > 0 {
+		var parts []string
+		for _, stream := range slices.Sorted(maps.Keys(halted)) {
+			h := halted[stream]
+			parts = append(parts, fmt.Sprintf("%s stopped at #%d (%s)", stream, h.Seq, h.Reason))
+		}
+		rd.Checks["streams"] = "serving, but " + strings.Join(parts, "; ") + ": upgrade the binary (docs/runbooks/stream-halted.md)"
+	}
 	if why := r.caughtUpWithPeers(); why != "" {
 		fail("peers", why)
 	} else if len(r.cfg.Peers) > 0 {
@@ -550,6 +564,9 @@ type RegionsResponse struct {
 	// projection refused to fold since it was built: forged or malformed
 	// events (docs/runbooks/events-rejected.md). Absent when none.
 	Rejected map[events.Reason]uint64 `json:"rejected,omitempty"`
+	// Halted names the streams the projection stopped at an event this
+	// binary does not understand (docs/runbooks/stream-halted.md).
+	Halted map[string]projections.Halt `json:"halted,omitempty"`
 }
 
 // Regions returns what GET /api/v1/regions serves.
@@ -558,6 +575,9 @@ func (r *Region) Regions(ctx context.Context) RegionsResponse {
 		Fsync: string(r.cfg.Fsync), Peers: []string{}, AliasRegister: "unavailable", Origins: r.monitor.Snapshot()}
 	if rej := r.store.Rejected(); len(rej) > 0 {
 		resp.Rejected = rej
+	}
+	if h := r.store.Halted(); len(h) > 0 {
+		resp.Halted = h
 	}
 	for _, p := range r.cfg.Peers {
 		resp.Peers = append(resp.Peers, p.Name)

@@ -21,6 +21,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"shortener/events"
+	"shortener/replicator"
 )
 
 // Telemetry of a region: metrics through the OpenTelemetry API (the SDK and
@@ -395,10 +396,17 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 	if err == nil {
 		err = e
 	}
+	halted := ig("shortener.stream.halted", "", "1 while the projection has stopped the stream at an event this binary does not understand (a newer schema, an unknown type): nothing after it is folded until the binary is upgraded (docs/runbooks/stream-halted.md), else 0.")
 	if err != nil {
 		return err
 	}
 	region := attribute.String("region", r.cfg.Name)
+	streams := map[string]metric.ObserveOption{}
+	streams[r.stream] = metric.WithAttributeSet(attribute.NewSet(region, attribute.String("stream", r.stream)))
+	for _, p := range r.cfg.Peers {
+		name := replicator.MirrorName(p.Name, r.cfg.Name)
+		streams[name] = metric.WithAttributeSet(attribute.NewSet(region, attribute.String("stream", name)))
+	}
 	reasons := map[events.Reason]metric.ObserveOption{}
 	for _, reason := range events.Reasons {
 		reasons[reason] = metric.WithAttributeSet(attribute.NewSet(region, attribute.String("reason", string(reason))))
@@ -452,6 +460,10 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 			o.ObserveInt64(diskSize, int64(size), regionSet)
 		}
 		o.ObserveInt64(cacheEntries, int64(r.store.CacheLen()), regionSet)
+		for stream, at := range streams {
+			_, stopped := r.store.HaltedAt(stream)
+			o.ObserveInt64(halted, b2i(stopped), at)
+		}
 		rejected := r.store.Rejected()
 		for _, reason := range events.Reasons {
 			o.ObserveInt64(rejectedCtr, int64(rejected[reason]), reasons[reason])
@@ -466,7 +478,7 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 		}
 		return nil
 	}, lagEvents, lagSeconds, active, copying, mirrorErr, reachable, behind, diverged, rpoEvents, rpoSeconds, rpoKnown, projLag, aliases, storeBytes,
-		diskFree, diskSize, cacheEntries, appliedCtr, freshness, rejectedCtr)
+		diskFree, diskSize, cacheEntries, appliedCtr, freshness, rejectedCtr, halted)
 	return err
 }
 

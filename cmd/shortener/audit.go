@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -579,6 +580,10 @@ func printComparison(out io.Writer, c comparison) {
 			}
 		}
 		fmt.Fprintf(out, "  refused   %s (never folded: docs/runbooks/events-rejected.md)\n", strings.Join(parts, ", "))
+	}
+	for _, stream := range slices.Sorted(maps.Keys(r.Stats.Halted)) {
+		h := r.Stats.Halted[stream]
+		fmt.Fprintf(out, "  halted    %s at #%d (%s): nothing after it folded; upgrade the binary (docs/runbooks/stream-halted.md)\n", stream, h.Seq, h.Reason)
 	}
 	var upTo []string
 	for _, s := range r.Sources {

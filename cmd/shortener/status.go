@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -76,6 +78,10 @@ func printStatus(ctx context.Context, out io.Writer, targets []string) error {
 				}
 			}
 			refused = append(refused, fmt.Sprintf("%s: REFUSED EVENTS %s (docs/runbooks/events-rejected.md)", rr.Region, strings.Join(parts, " ")))
+		}
+		for _, stream := range slices.Sorted(maps.Keys(rr.Halted)) {
+			h := rr.Halted[stream]
+			refused = append(refused, fmt.Sprintf("%s: STREAM HALTED %s at #%d (%s): upgrade the binary (docs/runbooks/stream-halted.md)", rr.Region, stream, h.Seq, h.Reason))
 		}
 		for _, o := range rr.Origins {
 			mirror := "live"

@@ -150,5 +150,14 @@ out.append("""  - name: shortener-alerts
         annotations:
           summary: "{{ $labels.region }}: events refused at the fold ({{ $labels.reason }})"
           description: "The projection of {{ $labels.region }} refused records for reason {{ $labels.reason }} in the last 10 minutes: events that do not belong where they were found (a forged or misplaced event, or regions given different --digits). They are skipped and never served; find who wrote them."
-          runbook: docs/runbooks/events-rejected.md""")
+          runbook: docs/runbooks/events-rejected.md
+      - alert: ShortenerStreamHalted
+        expr: shortener_stream_halted == 1
+        for: 1m
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.region }}: {{ $labels.stream }} stopped at an event this binary does not understand"
+          description: "The projection of {{ $labels.region }} stopped folding {{ $labels.stream }} at an event of a newer schema or an unknown type: it serves what it had, but nothing of that stream from there on reaches it. Upgrade the binary; the stream resumes at that event."
+          runbook: docs/runbooks/stream-halted.md""")
 open("shortener.rules.yml", "w").write("\n".join(out) + "\n")
