@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -95,12 +96,24 @@ func (e Envelope) Encode() []byte {
 // for anything that is not a well-formed event of a known schema, and never
 // panics. The form Encode writes is parsed in one pass, payload included;
 // anything else goes through encoding/json, with the same result.
-func Decode(data []byte) (Envelope, error) {
-	e, p, ok := decodeEnvelopeFast(data)
-	if !ok {
-		return decodeJSON(data)
+func Decode(data []byte) (Envelope, error) { return DecodeUpTo(data, SchemaVersion) }
+
+// DecodeUpTo is Decode for a reader that understands envelope schemas up to
+// maxSchema (SchemaVersion when maxSchema <= 0): what a newer binary would
+// accept. An event of a later schema, or of a type this code does not
+// know, gives an *UnsupportedError (an Invalid error too): a well-formed
+// head that a newer binary may understand, which a projection must not
+// skip (it stops the stream there instead).
+func DecodeUpTo(data []byte, maxSchema int) (Envelope, error) {
+	if maxSchema <= 0 {
+		maxSchema = SchemaVersion
 	}
-	if err := e.validateHead(); err != nil {
+	e, p, ok := decodeEnvelopeFast(data)
+	if !ok || e.Schema > SchemaVersion {
+		// The fast path parses only the payloads of this schema.
+		return decodeJSON(data, maxSchema)
+	}
+	if err := e.validateHead(maxSchema); err != nil {
 		return Envelope{}, err
 	}
 	if e.isLink() {
@@ -113,7 +126,7 @@ func Decode(data []byte) (Envelope, error) {
 
 // decodeJSON is Decode through encoding/json alone: the reference the fast
 // path is fuzzed against.
-func decodeJSON(data []byte) (Envelope, error) {
+func decodeJSON(data []byte, maxSchema int) (Envelope, error) {
 	var e Envelope
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&e); err != nil {
@@ -122,29 +135,64 @@ func decodeJSON(data []byte) (Envelope, error) {
 	if dec.More() {
 		return Envelope{}, FieldError("event", "trailing data after the event")
 	}
-	if err := e.Validate(); err != nil {
+	if err := e.validateHead(maxSchema); err != nil || !e.isLink() {
+		return e.orEmpty(err)
+	}
+	if _, err := e.decodePayload(); err != nil {
 		return Envelope{}, err
 	}
 	return e, nil
 }
 
+func (e Envelope) orEmpty(err error) (Envelope, error) {
+	if err != nil {
+		return Envelope{}, err
+	}
+	return e, nil
+}
+
+// UnsupportedError is the error of an event this code does not understand:
+// a schema later than it reads, or an unknown type. Decoding it is not
+// wrong, only too early: a newer binary folds it.
+type UnsupportedError struct {
+	Schema int
+	Type   Type
+	Err    *Error // the Invalid error naming the field
+}
+
+func (u *UnsupportedError) Error() string { return u.Err.Error() }
+
+// Unwrap gives the Invalid *Error, so that KindOf says Invalid.
+func (u *UnsupportedError) Unwrap() error { return u.Err }
+
+// IsUnsupported reports whether err is (or wraps) an *UnsupportedError.
+func IsUnsupported(err error) bool {
+	var u *UnsupportedError
+	return errors.As(err, &u)
+}
+
 // Validate checks the envelope and decodes its payload. It returns an
 // Invalid error naming the first field at fault.
 func (e Envelope) Validate() error {
-	if err := e.validateHead(); err != nil || !e.isLink() {
+	if err := e.validateHead(SchemaVersion); err != nil || !e.isLink() {
 		return err
 	}
 	_, err := e.decodePayload()
 	return err
 }
 
-// validateHead checks everything but the payload.
-func (e Envelope) validateHead() error {
+// validateHead checks everything but the payload, for a reader of schemas
+// up to maxSchema.
+func (e Envelope) validateHead(maxSchema int) error {
 	if !validID(e.ID) {
 		return FieldError("id", "not a UUID")
 	}
-	if e.Schema < 1 || e.Schema > SchemaVersion {
+	if e.Schema < 1 {
 		return FieldError("schema", fmt.Sprintf("unsupported schema version %d", e.Schema))
+	}
+	if e.Schema > maxSchema {
+		return &UnsupportedError{Schema: e.Schema, Type: e.Type,
+			Err: FieldError("schema", fmt.Sprintf("schema version %d is newer than this binary reads (%d)", e.Schema, maxSchema))}
 	}
 	if err := ValidateRegion(e.Origin); err != nil {
 		return FieldError("origin", err.(*Error).Message)
@@ -160,8 +208,11 @@ func (e Envelope) validateHead() error {
 		return nil
 	case TypeLinkCreated, TypeLinkUpdated, TypeLinkDeleted:
 		return ValidateCode(e.Code)
+	case "":
+		return FieldError("type", "missing")
 	default:
-		return FieldError("type", fmt.Sprintf("unknown event type %q", e.Type))
+		return &UnsupportedError{Schema: e.Schema, Type: e.Type,
+			Err: FieldError("type", fmt.Sprintf("unknown event type %q", e.Type))}
 	}
 }
 
@@ -244,7 +295,8 @@ const DefaultRedirectStatus = 302
 // projection consumes. Seq is the stream sequence, which a mirror shares
 // with its origin.
 type Record struct {
-	Stream string
-	Seq    uint64
-	Data   []byte
+	Stream  string
+	Seq     uint64
+	Subject string // the subject it was published on: links.<region>.<code> or links.<region>._hb
+	Data    []byte
 }

@@ -62,7 +62,7 @@ func FuzzDecodeFast(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, gotErr := Decode(data)
-		want, wantErr := decodeJSON(data)
+		want, wantErr := decodeJSON(data, SchemaVersion)
 		if errString(gotErr) != errString(wantErr) || !reflect.DeepEqual(got, want) {
 			t.Fatalf("Decode(%q):\n got %#v, %v\nwant %#v, %v", data, got, gotErr, want, wantErr)
 		}
@@ -89,7 +89,7 @@ func FuzzDecodeFast(f *testing.F) {
 // arbitrary input, for every payload type.
 func FuzzPayloadFast(f *testing.F) {
 	for _, s := range fastSeeds(f) {
-		if e, err := decodeJSON(s); err == nil {
+		if e, err := decodeJSON(s, SchemaVersion); err == nil {
 			f.Add([]byte(e.Payload), uint8(0))
 		}
 	}
@@ -186,7 +186,7 @@ func BenchmarkDecode(b *testing.B) {
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := decodeJSON(data); err != nil {
+			if _, err := decodeJSON(data, SchemaVersion); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -17,7 +17,12 @@ import (
 // like the live interleaving, so late events re-fold), in batches.
 func replayStreams(t *testing.T, dir string, streams map[string][]events.Record, until time.Time) (*projections.Store, projections.ReplayStats) {
 	t.Helper()
-	r, err := projections.NewReplay(dir, projections.ReplayOptions{Until: until})
+	return replayStreamsWith(t, dir, streams, projections.ReplayOptions{Until: until})
+}
+
+func replayStreamsWith(t *testing.T, dir string, streams map[string][]events.Record, opts projections.ReplayOptions) (*projections.Store, projections.ReplayStats) {
+	t.Helper()
+	r, err := projections.NewReplay(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,18 +67,18 @@ func TestAuditReplayEqualsLiveProjection(t *testing.T) {
 	// A copy of us-east's stream under a mirror's name: the same events
 	// again, which both the live store and the replay must fold once.
 	var copyRecs []events.Record
-	for _, r := range streams["LINKS_us-east"] {
-		r.Stream = "LINKS_us-east_AT_eu-west"
+	for _, r := range streams["LINKS_US_EAST"] {
+		r.Stream = "LINKS_US_EAST_AT_EU_WEST"
 		copyRecs = append(copyRecs, r)
 	}
-	streams["LINKS_us-east_AT_eu-west"] = copyRecs
+	streams["LINKS_US_EAST_AT_EU_WEST"] = copyRecs
 	// An update of a code never created: a row with no link in it.
 	orphanURL := "https://example.com/orphan"
 	orphan, err := events.New(events.TypeLinkUpdated, "orphan", "ap-south", "k", t0, events.LinkUpdated{URL: &orphanURL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	streams["LINKS_ap-south"] = append(streams["LINKS_ap-south"], events.Record{Stream: "LINKS_ap-south", Seq: uint64(len(streams["LINKS_ap-south"]) + 1), Data: orphan.Encode()})
+	streams["LINKS_AP_SOUTH"] = append(streams["LINKS_AP_SOUTH"], events.Record{Stream: "LINKS_AP_SOUTH", Seq: uint64(len(streams["LINKS_AP_SOUTH"]) + 1), Subject: "links.ap-south.orphan", Data: orphan.Encode()})
 
 	live := open(t, t.TempDir(), nil)
 	defer live.Close()
@@ -256,7 +261,7 @@ func TestAuditReplayUntil(t *testing.T) {
 // TestAuditReplayRefusesGapsAndUsedDirs: a replay needs every sequence,
 // and never folds into an existing store.
 func TestAuditReplayRefusesGapsAndUsedDirs(t *testing.T) {
-	recs := history(t, 20, 14)["LINKS_us-east"]
+	recs := history(t, 20, 14)["LINKS_US_EAST"]
 	r, err := projections.NewReplay(t.TempDir(), projections.ReplayOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -18,8 +18,10 @@ type Source interface {
 	Next(ctx context.Context, max int) ([]events.Record, error)
 	// Get fetches one record by stream sequence, to fill a gap.
 	Get(ctx context.Context, stream string, seq uint64) (events.Record, error)
-	// Ack tells the source that everything Next returned is applied.
-	Ack(ctx context.Context) error
+	// Ack tells the source that everything Next returned is applied, but
+	// for the streams held (held(stream) true): stopped, they must be
+	// delivered again from their checkpoint after a restart.
+	Ack(ctx context.Context, held func(stream string) bool) error
 }
 
 // Projector moves records from a Source into a Store, in batches, filling
@@ -78,7 +80,8 @@ func (p *Projector) Run(ctx context.Context) error {
 			}
 			wait = min(2*wait, 5*time.Second)
 		}
-		if err := p.source.Ack(ctx); err != nil && ctx.Err() == nil {
+		held := func(stream string) bool { _, ok := p.store.HaltedAt(stream); return ok }
+		if err := p.source.Ack(ctx, held); err != nil && ctx.Err() == nil {
 			// The next ack acknowledges these too (the consumer acks all
 			// up to a sequence), and redeliveries are skipped by checkpoint.
 			p.log.Warn("ack failed", "err", err)
@@ -100,11 +103,17 @@ func (p *Projector) apply(ctx context.Context, recs []events.Record) error {
 }
 
 // fill returns recs in stream order with the records missing between the
-// store's checkpoint and each record fetched from the source.
+// store's checkpoint and each record fetched from the source. The records
+// of a stream halted at a record the store does not understand, after that
+// record, are left out and nothing is fetched for them: the stream stays
+// where it stopped without fetching the same records again and again.
 func (p *Projector) fill(ctx context.Context, recs []events.Record) ([]events.Record, error) {
 	next := map[string]uint64{}
 	out := make([]events.Record, 0, len(recs))
 	for _, r := range recs {
+		if h, ok := p.store.HaltedAt(r.Stream); ok && r.Seq > h.Seq {
+			continue
+		}
 		want, ok := next[r.Stream]
 		if !ok {
 			want = p.store.Checkpoint(r.Stream) + 1

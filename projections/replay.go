@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -27,17 +28,30 @@ type ReplayOptions struct {
 	// the map of codes is sized for them up front instead of growing (and
 	// rehashing a million codes) as they come.
 	Expect int
+	// Rules and Unchecked are the live store's (Options): a replay checks
+	// every event exactly as the projection does.
+	Rules     events.Rules
+	Unchecked bool
+	// MaxSchema is the live store's (Options.MaxSchema): a replay stops a
+	// stream where the projection does.
+	MaxSchema int
 }
 
 // ReplayStats counts what a replay did.
 type ReplayStats struct {
-	Records    uint64 `json:"records"`     // records applied (every stream, heartbeats included)
-	Events     uint64 `json:"events"`      // distinct link events folded
-	Duplicates uint64 `json:"duplicates"`  // link events already folded from another record
-	Heartbeats uint64 `json:"heartbeats"`  //
-	Invalid    uint64 `json:"invalid"`     // records that are not valid events (skipped, as a projection does)
-	Later      uint64 `json:"after_until"` // link events left out by Until
-	Refolds    uint64 `json:"refolds"`     // events that arrived before events already folded
+	Records    uint64 `json:"records"`    // records applied (every stream, heartbeats included)
+	Events     uint64 `json:"events"`     // distinct link events folded
+	Duplicates uint64 `json:"duplicates"` // link events already folded from another record
+	Heartbeats uint64 `json:"heartbeats"` //
+	Invalid    uint64 `json:"invalid"`    // records refused at the fold (skipped, as a projection does): the sum of Rejected
+	// Rejected counts the refused records by reason (events.Reasons).
+	Rejected map[events.Reason]uint64 `json:"rejected,omitempty"`
+	// Halted names the streams stopped at a record this binary does not
+	// understand (a newer schema, an unknown type), as a projection stops
+	// them: nothing of the stream from there on is folded.
+	Halted  map[string]Halt `json:"halted,omitempty"`
+	Later   uint64          `json:"after_until"` // link events left out by Until
+	Refolds uint64          `json:"refolds"`     // events that arrived before events already folded
 }
 
 // Replay rebuilds a projection from the event log into a fresh store, the
@@ -69,8 +83,9 @@ type Replay struct {
 }
 
 type decodedRecord struct {
-	e   events.Envelope
-	err error
+	e     events.Envelope
+	err   *events.Rejection
+	unsup *events.UnsupportedError
 }
 
 // replayBatchBytes is the size at which a replay commits its batch of
@@ -113,7 +128,16 @@ func NewReplay(dir string, opts ReplayOptions) (*Replay, error) {
 }
 
 // Stats returns what the replay has done so far.
-func (r *Replay) Stats() ReplayStats { return r.stats }
+func (r *Replay) Stats() ReplayStats {
+	st := r.stats
+	if st.Rejected != nil {
+		st.Rejected = maps.Clone(st.Rejected)
+	}
+	if st.Halted != nil {
+		st.Halted = maps.Clone(st.Halted)
+	}
+	return st
+}
 
 // Checkpoints returns the last sequence applied of every stream.
 func (r *Replay) Checkpoints() map[string]uint64 {
@@ -144,12 +168,29 @@ func (r *Replay) Apply(recs []events.Record) error {
 		if rec.Seq <= r.cps[rec.Stream] {
 			continue
 		}
+		if _, ok := r.stats.Halted[rec.Stream]; ok {
+			continue // stopped at an earlier record
+		}
+		if u := r.decoded[i].unsup; u != nil {
+			if r.stats.Halted == nil {
+				r.stats.Halted = map[string]Halt{}
+			}
+			r.stats.Halted[rec.Stream] = Halt{Seq: rec.Seq, Schema: u.Schema, Type: string(u.Type), Reason: u.Err.Error()}
+			r.opts.Logger.Error("replay: stopping the stream at an event this binary does not understand: upgrade the binary",
+				"stream", rec.Stream, "seq", rec.Seq, "err", u.Err)
+			continue
+		}
 		r.cps[rec.Stream] = rec.Seq
 		r.stats.Records++
 		d := &r.decoded[i]
 		if d.err != nil {
 			r.stats.Invalid++
-			r.opts.Logger.Warn("replay: skipping a record that is not a valid event", "stream", rec.Stream, "seq", rec.Seq, "err", d.err)
+			if r.stats.Rejected == nil {
+				r.stats.Rejected = map[events.Reason]uint64{}
+			}
+			r.stats.Rejected[d.err.Reason]++
+			r.opts.Logger.Error("replay: refusing to fold a record", "stream", rec.Stream, "seq", rec.Seq, "subject", rec.Subject,
+				"reason", string(d.err.Reason), "err", d.err.Message)
 			continue
 		}
 		if err := r.fold(d.e, rec.Data); err != nil {
@@ -171,7 +212,7 @@ func (r *Replay) decode(recs []events.Record) {
 	workers := runtime.GOMAXPROCS(0)
 	if len(recs) < 64 || workers == 1 {
 		for i, rec := range recs {
-			r.decoded[i].e, r.decoded[i].err = events.Decode(rec.Data)
+			r.decoded[i].e, r.decoded[i].err, r.decoded[i].unsup = check(r.opts.Rules, r.opts.Unchecked, r.opts.MaxSchema, rec)
 		}
 		return
 	}
@@ -183,7 +224,7 @@ func (r *Replay) decode(recs []events.Record) {
 		go func() {
 			defer wg.Done()
 			for i := lo; i < hi; i++ {
-				r.decoded[i].e, r.decoded[i].err = events.Decode(recs[i].Data)
+				r.decoded[i].e, r.decoded[i].err, r.decoded[i].unsup = check(r.opts.Rules, r.opts.Unchecked, r.opts.MaxSchema, recs[i])
 			}
 		}()
 	}
@@ -232,7 +273,7 @@ func (r *Replay) fold(e events.Envelope, raw []byte) error {
 	if err := r.db.Set(ek, raw, pebble.NoSync); err != nil {
 		return fmt.Errorf("write event %s: %w", e.ID, err)
 	}
-	evs, err := (&Store{db: r.db}).eventsOf(r.db, e.Code)
+	evs, err := (&Store{db: r.db, maxSchema: r.opts.MaxSchema}).eventsOf(r.db, e.Code)
 	if err != nil {
 		return err
 	}
@@ -337,6 +378,12 @@ func (r *Replay) Finish() (*Store, error) {
 			return nil, err
 		}
 	}
+	for reason, n := range r.stats.Rejected {
+		binary.BigEndian.PutUint64(buf[:], n)
+		if err := r.batch.Set([]byte(prefixRejected+string(reason)), buf[:], nil); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.commit(); err != nil {
 		return nil, err
 	}
@@ -349,7 +396,7 @@ func (r *Replay) Finish() (*Store, error) {
 	if err := r.db.Close(); err != nil {
 		return nil, fmt.Errorf("close replay store: %w", err)
 	}
-	return Open(r.dir, Options{Logger: r.opts.Logger, CacheSize: 16})
+	return Open(r.dir, Options{Logger: r.opts.Logger, CacheSize: 16, Rules: r.opts.Rules, Unchecked: r.opts.Unchecked, MaxSchema: r.opts.MaxSchema})
 }
 
 // Abort closes the replay's store without finishing it.

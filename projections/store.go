@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ const (
 	prefixLink       = "l/" // l/<code> -> events.Link as JSON
 	prefixEvent      = "e/" // e/<code>\x00<time ns, 8 bytes BE><event id> -> the envelope as stored
 	prefixHeartbeat  = "h/" // h/<origin> -> producer time of its last heartbeat, unix ns 8 bytes BE
+	prefixRejected   = "r/" // r/<reason> -> records refused with that reason, 8 bytes BE
 )
 
 // comparer is Pebble's default (same name, so any store opens with it),
@@ -52,6 +54,31 @@ type Options struct {
 	// Regions turn it on: measured, leaving it off did not raise create
 	// throughput (docs/benchmarks.md), so the cheaper recovery wins.
 	SyncWrites bool
+
+	// Rules are what every event is checked against before it is folded
+	// (events.Rules.Check): the cluster's table of region digits. Every
+	// region of a cluster and its auditor must use the same.
+	Rules events.Rules
+	// Unchecked folds every well-formed event without checking where it
+	// was found: only for tests of the fold itself, whose histories
+	// predate the checks (the golden digest). Never in a region.
+	Unchecked bool
+	// MaxSchema is the newest envelope schema the store folds; default
+	// events.SchemaVersion. A record of a later schema, or of an unknown
+	// type, halts its stream (Halted) instead of being skipped: a binary
+	// that understands it (an upgrade, or a test raising MaxSchema) folds
+	// it from there.
+	MaxSchema int
+}
+
+// Halt is where a stream stopped: the first record the store does not
+// understand. Its checkpoint stays at Seq-1 and nothing after it is
+// applied until a binary that understands it reads it.
+type Halt struct {
+	Seq    uint64 `json:"seq"`
+	Schema int    `json:"schema"`
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
 }
 
 // Store is a region's projection: link rows, the events they fold from, and
@@ -65,8 +92,12 @@ type Store struct {
 	mu          sync.Mutex
 	checkpoints map[string]uint64 // mirrors the c/ rows, for WaitApplied
 	heartbeats  map[string]time.Time
-	changed     chan struct{} // closed and replaced after every commit
-	skipped     uint64        // records that were not valid events
+	changed     chan struct{}            // closed and replaced after every commit
+	rejected    map[events.Reason]uint64 // records refused at the fold, by reason (the r/ rows)
+	rules       events.Rules
+	unchecked   bool
+	maxSchema   int
+	halted      map[string]Halt // by stream; in memory: found again from the checkpoint after a restart
 
 	fault faultHook // fault injection (fault.go)
 }
@@ -115,7 +146,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	s := &Store{db: db, cache: cache, log: opts.Logger, changed: make(chan struct{}), write: pebble.NoSync}
+	s := &Store{db: db, cache: cache, log: opts.Logger, changed: make(chan struct{}), write: pebble.NoSync,
+		rules: opts.Rules, unchecked: opts.Unchecked, maxSchema: opts.MaxSchema, halted: map[string]Halt{}}
+	if s.maxSchema <= 0 {
+		s.maxSchema = events.SchemaVersion
+	}
 	if opts.SyncWrites {
 		s.write = pebble.Sync
 	}
@@ -129,7 +164,17 @@ func Open(dir string, opts Options) (*Store, error) {
 func (s *Store) load() error {
 	s.checkpoints = map[string]uint64{}
 	s.heartbeats = map[string]time.Time{}
-	err := s.scan(prefixCheckpoint, func(k, v []byte) error {
+	s.rejected = map[events.Reason]uint64{}
+	err := s.scan(prefixRejected, func(k, v []byte) error {
+		if len(v) == 8 {
+			s.rejected[events.Reason(k[len(prefixRejected):])] = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load rejected counts: %w", err)
+	}
+	err = s.scan(prefixCheckpoint, func(k, v []byte) error {
 		if len(v) != 8 {
 			return fmt.Errorf("checkpoint %q: %d bytes", k, len(v))
 		}
@@ -184,12 +229,67 @@ func (s *Store) Heartbeat(origin string) (time.Time, bool) {
 	return t, ok
 }
 
-// Skipped returns how many records were not valid events and were stepped
-// over (counted, logged, and their sequence still checkpointed).
+// Skipped returns how many records were refused at the fold and stepped
+// over (counted, logged, and their sequence still checkpointed): the sum of
+// Rejected.
 func (s *Store) Skipped() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.skipped
+	var n uint64
+	for _, c := range s.rejected {
+		n += c
+	}
+	return n
+}
+
+// Rejected returns how many records were refused at the fold, by reason
+// (events.Reasons), since the store was created: the counts are stored
+// with the checkpoints, so they survive restarts and a Reset clears them.
+func (s *Store) Rejected() map[events.Reason]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[events.Reason]uint64, len(s.rejected))
+	for k, v := range s.rejected {
+		out[k] = v
+	}
+	return out
+}
+
+// Halted returns the streams stopped at a record the store does not
+// understand (Options.MaxSchema), by stream.
+func (s *Store) Halted() map[string]Halt {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.halted)
+}
+
+// HaltedAt returns where stream is halted, if it is.
+func (s *Store) HaltedAt(stream string) (Halt, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.halted[stream]
+	return h, ok
+}
+
+// check decodes a record, for a reader of schemas up to maxSchema, and
+// checks it belongs where it was found; a refused record gives its
+// *events.Rejection, one not understood its *events.UnsupportedError.
+func check(rules events.Rules, unchecked bool, maxSchema int, r events.Record) (events.Envelope, *events.Rejection, *events.UnsupportedError) {
+	e, err := events.DecodeUpTo(r.Data, maxSchema)
+	var unsup *events.UnsupportedError
+	if errors.As(err, &unsup) {
+		return events.Envelope{}, nil, unsup
+	}
+	if err != nil {
+		return events.Envelope{}, &events.Rejection{Reason: events.ReasonMalformed, Message: err.Error()}, nil
+	}
+	if unchecked {
+		return e, nil, nil
+	}
+	if rej := rules.Check(e, r.Stream, r.Subject); rej != nil {
+		return events.Envelope{}, rej, nil
+	}
+	return e, nil, nil
 }
 
 // WaitApplied blocks until stream's checkpoint reaches seq or ctx ends.
@@ -261,31 +361,50 @@ func (e *GapError) Error() string {
 // Apply folds records into the store in one atomic batch with the new
 // checkpoints (fsynced when Options.SyncWrites is set). Records at or below their stream's checkpoint are skipped
 // (redeliveries); a record beyond checkpoint+1 is a *GapError and nothing is
-// written. It returns how many records were applied. Apply must not be
-// called concurrently with itself.
+// written. A record the store does not understand (Options.MaxSchema)
+// halts its stream: its checkpoint stays before it, and the stream's later
+// records, in this batch and later ones, are left out (not a gap) until a
+// store that understands it applies it; other streams go on. It returns
+// how many records were applied. Apply must not be called concurrently
+// with itself.
 func (s *Store) Apply(recs []events.Record) (int, error) {
 	cps := s.Checkpoints()
+	halted := s.Halted()
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
 	rows := &linkReader{db: s.db}
 	defer rows.close()
 	touched := map[string]events.Link{}
 	beats := map[string]time.Time{}
-	var applied, skipped int
+	var applied int
+	rejected := map[events.Reason]uint64{}
 	for _, r := range recs {
 		cp := cps[r.Stream]
 		if r.Seq <= cp {
 			continue
 		}
+		if h, ok := halted[r.Stream]; ok && r.Seq > h.Seq {
+			continue // after the halt: read again once the halt is passed
+		}
 		if r.Seq != cp+1 {
 			return 0, &GapError{Stream: r.Stream, Want: cp + 1, Got: r.Seq}
 		}
+		e, rej, unsup := check(s.rules, s.unchecked, s.maxSchema, r)
+		if unsup != nil {
+			if _, was := halted[r.Stream]; !was {
+				s.log.Error("stopping the stream at an event this binary does not understand: upgrade the binary",
+					"stream", r.Stream, "seq", r.Seq, "schema", unsup.Schema, "type", string(unsup.Type), "err", unsup.Err)
+			}
+			halted[r.Stream] = Halt{Seq: r.Seq, Schema: unsup.Schema, Type: string(unsup.Type), Reason: unsup.Err.Error()}
+			continue
+		}
+		delete(halted, r.Stream)
 		cps[r.Stream] = r.Seq
 		applied++
-		e, err := events.Decode(r.Data)
-		if err != nil {
-			skipped++
-			s.log.Error("skipping a record that is not a valid event", "stream", r.Stream, "seq", r.Seq, "err", err)
+		if rej != nil {
+			rejected[rej.Reason]++
+			s.log.Error("refusing to fold a record", "stream", r.Stream, "seq", r.Seq, "subject", r.Subject,
+				"reason", string(rej.Reason), "err", rej.Message)
 			continue
 		}
 		if e.Type == events.TypeRegionHeartbeat {
@@ -303,6 +422,9 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 		}
 	}
 	if applied == 0 {
+		s.mu.Lock()
+		s.halted = halted
+		s.mu.Unlock()
 		return 0, nil
 	}
 	var row []byte
@@ -318,6 +440,14 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 	for stream, seq := range cps {
 		binary.BigEndian.PutUint64(buf[:], seq)
 		if err := b.Set([]byte(prefixCheckpoint+stream), buf[:], nil); err != nil {
+			return 0, err
+		}
+	}
+	total := s.Rejected()
+	for reason, n := range rejected {
+		total[reason] += n
+		binary.BigEndian.PutUint64(buf[:], total[reason])
+		if err := b.Set([]byte(prefixRejected+string(reason)), buf[:], nil); err != nil {
 			return 0, err
 		}
 	}
@@ -343,10 +473,13 @@ func (s *Store) Apply(recs []events.Record) (int, error) {
 	}
 	s.mu.Lock()
 	s.checkpoints = cps
+	s.halted = halted
 	for origin, t := range beats {
 		s.heartbeats[origin] = t
 	}
-	s.skipped += uint64(skipped)
+	for reason, n := range rejected {
+		s.rejected[reason] += n
+	}
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
@@ -467,7 +600,7 @@ func (s *Store) eventsOf(r reader, code string) ([]events.Envelope, error) {
 	defer it.Close()
 	var evs []events.Envelope
 	for it.First(); it.Valid(); it.Next() {
-		e, err := events.Decode(it.Value())
+		e, err := events.DecodeUpTo(it.Value(), s.maxSchema)
 		if err != nil {
 			return nil, fmt.Errorf("stored event %q: %w", it.Key(), err)
 		}
@@ -526,6 +659,8 @@ func (s *Store) Reset() error {
 	s.mu.Lock()
 	s.checkpoints = map[string]uint64{}
 	s.heartbeats = map[string]time.Time{}
+	s.rejected = map[events.Reason]uint64{}
+	s.halted = map[string]Halt{}
 	s.mu.Unlock()
 	return nil
 }

@@ -17,7 +17,12 @@ var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 func open(t *testing.T, dir string, fs vfs.FS) *projections.Store {
 	t.Helper()
-	s, err := projections.Open(dir, projections.Options{FS: fs, CacheSize: 16})
+	return openWith(t, dir, projections.Options{FS: fs, CacheSize: 16})
+}
+
+func openWith(t *testing.T, dir string, opts projections.Options) *projections.Store {
+	t.Helper()
+	s, err := projections.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,8 +37,9 @@ func history(t *testing.T, n int, seed uint64) map[string][]events.Record {
 	regions := []string{"us-east", "eu-west", "ap-south"}
 	streams := map[string][]events.Record{}
 	add := func(origin string, e events.Envelope) {
-		name := "LINKS_" + origin
-		streams[name] = append(streams[name], events.Record{Stream: name, Seq: uint64(len(streams[name]) + 1), Data: e.Encode()})
+		name := events.LogStream(origin)
+		streams[name] = append(streams[name], events.Record{Stream: name, Seq: uint64(len(streams[name]) + 1),
+			Subject: events.LinkSubject(origin, e.Code), Data: e.Encode()})
 	}
 	for i := 0; i < n; i++ {
 		code := fmt.Sprintf("link%04d", i)
@@ -115,7 +121,7 @@ func TestDigestIndependentOfArrivalOrder(t *testing.T) {
 func TestApplyOnceAndInOrder(t *testing.T) {
 	s := open(t, t.TempDir(), nil)
 	defer s.Close()
-	recs := history(t, 20, 2)["LINKS_us-east"]
+	recs := history(t, 20, 2)["LINKS_US_EAST"]
 	if len(recs) < 5 {
 		t.Fatalf("history too short: %d", len(recs))
 	}
@@ -132,13 +138,14 @@ func TestApplyOnceAndInOrder(t *testing.T) {
 	if !errors.As(err, &gap) || gap.Want != 4 || gap.Got != 5 {
 		t.Fatalf("gap: err = %v, want a GapError wanting 4", err)
 	}
-	if cp := s.Checkpoint("LINKS_us-east"); cp != 3 {
+	if cp := s.Checkpoint("LINKS_US_EAST"); cp != 3 {
 		t.Fatalf("checkpoint %d after a refused gap, want 3", cp)
 	}
 	// The same event through another stream (a mirror, or a resend) is
 	// applied once: the position moves, the row does not change.
 	before, _ := s.Digest()
-	dup := events.Record{Stream: "LINKS_other", Seq: 1, Data: recs[0].Data}
+	dup := recs[0]
+	dup.Stream = "LINKS_US_EAST_AT_EU_WEST"
 	if n, err := s.Apply([]events.Record{dup}); err != nil || n != 1 {
 		t.Fatalf("Apply dup = %d, %v", n, err)
 	}
@@ -146,9 +153,9 @@ func TestApplyOnceAndInOrder(t *testing.T) {
 		t.Fatal("an event delivered twice changed the projection")
 	}
 	// A record that is not an event is stepped over, counted, and checkpointed.
-	bad := events.Record{Stream: "LINKS_us-east", Seq: 4, Data: []byte("not an event")}
-	if n, err := s.Apply([]events.Record{bad}); err != nil || n != 1 || s.Skipped() != 1 || s.Checkpoint("LINKS_us-east") != 4 {
-		t.Fatalf("bad record: n %d err %v skipped %d checkpoint %d", n, err, s.Skipped(), s.Checkpoint("LINKS_us-east"))
+	bad := events.Record{Stream: "LINKS_US_EAST", Seq: 4, Data: []byte("not an event")}
+	if n, err := s.Apply([]events.Record{bad}); err != nil || n != 1 || s.Skipped() != 1 || s.Checkpoint("LINKS_US_EAST") != 4 {
+		t.Fatalf("bad record: n %d err %v skipped %d checkpoint %d", n, err, s.Skipped(), s.Checkpoint("LINKS_US_EAST"))
 	}
 }
 
@@ -178,7 +185,7 @@ func TestCacheFollowsCommits(t *testing.T) {
 	s := open(t, t.TempDir(), nil)
 	defer s.Close()
 	c, _ := events.New(events.TypeLinkCreated, "abc", "us-east", "k", t0, events.LinkCreated{URL: "https://a.example/", RedirectStatus: 302})
-	if _, err := s.Apply([]events.Record{{Stream: "S", Seq: 1, Data: c.Encode()}}); err != nil {
+	if _, err := s.Apply([]events.Record{{Stream: "LINKS_US_EAST", Seq: 1, Subject: "links.us-east.abc", Data: c.Encode()}}); err != nil {
 		t.Fatal(err)
 	}
 	if e, found, _ := s.Lookup("abc"); !found || e.URL != "https://a.example/" {
@@ -186,14 +193,14 @@ func TestCacheFollowsCommits(t *testing.T) {
 	}
 	u := "https://b.example/"
 	up, _ := events.New(events.TypeLinkUpdated, "abc", "us-east", "k", t0.Add(time.Second), events.LinkUpdated{URL: &u})
-	if _, err := s.Apply([]events.Record{{Stream: "S", Seq: 2, Data: up.Encode()}}); err != nil {
+	if _, err := s.Apply([]events.Record{{Stream: "LINKS_US_EAST", Seq: 2, Subject: "links.us-east.abc", Data: up.Encode()}}); err != nil {
 		t.Fatal(err)
 	}
 	if e, _, _ := s.Lookup("abc"); e.URL != u {
 		t.Fatalf("cached entry not refreshed by the update: %q", e.URL)
 	}
 	d, _ := events.New(events.TypeLinkDeleted, "abc", "us-east", "k", t0.Add(2*time.Second), events.LinkDeleted{})
-	if _, err := s.Apply([]events.Record{{Stream: "S", Seq: 3, Data: d.Encode()}}); err != nil {
+	if _, err := s.Apply([]events.Record{{Stream: "LINKS_US_EAST", Seq: 3, Subject: "links.us-east.abc", Data: d.Encode()}}); err != nil {
 		t.Fatal(err)
 	}
 	if e, _, _ := s.Lookup("abc"); !e.Deleted || e.Servable(t0) {

@@ -224,7 +224,7 @@ func (k *clicks) commit(ctx context.Context) bool {
 		n, err := k.store.Commit()
 		if err == nil {
 			k.counted.Add(uint64(n))
-			_ = k.feed.Ack(ctx)
+			_ = k.feed.Ack(ctx, nil)
 			return true
 		}
 		k.r.log.Warn("click projection: retrying", "err", err, "in", wait)

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -16,14 +17,21 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"shortener/events"
+	"shortener/projections"
 	"shortener/replicator"
 	"shortener/secrets"
 )
 
 // Config describes one region's process.
 type Config struct {
-	Name      string // region name, e.g. "us-east"; also the NATS cluster name
-	Digit     byte   // first character of the region's generated codes, '0' to '9'
+	Name  string // region name, e.g. "us-east"; also the NATS cluster name
+	Digit byte   // first character of the region's generated codes, '0' to '9'
+	// Digits is the digit of every region of the cluster, this one
+	// included (= Digit): a create of a generated code is folded only
+	// from the region whose digit starts it (events.Rules). Every region
+	// and the auditor must be given the same table. Default
+	// events.DefaultDigits with this region's Digit merged in.
+	Digits    map[string]byte
 	Instance  string // this app instance, unique within the region; names its consumers (default Name)
 	HTTPAddr  string // listen address of the API and redirects, e.g. "127.0.1.1:8080"
 	PublicURL string // base of short_url in answers (default "http://" + HTTPAddr)
@@ -50,8 +58,13 @@ type Config struct {
 	// also holds the event).
 	Durability string
 
-	Fsync         replicator.Fsync
-	MaxURLLen     int           // default events.DefaultMaxURLLen
+	Fsync replicator.Fsync
+	// MaxSchema is the newest event schema the projection folds (default
+	// events.SchemaVersion); a stream stops at a later one
+	// (projections.Options.MaxSchema). Tests raise it to stand for an
+	// upgraded binary.
+	MaxSchema     int
+	MaxURLLen     int           // default events.DefaultMaxURLLen, at most events.FoldMaxURLLen
 	CacheSize     int           // LRU entries, default 100,000
 	APIKeyHashes  []string      // hex SHA-256 of every accepted API key
 	RateLimit     float64       // API requests per second per key; 0 = default 200, <0 = off
@@ -149,6 +162,16 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Digit < '0' || c.Digit > '9' {
 		return c, fmt.Errorf("region digit must be 0 to 9, not %q", c.Digit)
 	}
+	if c.Digits == nil {
+		c.Digits = events.MergeDigits(events.DefaultDigits, c.Name, c.Digit)
+	}
+	c.Digits = maps.Clone(c.Digits)
+	if err := events.ValidateDigits(c.Digits); err != nil {
+		return c, err
+	}
+	if d, ok := c.Digits[c.Name]; !ok || d != c.Digit {
+		return c, fmt.Errorf("digits: the table must give this region (%s) its own digit %c", c.Name, c.Digit)
+	}
 	if c.Instance == "" {
 		c.Instance = c.Name
 	}
@@ -203,6 +226,9 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("peer %q: a region name, distinct from this region and the other peers", p.Name)
 		}
 		seen[p.Name] = true
+		if _, ok := c.Digits[p.Name]; !ok {
+			return c, fmt.Errorf("digits: peer %s has no digit in the table (its creates would be refused)", p.Name)
+		}
 		if p.GlobalHost == "" {
 			gh, err := nextHost(p.Host)
 			if err != nil {
@@ -238,6 +264,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxURLLen <= 0 {
 		c.MaxURLLen = events.DefaultMaxURLLen
+	}
+	if c.MaxURLLen > events.FoldMaxURLLen {
+		return c, fmt.Errorf("max URL length %d: at most %d, the longest every region folds", c.MaxURLLen, events.FoldMaxURLLen)
 	}
 	if c.RateLimit == 0 {
 		c.RateLimit = 200
@@ -308,4 +337,12 @@ func nextHost(host string) (string, error) {
 	b := ip.As4()
 	b[3]++
 	return netip.AddrFrom4(b).String(), nil
+}
+
+// rules are what the region's projection checks every event against.
+func (c Config) rules() events.Rules { return events.Rules{Digits: c.Digits} }
+
+// projection is the configuration of the region's projection store.
+func (c Config) projection(log *slog.Logger) projections.Options {
+	return projections.Options{CacheSize: c.CacheSize, Logger: log, SyncWrites: true, Rules: c.rules(), MaxSchema: c.MaxSchema}
 }

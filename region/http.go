@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -518,6 +520,18 @@ func (r *Region) Ready(ctx context.Context) Readiness {
 	if err := r.projector.Err(); err != nil {
 		fail("projector", err.Error())
 	}
+	// A stream stopped at an event this binary does not understand is
+	// reported but does not fail readiness: every region running this
+	// binary stops at the same event, so failing would drain them all,
+	// while each still serves everything before it.
+	if halted := r.store.Halted(); len(halted) > 0 {
+		var parts []string
+		for _, stream := range slices.Sorted(maps.Keys(halted)) {
+			h := halted[stream]
+			parts = append(parts, fmt.Sprintf("%s stopped at #%d (%s)", stream, h.Seq, h.Reason))
+		}
+		rd.Checks["streams"] = "serving, but " + strings.Join(parts, "; ") + ": upgrade the binary (docs/runbooks/stream-halted.md)"
+	}
 	if why := r.caughtUpWithPeers(); why != "" {
 		fail("peers", why)
 	} else if len(r.cfg.Peers) > 0 {
@@ -546,12 +560,25 @@ type RegionsResponse struct {
 	Peers         []string               `json:"peers"`
 	AliasRegister string                 `json:"alias_register"` // "available" or "unavailable"
 	Origins       []replicator.OriginLag `json:"origins"`
+	// Rejected counts, by reason (events.Reasons), the records the
+	// projection refused to fold since it was built: forged or malformed
+	// events (docs/runbooks/events-rejected.md). Absent when none.
+	Rejected map[events.Reason]uint64 `json:"rejected,omitempty"`
+	// Halted names the streams the projection stopped at an event this
+	// binary does not understand (docs/runbooks/stream-halted.md).
+	Halted map[string]projections.Halt `json:"halted,omitempty"`
 }
 
 // Regions returns what GET /api/v1/regions serves.
 func (r *Region) Regions(ctx context.Context) RegionsResponse {
 	resp := RegionsResponse{Region: r.cfg.Name, Time: r.cfg.Now().UTC(), Durability: r.cfg.Durability,
 		Fsync: string(r.cfg.Fsync), Peers: []string{}, AliasRegister: "unavailable", Origins: r.monitor.Snapshot()}
+	if rej := r.store.Rejected(); len(rej) > 0 {
+		resp.Rejected = rej
+	}
+	if h := r.store.Halted(); len(h) > 0 {
+		resp.Halted = h
+	}
 	for _, p := range r.cfg.Peers {
 		resp.Peers = append(resp.Peers, p.Name)
 	}
@@ -574,7 +601,9 @@ type ProjectionInfo struct {
 	Digest      string            `json:"digest"` // SHA-256 over every link row
 	Links       int               `json:"links"`
 	Checkpoints map[string]uint64 `json:"checkpoints"` // last applied sequence per stream
-	Skipped     uint64            `json:"skipped"`     // records that were not valid events
+	Skipped     uint64            `json:"skipped"`     // records refused at the fold: the sum of Rejected
+	// Rejected counts the records refused at the fold by reason.
+	Rejected map[events.Reason]uint64 `json:"rejected,omitempty"`
 }
 
 func (r *Region) projectionInfo(c echo.Context) error {
@@ -587,5 +616,5 @@ func (r *Region) projectionInfo(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, ProjectionInfo{Region: r.cfg.Name, Digest: digest, Links: n,
-		Checkpoints: r.store.Checkpoints(), Skipped: r.store.Skipped()})
+		Checkpoints: r.store.Checkpoints(), Skipped: r.store.Skipped(), Rejected: r.store.Rejected()})
 }

@@ -19,6 +19,9 @@ import (
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"shortener/events"
+	"shortener/replicator"
 )
 
 // Telemetry of a region: metrics through the OpenTelemetry API (the SDK and
@@ -389,10 +392,26 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 	if err == nil {
 		err = e
 	}
+	rejectedCtr, e := m.Int64ObservableCounter("shortener.events.rejected", metric.WithUnit("{event}"),
+		metric.WithDescription("Records the projection refused to fold, by reason (malformed, origin, subject, code_owner, url): forged or malformed events, skipped and never served (docs/runbooks/events-rejected.md). Stored with the projection: it survives restarts."))
+	if err == nil {
+		err = e
+	}
+	halted := ig("shortener.stream.halted", "", "1 while the projection has stopped the stream at an event this binary does not understand (a newer schema, an unknown type): nothing after it is folded until the binary is upgraded (docs/runbooks/stream-halted.md), else 0.")
 	if err != nil {
 		return err
 	}
 	region := attribute.String("region", r.cfg.Name)
+	streams := map[string]metric.ObserveOption{}
+	streams[r.stream] = metric.WithAttributeSet(attribute.NewSet(region, attribute.String("stream", r.stream)))
+	for _, p := range r.cfg.Peers {
+		name := replicator.MirrorName(p.Name, r.cfg.Name)
+		streams[name] = metric.WithAttributeSet(attribute.NewSet(region, attribute.String("stream", name)))
+	}
+	reasons := map[events.Reason]metric.ObserveOption{}
+	for _, reason := range events.Reasons {
+		reasons[reason] = metric.WithAttributeSet(attribute.NewSet(region, attribute.String("reason", string(reason))))
+	}
 	regionSet := metric.WithAttributeSet(attribute.NewSet(region))
 	origins := map[string]metric.ObserveOption{}
 	origins[r.cfg.Name] = metric.WithAttributeSet(attribute.NewSet(region, attribute.String("origin", r.cfg.Name)))
@@ -446,6 +465,14 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 		for name, until := range r.certificates() {
 			o.ObserveFloat64(certLeft, until.Sub(now).Seconds(), metric.WithAttributeSet(attribute.NewSet(region, attribute.String("cert", name))))
 		}
+		for stream, at := range streams {
+			_, stopped := r.store.HaltedAt(stream)
+			o.ObserveInt64(halted, b2i(stopped), at)
+		}
+		rejected := r.store.Rejected()
+		for _, reason := range events.Reasons {
+			o.ObserveInt64(rejectedCtr, int64(rejected[reason]), reasons[reason])
+		}
 		if r.clicks != nil {
 			now := r.cfg.Now()
 			for origin, newest := range r.clicks.store.Newest() {
@@ -456,7 +483,7 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 		}
 		return nil
 	}, lagEvents, lagSeconds, active, copying, mirrorErr, reachable, behind, diverged, rpoEvents, rpoSeconds, rpoKnown, projLag, aliases, storeBytes,
-		diskFree, diskSize, cacheEntries, appliedCtr, freshness, certLeft)
+		diskFree, diskSize, cacheEntries, appliedCtr, freshness, rejectedCtr, halted, certLeft)
 	return err
 }
 

@@ -109,6 +109,10 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"shortener_disk_free_bytes", us, 1},
 		{"shortener_http_open_connections", us, 1},
 		{"shortener_cache_entries", us, 1},
+		// Present from 0, for every reason, so that increase() sees the first refusal.
+		{"shortener_events_rejected_total", map[string]string{"region": "us-east", "reason": "url"}, 0},
+		{"shortener_events_rejected_total", map[string]string{"reason": "code_owner"}, 0},
+		{"shortener_stream_halted", map[string]string{"region": "us-east", "stream": "LINKS_US_EAST"}, 0},
 	}
 	for _, ch := range checks {
 		v, ok := fams.Value(ch.name, ch.want)

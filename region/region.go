@@ -156,8 +156,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	if err := os.RemoveAll(r.checkpointsDir()); err != nil { // left by a crash during a backup
 		return err
 	}
-	r.store, err = projections.Open(filepath.Join(r.cfg.DataDir, "projection"), projections.Options{
-		CacheSize: r.cfg.CacheSize, Logger: r.log.With("component", "projection"), SyncWrites: true})
+	r.store, err = projections.Open(filepath.Join(r.cfg.DataDir, "projection"), r.cfg.projection(r.log.With("component", "projection")))
 	if err != nil {
 		return err
 	}

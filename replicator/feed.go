@@ -337,7 +337,7 @@ func (f *Feed) Next(ctx context.Context, max int) ([]events.Record, error) {
 			return // not a JetStream message: cannot happen on a consumer's subject
 		}
 		f.unacked[md.Stream] = d.m
-		out = append(out, events.Record{Stream: md.Stream, Seq: md.Sequence.Stream, Data: d.m.Data()})
+		out = append(out, events.Record{Stream: md.Stream, Seq: md.Sequence.Stream, Subject: d.m.Subject(), Data: d.m.Data()})
 	}
 	select {
 	case m := <-f.msgs:
@@ -371,14 +371,24 @@ func getRecord(ctx context.Context, s jetstream.Stream, name string, seq uint64)
 	if err != nil {
 		return events.Record{}, fmt.Errorf("get %s #%d: %w", name, seq, err)
 	}
-	return events.Record{Stream: name, Seq: m.Sequence, Data: m.Data}, nil
+	return events.Record{Stream: name, Seq: m.Sequence, Subject: m.Subject, Data: m.Data}, nil
 }
 
 // Ack acknowledges everything handed out by Next so far: call it once the
-// records are durably applied.
-func (f *Feed) Ack(ctx context.Context) error {
+// records are durably applied. The streams held (held(stream) true; held
+// may be nil) are not acknowledged: a projection stopped at a record of
+// it (projections.Halt) leaves the consumer's ack floor at or below its
+// checkpoint, so that after a restart (an upgrade) the records from the
+// halt on are fetched again (Open's backlog) instead of being lost behind
+// an ack floor. Their deliveries are redelivered after AckWait and
+// dropped by the puller as already handed on.
+func (f *Feed) Ack(ctx context.Context, held func(stream string) bool) error {
 	var errs []error
 	for stream, m := range f.unacked {
+		if held != nil && held(stream) {
+			delete(f.unacked, stream)
+			continue
+		}
 		if err := m.Ack(); err != nil {
 			errs = append(errs, fmt.Errorf("ack %s: %w", stream, err))
 		}

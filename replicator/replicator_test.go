@@ -114,7 +114,7 @@ func TestFeedPositionsBehindTheCheckpoint(t *testing.T) {
 	if got := read(f, 6); got[0] != 1 || got[5] != 6 {
 		t.Fatalf("first read: %v", got)
 	}
-	if err := f.Ack(ctx); err != nil {
+	if err := f.Ack(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Let the ack land before closing.
@@ -255,7 +255,7 @@ func TestFeedCatchesUpInBatches(t *testing.T) {
 			}
 			want++
 		}
-		if err := f.Ack(ctx); err != nil {
+		if err := f.Ack(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

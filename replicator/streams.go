@@ -35,17 +35,15 @@ func ParseFsync(s string) (Fsync, error) {
 }
 
 // StreamName is the name of region's write stream: LINKS_US_EAST for us-east.
-func StreamName(region string) string {
-	return "LINKS_" + strings.ToUpper(strings.ReplaceAll(region, "-", "_"))
-}
+func StreamName(region string) string { return events.LogStream(region) }
 
 // Subject is the subject of events about code written in region. One
 // subject per code lets an append require that no create came before it.
-func Subject(region, code string) string { return "links." + region + "." + code }
+func Subject(region, code string) string { return events.LinkSubject(region, code) }
 
 // HeartbeatSubject is the subject of region's heartbeats; "_hb" can never be
 // a code, which starts with a letter or digit.
-func HeartbeatSubject(region string) string { return "links." + region + "._hb" }
+func HeartbeatSubject(region string) string { return events.HeartbeatSubject(region) }
 
 // WaitReady polls the JetStream API until it answers (a meta leader exists),
 // or ctx ends. ReadyForConnections is not enough: the API needs a meta

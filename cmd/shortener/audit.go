@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,6 +38,7 @@ type auditOpts struct {
 	timeout   time.Duration
 	jsonOut   bool
 	creds     natsSecretFlags
+	digits    string
 }
 
 func auditCmd() *cobra.Command {
@@ -63,6 +65,7 @@ Progress goes to stderr; errors are one line and a non-zero exit status.`,
 	o.creds.register(pf, false)
 	pf.Lookup("secrets").DefValue, o.creds.Secrets = "var/dev/secrets", cmp.Or(o.creds.Secrets, "var/dev/secrets")
 	pf.BoolVar(&o.jsonOut, "json", false, "print JSON (lines) instead of tables")
+	pf.StringVar(&o.digits, "digits", events.FormatDigits(events.DefaultDigits), "every region's digit, as the regions were given it (--digits): a replay checks events as the regions do")
 	cmd.AddCommand(auditReplayCmd(o), auditHistoryCmd(o), auditAtCmd(o), auditVerifyCmd(o), auditExportCmd(o))
 	return cmd
 }
@@ -76,11 +79,17 @@ type auditor struct {
 	progress  io.Writer
 	endpoints map[string]string
 	client    *http.Client
-	key       string // the API key, when not from the environment or --api-key-file
+	key       string       // the API key, when not from the environment or --api-key-file
+	rules     events.Rules // what every replayed event is checked against (--digits)
 }
 
 func openAuditor(ctx context.Context, o *auditOpts, progress io.Writer) (*auditor, error) {
 	a := &auditor{o: o, progress: progress, endpoints: map[string]string{}, client: &http.Client{Timeout: time.Minute}}
+	digits, err := events.ParseDigits(o.digits)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--digits: %w", err)}
+	}
+	a.rules = events.Rules{Digits: digits}
 	if len(o.endpoints) == 0 {
 		for _, r := range devRegions {
 			a.endpoints[r.Name] = "http://" + r.Host + ":8080"
@@ -201,12 +210,18 @@ type replayResult struct {
 // fresh store in dir, reporting progress every second when progress is not
 // nil.
 func replay(ctx context.Context, js jetstream.JetStream, srcs []replaySource, dir string, until time.Time, label string, progress io.Writer) (*projections.Store, replayResult, error) {
+	return replayWith(ctx, js, srcs, dir, until, events.Rules{}, label, progress)
+}
+
+// replayWith is replay checking every event against rules (replay uses the
+// default table of digits).
+func replayWith(ctx context.Context, js jetstream.JetStream, srcs []replaySource, dir string, until time.Time, rules events.Rules, label string, progress io.Writer) (*projections.Store, replayResult, error) {
 	res := replayResult{Sources: srcs}
 	var total uint64
 	for _, s := range srcs {
 		total += s.To
 	}
-	r, err := projections.NewReplay(dir, projections.ReplayOptions{Until: until, Logger: quietLogger(), Expect: int(total)})
+	r, err := projections.NewReplay(dir, projections.ReplayOptions{Until: until, Logger: quietLogger(), Expect: int(total), Rules: rules})
 	if err != nil {
 		return nil, res, err
 	}
@@ -474,7 +489,7 @@ func (a *auditor) compareRegion(ctx context.Context, reg string, live liveSource
 		return cmp, err
 	}
 	defer os.RemoveAll(dir)
-	store, res, err := replay(ctx, a.js, srcs, dir, time.Time{}, "replay "+reg, a.progress)
+	store, res, err := replayWith(ctx, a.js, srcs, dir, time.Time{}, a.rules, "replay "+reg, a.progress)
 	if err != nil {
 		return cmp, err
 	}
@@ -563,8 +578,21 @@ func (a *auditor) liveOf(reg, storeDir string) (liveSource, func(), error) {
 
 func printComparison(out io.Writer, c comparison) {
 	r := c.Replay
-	fmt.Fprintf(out, "replay of %s: %d events (%d link events, %d duplicates, %d heartbeats, %d invalid) in %.2fs: %.0f events/s\n",
+	fmt.Fprintf(out, "replay of %s: %d events (%d link events, %d duplicates, %d heartbeats, %d refused) in %.2fs: %.0f events/s\n",
 		c.Region, r.Stats.Records, r.Stats.Events, r.Stats.Duplicates, r.Stats.Heartbeats, r.Stats.Invalid, r.Elapsed.Seconds(), r.Rate)
+	if r.Stats.Invalid > 0 {
+		var parts []string
+		for _, reason := range events.Reasons {
+			if n := r.Stats.Rejected[reason]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", reason, n))
+			}
+		}
+		fmt.Fprintf(out, "  refused   %s (never folded: docs/runbooks/events-rejected.md)\n", strings.Join(parts, ", "))
+	}
+	for _, stream := range slices.Sorted(maps.Keys(r.Stats.Halted)) {
+		h := r.Stats.Halted[stream]
+		fmt.Fprintf(out, "  halted    %s at #%d (%s): nothing after it folded; upgrade the binary (docs/runbooks/stream-halted.md)\n", stream, h.Seq, h.Reason)
+	}
 	var upTo []string
 	for _, s := range r.Sources {
 		x := fmt.Sprintf("%s #%d", s.Stream, s.To)
@@ -691,7 +719,7 @@ func (a *auditor) replayBounded(ctx context.Context, out io.Writer, reg string, 
 		}
 		defer os.RemoveAll(dir)
 	}
-	store, res, err := replay(ctx, a.js, srcs, dir, u.Time, "replay "+reg, a.progress)
+	store, res, err := replayWith(ctx, a.js, srcs, dir, u.Time, a.rules, "replay "+reg, a.progress)
 	if err != nil {
 		return err
 	}
@@ -897,7 +925,7 @@ func (a *auditor) allAt(ctx context.Context, t time.Time) ([]linkAt, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	store, _, err := replay(ctx, a.js, srcs, dir, t, "replay up to "+t.Format(time.RFC3339Nano), a.progress)
+	store, _, err := replayWith(ctx, a.js, srcs, dir, t, a.rules, "replay up to "+t.Format(time.RFC3339Nano), a.progress)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"shortener/events"
 	"shortener/region"
 	"shortener/replicator"
 	"shortener/secrets"
@@ -31,6 +32,7 @@ import (
 type regionFlags struct {
 	Name        string   `json:"name"`
 	Digit       string   `json:"digit"`
+	Digits      string   `json:"digits"`
 	Instance    string   `json:"instance"`
 	HTTP        string   `json:"http"`
 	PublicURL   string   `json:"public_url"`
@@ -174,6 +176,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&configFile, "config", "", "JSON config file")
 	fl.StringVar(&f.Name, "name", "us-east", "region name")
 	fl.StringVar(&f.Digit, "digit", "1", "the region's digit, 0-9: the first character of its generated codes, unique per region")
+	fl.StringVar(&f.Digits, "digits", "", "every region's digit, e.g. us-east=1,eu-west=2,ap-south=3: a create of a generated code folds only from the region whose digit starts it; the same in every region and in audit (default the dev table with this region's --digit)")
 	fl.StringVar(&f.Instance, "instance", "", "app instance name, unique within the region (default the region name)")
 	fl.StringVar(&f.HTTP, "http", "127.0.1.1:8080", "HTTP listen address")
 	fl.StringVar(&f.PublicURL, "public-url", "", "base of short URLs (default http://<http address>)")
@@ -251,6 +254,12 @@ func (f regionFlags) config() (region.Config, error) {
 	if len(f.Digit) != 1 || f.Digit[0] < '0' || f.Digit[0] > '9' {
 		return region.Config{}, usageError{fmt.Errorf("--digit must be one digit 0-9, not %q", f.Digit)}
 	}
+	var digits map[string]byte
+	if f.Digits != "" {
+		if digits, err = events.ParseDigits(f.Digits); err != nil {
+			return region.Config{}, usageError{fmt.Errorf("--digits: %w", err)}
+		}
+	}
 	var peers []region.Peer
 	for _, p := range f.Peers {
 		name, hosts, ok := strings.Cut(p, "=")
@@ -306,7 +315,7 @@ func (f regionFlags) config() (region.Config, error) {
 		}
 	}
 	return region.Config{
-		Name: f.Name, Digit: f.Digit[0], Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
+		Name: f.Name, Digit: f.Digit[0], Digits: digits, Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
 		ClickCommitEvery: clickCommit, NATSServerSecrets: srv, NATSClientSecrets: cli, HTTPCert: httpCert,

@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"shortener/events"
 	"shortener/region"
 )
 
@@ -54,6 +57,7 @@ func printStatus(ctx context.Context, out io.Writer, targets []string) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REGION\tORIGIN\tHELD SEQ\tLAG EVENTS\tLAG\tMIRROR\tRPO EVENTS\tRPO\tALIASES\tDURABILITY")
 	down := 0
+	var refused []string
 	for _, t := range targets {
 		name, url, ok := strings.Cut(t, "=")
 		if !ok {
@@ -65,6 +69,19 @@ func printStatus(ctx context.Context, out io.Writer, targets []string) error {
 			fmt.Fprintf(tw, "%s\tUNREACHABLE\t\t\t\t\t\t\t\t%v\n", name, shortErr(err))
 			down++
 			continue
+		}
+		if len(rr.Rejected) > 0 {
+			var parts []string
+			for _, reason := range events.Reasons {
+				if n := rr.Rejected[reason]; n > 0 {
+					parts = append(parts, fmt.Sprintf("%s=%d", reason, n))
+				}
+			}
+			refused = append(refused, fmt.Sprintf("%s: REFUSED EVENTS %s (docs/runbooks/events-rejected.md)", rr.Region, strings.Join(parts, " ")))
+		}
+		for _, stream := range slices.Sorted(maps.Keys(rr.Halted)) {
+			h := rr.Halted[stream]
+			refused = append(refused, fmt.Sprintf("%s: STREAM HALTED %s at #%d (%s): upgrade the binary (docs/runbooks/stream-halted.md)", rr.Region, stream, h.Seq, h.Reason))
 		}
 		for _, o := range rr.Origins {
 			mirror := "live"
@@ -111,6 +128,9 @@ func printStatus(ctx context.Context, out io.Writer, targets []string) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, line := range refused {
+		fmt.Fprintln(out, line)
 	}
 	if down == len(targets) {
 		return fmt.Errorf("no region answered: is the cluster running (make run)?")

@@ -70,15 +70,37 @@ out.append("""  - name: shortener-alerts
           summary: "{{ $labels.region }} does not answer /metrics"
           description: "Prometheus cannot scrape {{ $labels.instance }} ({{ $labels.region }}) for 30 s: the region's process is down or unreachable. The switch moves its clients when /readyz fails."
           runbook: docs/runbooks/region-down.md
+      # A mirror neither live nor moving pages; one that is copying a
+      # backlog (after its region or the origin was down) is on its way and
+      # only wants a look if the catch-up lasts (ShortenerMirrorCatchUpLong).
+      # A series without the copying gauge (an older binary) still pages.
       - alert: ShortenerMirrorInactive
-        expr: shortener_mirror_active == 0
+        expr: shortener_mirror_active == 0 unless on (region, origin) shortener_mirror_copying == 1
         for: 1m
         labels:
           severity: page
         annotations:
           summary: "{{ $labels.region }}: the mirror of {{ $labels.origin }} is not live"
-          description: "No event of {{ $labels.origin }} newer than 3 s has reached {{ $labels.region }} for a minute: links created in {{ $labels.origin }} do not resolve there, and the RPO of a failover of {{ $labels.origin }} to {{ $labels.region }} grows."
+          description: "No event of {{ $labels.origin }} newer than 3 s has reached {{ $labels.region }} for a minute, and the mirror is not moving: links created in {{ $labels.origin }} do not resolve there, and the RPO of a failover of {{ $labels.origin }} to {{ $labels.region }} grows."
           runbook: docs/runbooks/mirror-inactive.md
+      - alert: ShortenerMirrorCatchUpLong
+        expr: shortener_mirror_active == 0 and on (region, origin) shortener_mirror_copying == 1
+        for: 15m
+        labels:
+          severity: ticket
+        annotations:
+          summary: "{{ $labels.region }}: the mirror of {{ $labels.origin }} has been catching up for 15 minutes"
+          description: "The mirror of {{ $labels.origin }} in {{ $labels.region }} is copying but has not reached live for 15 minutes ({{ $labels.origin }}'s newest events held there are older than 3 s): the backlog is large, or it copies slower than {{ $labels.origin }} writes."
+          runbook: docs/runbooks/mirror-inactive.md
+      - alert: ShortenerOriginBehindMirror
+        expr: shortener_origin_behind == 1 or shortener_origin_diverged == 1
+        for: 1m
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.origin }} lost events that its mirror in {{ $labels.region }} holds"
+          description: "{{ $labels.origin }}'s stream holds fewer events than its mirror in {{ $labels.region }}, or other events at the same sequences: it lost its stream and came back without repairing it. The mirror ignores {{ $labels.origin }}'s new events up to its own last sequence, so links created in {{ $labels.origin }} now do not reach {{ $labels.region }}."
+          runbook: docs/runbooks/origin-behind-mirror.md
       - alert: ShortenerRPOBoundHigh
         expr: shortener_rpo_bound_seconds > 5 and on (region, origin) shortener_rpo_known == 1
         for: 1m
@@ -138,5 +160,22 @@ out.append("""  - name: shortener-alerts
         annotations:
           summary: "{{ $labels.region }}: certificate {{ $labels.cert }} expires in {{ $value | humanizeDuration }}"
           description: "The {{ $labels.cert }} certificate of {{ $labels.region }} expires in under 7 days: rotate it now, one region at a time."
-          runbook: docs/runbooks/certificate-expiry.md""")
+          runbook: docs/runbooks/certificate-expiry.md
+      - alert: ShortenerEventsRejected
+        expr: increase(shortener_events_rejected_total[10m]) > 0
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.region }}: events refused at the fold ({{ $labels.reason }})"
+          description: "The projection of {{ $labels.region }} refused records for reason {{ $labels.reason }} in the last 10 minutes: events that do not belong where they were found (a forged or misplaced event, or regions given different --digits). They are skipped and never served; find who wrote them."
+          runbook: docs/runbooks/events-rejected.md
+      - alert: ShortenerStreamHalted
+        expr: shortener_stream_halted == 1
+        for: 1m
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.region }}: {{ $labels.stream }} stopped at an event this binary does not understand"
+          description: "The projection of {{ $labels.region }} stopped folding {{ $labels.stream }} at an event of a newer schema or an unknown type: it serves what it had, but nothing of that stream from there on reaches it. Upgrade the binary; the stream resumes at that event."
+          runbook: docs/runbooks/stream-halted.md""")
 open("shortener.rules.yml", "w").write("\n".join(out) + "\n")

@@ -13,12 +13,15 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"shortener/events"
 	"shortener/region"
 	"shortener/secrets"
 )
@@ -34,8 +37,14 @@ func Host() string {
 }
 
 // Config returns a region configuration on a fresh loopback address with
-// its state in dir.
+// its state in dir. A default region (us-east, eu-west, ap-south) has its
+// digit of events.DefaultDigits, so that regions started together own
+// distinct generated codes; any other name has '1'.
 func Config(name, dir string) region.Config {
+	digit, ok := events.DefaultDigits[name]
+	if !ok {
+		digit = '1'
+	}
 	host := Host()
 	level := slog.LevelWarn
 	if os.Getenv("SHORTENER_TEST_LOG") != "" {
@@ -43,7 +52,7 @@ func Config(name, dir string) region.Config {
 	}
 	srv, cli := Credentials(name)
 	return region.Config{
-		Name: name, Digit: '1', HTTPAddr: host + ":8080", DataDir: dir,
+		Name: name, Digit: digit, HTTPAddr: host + ":8080", DataDir: dir,
 		APIKeyHashes: []string{region.HashAPIKey(APIKey)}, RateLimit: -1,
 		NATSServerSecrets: srv, NATSClientSecrets: cli,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test_region", name),
@@ -135,6 +144,80 @@ func Start(t testing.TB, cfg region.Config) *Running {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return run
+}
+
+// ClusterConfigs returns the configurations of regions started together
+// (StartCluster): each on its own loopback address with its state under
+// dir/<name>, the others as its peers.
+func ClusterConfigs(dir string, names ...string) []region.Config {
+	cfgs := make([]region.Config, len(names))
+	for i, n := range names {
+		cfgs[i] = Config(n, filepath.Join(dir, n))
+	}
+	for i := range cfgs {
+		for j, o := range cfgs {
+			if i != j {
+				host, _, _ := strings.Cut(o.HTTPAddr, ":")
+				cfgs[i].Peers = append(cfgs[i].Peers, region.Peer{Name: o.Name, Host: host})
+			}
+		}
+	}
+	return cfgs
+}
+
+// StartCluster opens the regions of cfgs together (the JetStream meta
+// leader and the alias register need them all), runs them, and waits until
+// every one is ready with its alias register available; the test's cleanup
+// stops them.
+func StartCluster(t testing.TB, cfgs []region.Config) []*Running {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out := make([]*Running, len(cfgs))
+	errs := make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	for i, cfg := range cfgs {
+		r, err := region.New(cfg)
+		if err != nil {
+			t.Fatalf("region.New %s: %v", cfg.Name, err)
+		}
+		runCtx, stop := context.WithCancel(context.Background())
+		out[i] = &Running{Region: r, cancel: stop, done: make(chan error, 1)}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = r.Open(ctx); errs[i] != nil {
+				return
+			}
+			out[i].URL = "http://" + r.Addr()
+			go func() { out[i].done <- r.Run(runCtx) }()
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil {
+			t.Cleanup(func() { out[i].Stop(t) })
+		} else {
+			t.Cleanup(func() { out[i].Close() })
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("open region %s: %v", cfgs[i].Name, err)
+		}
+	}
+	for _, r := range out {
+		if err := r.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for r.Regions(ctx).AliasRegister != "available" {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: alias register never became available", r.Config().Name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return out
 }
 
 // Stop shuts the region down gracefully and waits for it.
