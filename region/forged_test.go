@@ -16,6 +16,7 @@ import (
 	"shortener/projections"
 	"shortener/region/regiontest"
 	"shortener/replicator"
+	"shortener/secrets"
 )
 
 // forge publishes e on subject straight into a region's NATS, as anyone
@@ -86,7 +87,7 @@ func TestForgedEventsAreRefusedEverywhere(t *testing.T) {
 	}
 
 	// The forgeries, into us-east's stream through its NATS client port.
-	nc, err := nats.Connect(us.NATSURL())
+	nc, err := nats.Connect(us.NATSURL(), regiontest.NATSOptions(secrets.RegionUser("us-east"))...)
 	if err != nil {
 		t.Fatal(err)
 	}

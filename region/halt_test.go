@@ -14,6 +14,7 @@ import (
 	"shortener/events"
 	"shortener/region/regiontest"
 	"shortener/replicator"
+	"shortener/secrets"
 )
 
 // TestNewerSchemaStopsItsStreamUntilUpgrade: an event of a newer schema,
@@ -50,7 +51,7 @@ func TestNewerSchemaStopsItsStreamUntilUpgrade(t *testing.T) {
 		return nil
 	})
 
-	nc, err := nats.Connect(us.NATSURL())
+	nc, err := nats.Connect(us.NATSURL(), regiontest.NATSOptions(secrets.RegionUser("us-east"))...)
 	if err != nil {
 		t.Fatal(err)
 	}
