@@ -96,27 +96,34 @@ func natsOptions(c Config, s serverSpec, gateways map[string][]string) *server.O
 			clusterAdv = hostPort(s.advertise, s.clusterPort)
 		}
 	}
+	opts := openOptions(c, s, gws, clusterAdv, gwAdv)
+	if c.NATSInsecure {
+		return opts
+	}
+	// Every listener takes TLS only; clients authenticate with a user
+	// nkey from the table, routes and gateways with the cluster's
+	// certificate (both ends), and a gateway not in the configuration is
+	// refused.
 	sec := c.NATSServerSecrets
 	peerTLS := sec.PeerTLS(c.Name)
+	opts.Nkeys = nkeyUsers(sec.Users)
+	opts.TLSConfig, opts.TLSTimeout, opts.TLS = sec.ClientListenerTLS(), 5, true
+	opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = peerTLS, 5
+	opts.Gateway.TLSConfig, opts.Gateway.TLSTimeout, opts.Gateway.RejectUnknown = peerTLS, 5, true
+	return opts
+}
+
+// openOptions are a server's options without TLS or users.
+func openOptions(c Config, s serverSpec, gws []*server.RemoteGatewayOpts, clusterAdv, gwAdv string) *server.Options {
 	return &server.Options{
-		// Every listener takes TLS only; clients authenticate with a
-		// user nkey from the table, routes and gateways with the
-		// cluster's certificate (both ends), and a gateway not in the
-		// configuration is refused.
-		Nkeys:      nkeyUsers(sec.Users),
-		TLSConfig:  sec.ClientListenerTLS(),
-		TLSTimeout: 5,
-		TLS:        true,
 		ServerName: s.name,
 		Host:       cmp.Or(s.clientHost, s.host),
 		Port:       s.clientPort,
 		Cluster: server.ClusterOpts{
-			Name:       s.cluster,
-			Host:       s.host,
-			Port:       s.clusterPort,
-			Advertise:  clusterAdv,
-			TLSConfig:  peerTLS,
-			TLSTimeout: 5,
+			Name:      s.cluster,
+			Host:      s.host,
+			Port:      s.clusterPort,
+			Advertise: clusterAdv,
 		},
 		Routes:             routeURLs(append([]string{hostPort(s.host, s.clusterPort)}, s.routes...)),
 		Tags:               []string{s.tag},
@@ -128,9 +135,6 @@ func natsOptions(c Config, s serverSpec, gateways map[string][]string) *server.O
 			Advertise:      gwAdv,
 			Gateways:       gws,
 			ConnectRetries: 1 << 20,
-			TLSConfig:      peerTLS,
-			TLSTimeout:     5,
-			RejectUnknown:  true,
 		},
 		JetStream:          true,
 		StoreDir:           s.storeDir,

@@ -38,7 +38,9 @@ projection's synced batch); (b) from this process, --workers goroutines
 each publishing synchronously to a scratch stream BENCH_RAW on the region's
 own NATS server, one new subject and Nats-Msg-Id per message and a payload
 the size of a stored LinkCreated envelope. Both go to the same server, so
-both get the same --fsync.`,
+both get the same --fsync. Beside it, the same region on open, plaintext NATS
+(127.0.7.3, no TLS, no users) takes the same HTTP creates in every round: the
+cost of TLS and authentication (target: at least 0.9x).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := replicator.ParseFsync(o.fsync); err != nil {
@@ -79,10 +81,13 @@ type createResult struct {
 	Duration     string      `json:"duration"`
 	PayloadBytes int         `json:"payload_bytes"`
 	HTTP         []createRun `json:"http_rounds"`
+	Plain        []createRun `json:"http_plaintext_rounds"` // the same region on open, plaintext NATS
 	Raw          []createRun `json:"raw_rounds"`
 	HTTPPerSec   float64     `json:"http_creates_per_second"` // medians
+	PlainPerSec  float64     `json:"http_plaintext_creates_per_second"`
 	RawPerSec    float64     `json:"raw_publishes_per_second"`
 	Ratio        float64     `json:"ratio"`
+	SecureRatio  float64     `json:"secure_over_plaintext"`
 }
 
 func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts) error {
@@ -96,7 +101,22 @@ func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts
 	if err := bc.start(0); err != nil {
 		return err
 	}
+	// The same region on open, plaintext NATS, beside it: what TLS and
+	// authentication cost.
+	pc, err := newBenchCluster(o.dir+"-plaintext", o.fsync, []devRegion{{Name: "us-east", Digit: '1', Host: "127.0.7.3"}}, progress)
+	if err != nil {
+		return err
+	}
+	defer pc.stop()
+	pc.plaintext = true
+	fmt.Fprintf(progress, "starting us-east on plaintext NATS on 127.0.7.3 (log %s)\n", pc.logPath(0))
+	if err := pc.start(0); err != nil {
+		return err
+	}
 	if err := bc.waitAllReady(ctx); err != nil {
+		return err
+	}
+	if err := pc.waitAllReady(ctx); err != nil {
 		return err
 	}
 	nc, js, err := bc.connect(0)
@@ -111,8 +131,8 @@ func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts
 		return fmt.Errorf("create BENCH_RAW: %w", err)
 	}
 
-	target := []load.Target{{Name: "us-east", BaseURL: bc.url(0)}}
-	httpRun := func(d time.Duration, seed int64) (createRun, error) {
+	httpRun := func(c *benchCluster, d time.Duration, seed int64) (createRun, error) {
+		target := []load.Target{{Name: "us-east", BaseURL: c.url(0)}}
 		rep, err := load.Run(ctx, load.Config{Targets: target, Rate: 0, Duration: d, Workers: o.workers,
 			CreateRatio: 1, APIKey: benchKey, Seed: seed})
 		if err != nil {
@@ -125,7 +145,10 @@ func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts
 	// Warm up the HTTP path (connections, Pebble, caches); then take the
 	// raw payload's size from a LinkCreated the region actually stored.
 	fmt.Fprintf(progress, "warm-up: HTTP creates for 1s\n")
-	if _, err := httpRun(time.Second, 100); err != nil {
+	if _, err := httpRun(bc, time.Second, 100); err != nil {
+		return err
+	}
+	if _, err := httpRun(pc, time.Second, 100); err != nil {
 		return err
 	}
 	size, err := storedCreateSize(ctx, js)
@@ -144,11 +167,17 @@ func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts
 	res := &createResult{Fsync: o.fsync, Workers: o.workers, Duration: o.duration.String(), PayloadBytes: size}
 	for round := 1; round <= o.rounds; round++ {
 		fmt.Fprintf(progress, "round %d/%d: HTTP creates, %d workers, %s\n", round, o.rounds, o.workers, o.duration)
-		h, err := httpRun(o.duration, int64(round))
+		h, err := httpRun(bc, o.duration, int64(round))
 		if err != nil {
 			return err
 		}
 		res.HTTP = append(res.HTTP, h)
+		fmt.Fprintf(progress, "round %d/%d: HTTP creates on plaintext NATS, %d workers, %s\n", round, o.rounds, o.workers, o.duration)
+		p, err := httpRun(pc, o.duration, int64(round))
+		if err != nil {
+			return err
+		}
+		res.Plain = append(res.Plain, p)
 		fmt.Fprintf(progress, "round %d/%d: raw JetStream publish, %d publishers, %s\n", round, o.rounds, o.workers, o.duration)
 		r, err := rawPublish(ctx, js, o.workers, o.duration, payload)
 		if err != nil {
@@ -181,19 +210,25 @@ func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts
 		}
 		return n
 	}
-	res.HTTPPerSec, res.RawPerSec = median(perSec(res.HTTP)), median(perSec(res.Raw))
+	res.HTTPPerSec, res.RawPerSec, res.PlainPerSec = median(perSec(res.HTTP)), median(perSec(res.Raw)), median(perSec(res.Plain))
 	res.Ratio = res.HTTPPerSec / res.RawPerSec
+	res.SecureRatio = res.HTTPPerSec / res.PlainPerSec
+	if res.HTTPPerSec == 0 || res.PlainPerSec == 0 || res.RawPerSec == 0 {
+		return fmt.Errorf("a path made no successful operation (HTTP %v, plaintext %v, raw %v per second): no verdict", res.HTTPPerSec, res.PlainPerSec, res.RawPerSec)
+	}
 
 	fmt.Fprintf(out, "create throughput: fsync %s, %d workers, %s per measurement, medians of %d rounds (HTTP and raw alternating)\n",
 		o.fsync, o.workers, o.duration, o.rounds)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "path\tper second\tp50\tp99\tfailed\t\n")
 	fmt.Fprintf(tw, "HTTP create (region)\t%.0f\t%.2fms\t%.2fms\t%d\t\n", res.HTTPPerSec, median(msOf(res.HTTP, false)), median(msOf(res.HTTP, true)), failed(res.HTTP))
+	fmt.Fprintf(tw, "HTTP create (region, plaintext NATS)\t%.0f\t%.2fms\t%.2fms\t%d\t\n", res.PlainPerSec, median(msOf(res.Plain, false)), median(msOf(res.Plain, true)), failed(res.Plain))
 	fmt.Fprintf(tw, "raw JetStream sync publish\t%.0f\t%.2fms\t%.2fms\t%d\t\n", res.RawPerSec, median(msOf(res.Raw, false)), median(msOf(res.Raw, true)), failed(res.Raw))
 	tw.Flush()
-	fmt.Fprintf(out, "\nrounds, per second in run order: HTTP %v, raw %v\n", roundAll(perSec(res.HTTP), 0), roundAll(perSec(res.Raw), 0))
+	fmt.Fprintf(out, "\nrounds, per second in run order: HTTP %v, HTTP plaintext %v, raw %v\n", roundAll(perSec(res.HTTP), 0), roundAll(perSec(res.Plain), 0), roundAll(perSec(res.Raw), 0))
 	fmt.Fprintf(out, "raw payload: %d bytes (a LinkCreated envelope as the region stored it), one subject and Nats-Msg-Id per message\n", size)
 	fmt.Fprintf(out, "\ntarget: HTTP creates >= 0.5x raw publish: %s (%.2fx)\n", verdict(res.Ratio >= 0.5), res.Ratio)
+	fmt.Fprintf(out, "target: HTTP creates with TLS and authentication >= 0.9x plaintext NATS: %s (%.2fx)\n", verdict(res.SecureRatio >= 0.9), res.SecureRatio)
 	fmt.Fprintf(out, "machine: %s; region and load generator share it, not pinned\n", benchMachine(loadavg))
 	return writeBenchJSON(o.jsonOut, res)
 }

@@ -41,6 +41,9 @@ type benchCluster struct {
 	regions  []devRegion
 	children []*child // index-aligned with regions; nil while not started
 	progress io.Writer
+	// plaintext runs the regions on open, plaintext NATS (--insecure-nats):
+	// the baseline that shows what TLS and authentication cost.
+	plaintext bool
 }
 
 // newBenchCluster wipes dir and checks that no earlier run still holds the
@@ -84,8 +87,12 @@ func (b *benchCluster) args(i int) []string {
 	r := b.regions[i]
 	args := []string{"region", "--name", r.Name, "--digit", string(r.Digit), "--http", r.Host + ":8080",
 		"--data", filepath.Join(b.dir, r.Name), "--fsync", b.fsync, "--rate-limit", "-1",
-		"--api-key-hash", region.HashAPIKey(benchKey), "--log-level", "warn",
-		"--secrets", b.secrets()}
+		"--api-key-hash", region.HashAPIKey(benchKey), "--log-level", "warn"}
+	if b.plaintext {
+		args = append(args, "--insecure-nats")
+	} else {
+		args = append(args, "--secrets", b.secrets())
+	}
 	for _, p := range b.regions {
 		if p.Name != r.Name {
 			args = append(args, "--peer", p.Name+"="+p.Host)
@@ -283,9 +290,12 @@ func (b *benchCluster) secrets() string { return filepath.Join(b.dir, "secrets")
 // 2 s pause.
 func (b *benchCluster) connect(i int) (*nats.Conn, jetstream.JetStream, error) {
 	url := b.natsURL(i)
-	cred, err := secrets.LoadClient("bench", secrets.Paths{Dir: b.secrets()}.Resolve("bench"))
-	if err != nil {
-		return nil, nil, err
+	var cred *secrets.Client
+	if !b.plaintext {
+		var err error
+		if cred, err = secrets.LoadClient("bench", secrets.Paths{Dir: b.secrets()}.Resolve("bench")); err != nil {
+			return nil, nil, err
+		}
 	}
 	nc, err := nats.Connect(url, append(cred.NATSOptions(), nats.Name("shortener-bench"), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))...)
 	if err != nil {

@@ -66,6 +66,7 @@ type regionFlags struct {
 	TraceSample         float64  `json:"trace_sample"`
 	natsSecretFlags
 	httpTLSFlags
+	InsecureNATS bool `json:"insecure_nats"`
 }
 
 // natsSecretFlags name a process's NATS credentials: a secrets folder
@@ -163,6 +164,9 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 			if err != nil {
 				return usageError{err}
 			}
+			if cfg.NATSInsecure {
+				log.Error("--insecure-nats: the embedded NATS servers take anyone, without TLS: a benchmark's baseline, never a deployment")
+			}
 			if err := tuneGC(f.MemoryLimit, log); err != nil {
 				return err
 			}
@@ -207,6 +211,8 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.Float64Var(&f.TraceSample, "trace-sample", 1, "share of new traces sampled when --otlp-endpoint is set, 0 to 1")
 	fl.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (written at a graceful stop; for benchmarks)")
 	f.natsSecretFlags.register(fl, true)
+	fl.BoolVar(&f.InsecureNATS, "insecure-nats", false, "benchmarks only: embedded NATS without TLS or users, writable by anyone (the plaintext baseline of bench create)")
+	_ = fl.MarkHidden("insecure-nats")
 	fl.StringVar(&f.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
 	fl.StringVar(&f.TLSKey, "tls-key", "", "the HTTPS certificate's private key (PEM, mode 0600)")
 	fl.StringVar(&f.MemoryLimit, "memory-limit", "0", "run the GC only near this heap size (GOGC=off), e.g. 1GiB; 0 keeps Go's defaults; $GOGC or $GOMEMLIMIT override")
@@ -287,12 +293,14 @@ func (f regionFlags) config() (region.Config, error) {
 		hashes = []string{region.HashAPIKey(key)}
 	}
 	user := secrets.RegionUser(f.Name)
-	cli, err := f.client(user)
-	if err != nil {
-		return region.Config{}, err
-	}
+	var cli *secrets.Client
 	var srv *secrets.Server
-	if f.NATSURL == "" {
+	if !f.InsecureNATS {
+		if cli, err = f.client(user); err != nil {
+			return region.Config{}, err
+		}
+	}
+	if f.NATSURL == "" && !f.InsecureNATS {
 		if srv, err = secrets.LoadServer(f.paths(user)); err != nil {
 			return region.Config{}, usageError{err}
 		}
@@ -318,7 +326,7 @@ func (f regionFlags) config() (region.Config, error) {
 		Name: f.Name, Digit: f.Digit[0], Digits: digits, Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
-		ClickCommitEvery: clickCommit, NATSServerSecrets: srv, NATSClientSecrets: cli, HTTPCert: httpCert,
+		ClickCommitEvery: clickCommit, NATSServerSecrets: srv, NATSClientSecrets: cli, HTTPCert: httpCert, NATSInsecure: f.InsecureNATS,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
 			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise},
 	}, nil
