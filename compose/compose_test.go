@@ -13,6 +13,7 @@
 package compose_test
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -45,7 +46,7 @@ var regions = []string{"us-east", "eu-west", "ap-south", "us-east-b"}
 
 const usEastB = 3
 
-func regionURL(i int) string { return fmt.Sprintf("http://127.0.0.1:%s8%d", portPfx, i+1) } // us-east-b: 84
+func regionURL(i int) string { return fmt.Sprintf("https://127.0.0.1:%s8%d", portPfx, i+1) } // us-east-b: 84
 
 var switchAdmin = "http://127.0.0.1:" + portPfx + "54"
 
@@ -219,6 +220,16 @@ func TestComposeStack(t *testing.T) {
 	if err := secrets.Generate(secretsDir, secrets.Options{Regions: regions[:3]}); err != nil {
 		t.Fatal(err)
 	}
+	// The regions serve HTTPS: to the host (127.0.0.1), to the switch's
+	// checks on the backbone, and us-east-b on its region's network.
+	if err := secrets.IssueHTTP(secretsDir, []string{"127.0.0.1", netPfx + ".1.1", netPfx + ".2.1", netPfx + ".3.1", localPfx + ".1.11"}, 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := secrets.CAPool(filepath.Join(secretsDir, secrets.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca}}
 
 	// Build: the static binary on the host, then the FROM scratch image.
 	run(t, filepath.Dir(dir), "go", "build", "-o", "compose/shortener", "./cmd/shortener")
@@ -313,17 +324,27 @@ func TestComposeStack(t *testing.T) {
 	// codes. Nothing acknowledged on either side is lost after the heal.
 	const cut = project + "_ap-south_1"
 	run(t, dir, "docker", "network", "disconnect", project+"_backbone", cut)
-	// inside sends one HTTP/1.0 request to ap-south from a client on its own
-	// network (a container of the image on it, busybox nc) and returns the
-	// status line and the body.
+	// inside sends one HTTPS request to ap-south from a client on its own
+	// network (a container of the image on it, busybox wget: a probe, which
+	// does not check the certificate) and returns the status line and the
+	// body.
 	inside := func(method, path, body string) (string, string) {
-		req := fmt.Sprintf("%s %s HTTP/1.0\r\nX-Api-Key: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", method, path, apiKey, len(body), body)
-		out, _ := exec.Command("docker", "run", "--rm", "--network", project+"_ap-south", "--entrypoint", "/bin/busybox", image, "sh", "-c",
-			// stdin stays open 2 s: busybox nc half-closes on its EOF, which
-			// the server takes for a client gone (request context cancelled).
-			"(printf '%s' \"$0\"; /bin/busybox sleep 2) | /bin/busybox nc -w 8 "+localPfx+".3.1 8080", req).CombinedOutput()
-		head, rest, _ := strings.Cut(string(out), "\r\n\r\n")
-		line, _, _ := strings.Cut(head, "\r\n")
+		args := []string{"run", "--rm", "--network", project + "_ap-south", "--entrypoint", "/bin/busybox", image,
+			"wget", "-S", "-q", "-O", "-", "-T", "8", "--no-check-certificate", "--header", "X-Api-Key: " + apiKey}
+		if method == "POST" {
+			args = append(args, "--header", "Content-Type: application/json", "--post-data", body)
+		}
+		out, _ := exec.Command("docker", append(args, "https://"+localPfx+".3.1:8080"+path)...).CombinedOutput()
+		// -S writes the answer's head to stderr, each line indented by two
+		// spaces and ended by an indented empty line; -O - the body after.
+		var line string
+		for _, l := range strings.Split(string(out), "\n") {
+			if t := strings.TrimSpace(l); strings.HasPrefix(t, "HTTP/") {
+				line = t
+				break
+			}
+		}
+		_, rest, _ := strings.Cut(string(out), "\n  \n")
 		return line, rest
 	}
 	if got, _ := inside("POST", "/api/v1/links", `{"url":"https://example.com/cut","alias":"cut-off-side"}`); !strings.Contains(got, " 503 ") {

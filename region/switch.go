@@ -2,6 +2,7 @@ package region
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,8 +48,11 @@ type SwitchConfig struct {
 	// checks in a row; a down region is marked up only after it has passed
 	// every check for Rise (hysteresis: a flapping region stays down).
 	CheckInterval, CheckTimeout time.Duration // default 250 ms and 500 ms
-	Fall                        int           // default 2
-	Rise                        time.Duration // default 3 s
+	// CheckTLS, when set, verifies the regions' HTTPS certificates for
+	// ReadyURLs that are https (the CA of a private set, say).
+	CheckTLS *tls.Config
+	Fall     int           // default 2
+	Rise     time.Duration // default 3 s
 	// StateFile keeps drains and overrides across restarts; "" keeps them
 	// in memory only.
 	StateFile string
@@ -126,7 +130,7 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 		cfg.Now = time.Now
 	}
 	s := &Switch{cfg: cfg, zone: dns.Fqdn(strings.ToLower(cfg.Zone)), log: cfg.Logger,
-		hc:     &http.Client{Timeout: cfg.CheckTimeout, Transport: &http.Transport{DisableKeepAlives: true}},
+		hc:     &http.Client{Timeout: cfg.CheckTimeout, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: cfg.CheckTLS}},
 		health: map[string]*regionHealth{}, drained: map[string]bool{}, overrides: map[string]string{}}
 	for _, r := range cfg.Regions {
 		if _, dup := s.health[r.Name]; dup || r.Name == "" {

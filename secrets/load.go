@@ -179,6 +179,19 @@ func (c *Client) NATSOptions() []nats.Option {
 	return []nats.Option{nats.Secure(c.TLS()), nats.Nkey(c.pub, c.key.Sign)}
 }
 
+// CAPool reads the CA certificates of a PEM file into a pool.
+func CAPool(path string) (*x509.CertPool, error) {
+	cas, err := readCerts(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range cas {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
 // readCerts reads every certificate of a PEM file.
 func readCerts(path string) ([]*x509.Certificate, error) {
 	data, err := os.ReadFile(path)

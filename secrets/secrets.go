@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -31,6 +32,9 @@ const (
 	CertFile  = "nats.crt"   // the NATS servers' certificate, signed by the CA
 	KeyFile   = "nats.key"   // its private key
 	UsersFile = "users.json" // every user's role and public nkeys
+
+	HTTPCertFile = "http.crt" // an HTTPS certificate for the regions' HTTP listeners (IssueHTTP), optional
+	HTTPKeyFile  = "http.key"
 )
 
 // ServiceName is the DNS name in every NATS server certificate, and the
@@ -212,6 +216,23 @@ func Generate(dir string, o Options) error {
 // KeyFile), signed by the CA in dir, for ServiceName and hosts: the step of
 // a certificate rotation. validity 0 is 397 days.
 func Issue(dir string, hosts []string, validity time.Duration, now time.Time) error {
+	return issue(dir, CertFile, KeyFile, []string{ServiceName, "*." + ServiceName}, hosts,
+		// Servers dial each other (routes, gateways) with the same
+		// certificate they serve, so it is a client's too.
+		[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, validity, now)
+}
+
+// IssueHTTP writes an HTTPS certificate for the regions' HTTP listeners
+// (HTTPCertFile, HTTPKeyFile) into dir, signed by the CA in dir, for the
+// addresses and names clients use: hosts must not be empty.
+func IssueHTTP(dir string, hosts []string, validity time.Duration, now time.Time) error {
+	if len(hosts) == 0 {
+		return errors.New("an HTTPS certificate needs the addresses or names clients reach the regions at (--host)")
+	}
+	return issue(dir, HTTPCertFile, HTTPKeyFile, nil, hosts, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, validity, now)
+}
+
+func issue(dir, certFile, keyFile string, names, hosts []string, usage []x509.ExtKeyUsage, validity time.Duration, now time.Time) error {
 	ca, caKey, err := loadCA(dir)
 	if err != nil {
 		return err
@@ -226,14 +247,12 @@ func Issue(dir string, hosts []string, validity time.Duration, now time.Time) er
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: ServiceName, Organization: []string{"shortener"}},
+		Subject:      pkix.Name{CommonName: cmp.Or(append(slices.Clone(names), hosts...)...), Organization: []string{"shortener"}},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		// Servers dial each other (routes, gateways) with the same
-		// certificate they serve, so it is a client's too.
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:    []string{ServiceName, "*." + ServiceName},
+		ExtKeyUsage:  usage,
+		DNSNames:     slices.Clone(names),
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -252,10 +271,10 @@ func Issue(dir string, hosts []string, validity time.Duration, now time.Time) er
 	// The key first: a certificate without its key is refused at load,
 	// while a new key beside an old certificate is too, so either order
 	// leaves a half-written pair that Load names.
-	if err := writeKey(filepath.Join(dir, KeyFile), key); err != nil {
+	if err := writeKey(filepath.Join(dir, keyFile), key); err != nil {
 		return err
 	}
-	return writePEM(filepath.Join(dir, CertFile), "CERTIFICATE", der, 0o644)
+	return writePEM(filepath.Join(dir, certFile), "CERTIFICATE", der, 0o644)
 }
 
 // AddKey gives user in the table of dir a fresh nkey, kept beside the old

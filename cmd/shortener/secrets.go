@@ -59,6 +59,21 @@ own flag. docs/security.md has the threat model and the rotation procedure.`,
 	certCmd.Flags().StringSliceVar(&hosts, "host", nil, "an address or name the servers are reached at (repeatable)")
 	certCmd.Flags().DurationVar(&validity, "validity", 0, "validity (default 397 days)")
 
+	httpCmd := &cobra.Command{
+		Use:   "http-cert",
+		Short: "Issue an HTTPS certificate for the regions' HTTP listeners from the folder's CA (give it to a region with --tls-cert/--tls-key)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := secrets.IssueHTTP(dir, hosts, validity, time.Now()); err != nil {
+				return usageError{err}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "new %s and %s written to %s\n", secrets.HTTPCertFile, secrets.HTTPKeyFile, dir)
+			return nil
+		},
+	}
+	httpCmd.Flags().StringSliceVar(&hosts, "host", nil, "an address or name clients reach the regions at (repeatable, at least one)")
+	httpCmd.Flags().DurationVar(&validity, "validity", 0, "validity (default 397 days)")
+
 	addKey := &cobra.Command{
 		Use:   "add-key USER",
 		Short: "Give a user a new nkey beside its old ones and write its new seed (rotation, step 1)",
@@ -85,6 +100,6 @@ own flag. docs/security.md has the threat model and the rotation procedure.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(initCmd, certCmd, addKey, retire)
+	cmd.AddCommand(initCmd, certCmd, httpCmd, addKey, retire)
 	return cmd
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -41,10 +42,10 @@ func switchCmd() *cobra.Command {
 
 func switchServeCmd() *cobra.Command {
 	var (
-		dnsAddr, admin, zone, stateFile, keyFile, logLevel string
-		regions, prefer                                    []string
-		ttl, interval, timeout, rise                       time.Duration
-		fall, httpPort                                     int
+		dnsAddr, admin, zone, stateFile, keyFile, logLevel, checkCA string
+		regions, prefer                                             []string
+		ttl, interval, timeout, rise                                time.Duration
+		fall, httpPort                                              int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -77,6 +78,14 @@ it comes back only after passing every check for --rise (hysteresis).
 					cfg.Prefer = devPrefer
 				}
 			}
+			scheme := "http"
+			if checkCA != "" {
+				pool, err := caPool(checkCA)
+				if err != nil {
+					return usageError{err}
+				}
+				scheme, cfg.CheckTLS = "https", &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+			}
 			for _, r := range regions {
 				name, addr, ok := strings.Cut(r, "=")
 				a, err := netip.ParseAddr(addr)
@@ -85,7 +94,7 @@ it comes back only after passing every check for --rise (hysteresis).
 				}
 				home, _ := a.Prefix(24)
 				cfg.Regions = append(cfg.Regions, region.SwitchRegion{Name: name, Addr: a, Home: home,
-					ReadyURL: fmt.Sprintf("http://%s:%d/readyz", a, httpPort)})
+					ReadyURL: fmt.Sprintf("%s://%s:%d/readyz", scheme, a, httpPort)})
 			}
 			for _, p := range prefer {
 				home, list, ok := strings.Cut(p, "=")
@@ -118,6 +127,7 @@ it comes back only after passing every check for --rise (hysteresis).
 	fl.StringArrayVar(&regions, "region", nil, "a region behind the switch, NAME=IPv4 (repeatable; default the dev regions)")
 	fl.StringArrayVar(&prefer, "prefer", nil, "where HOME's clients go when it is down, HOME=REGION,REGION (repeatable)")
 	fl.IntVar(&httpPort, "http-port", 8080, "the regions' HTTP port, for /readyz")
+	fl.StringVar(&checkCA, "check-ca", "", "check the regions over HTTPS, trusting the CA certificates in this file (regions started with --tls-cert)")
 	fl.DurationVar(&ttl, "ttl", time.Second, "TTL of every answer")
 	fl.DurationVar(&interval, "interval", 250*time.Millisecond, "health check interval")
 	fl.DurationVar(&timeout, "timeout", 500*time.Millisecond, "health check timeout")
