@@ -85,7 +85,9 @@ type auditor struct {
 
 func openAuditor(ctx context.Context, o *auditOpts, progress io.Writer) (*auditor, error) {
 	a := &auditor{o: o, progress: progress, endpoints: map[string]string{}, client: &http.Client{Timeout: time.Minute}}
-	digits, err := events.ParseDigits(o.digits)
+	// The drills and the backup commands open an auditor without the
+	// flag: the default table, as the flag's default.
+	digits, err := events.ParseDigits(cmp.Or(o.digits, events.FormatDigits(events.DefaultDigits)))
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--digits: %w", err)}
 	}
