@@ -32,6 +32,9 @@ type benchReplicationOpts struct {
 	jsonOut  string
 	svgOut   string
 	timeout  time.Duration
+	// plaintext runs the regions on open, plaintext NATS: the baseline of
+	// what TLS and authentication cost the lag.
+	plaintext bool
 }
 
 func benchReplicationCmd() *cobra.Command {
@@ -81,6 +84,7 @@ each 100 ms), as a picture; by default <dir>/lag.svg.`,
 	fl.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
 	fl.StringVar(&o.svgOut, "svg", "", "write the lag over time as SVG to this file (default <dir>/lag.svg)")
 	fl.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on the whole run")
+	fl.BoolVar(&o.plaintext, "plaintext", false, "run the regions on open, plaintext NATS (no TLS, no users): the baseline for the cost of security")
 	return cmd
 }
 
@@ -108,6 +112,7 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 		return err
 	}
 	defer bc.stop()
+	bc.plaintext = o.plaintext
 	fmt.Fprintf(progress, "starting us-east, eu-west, ap-south on 127.0.8.1/.3/.5 (logs under %s/<region>/region.log)\n", o.dir)
 	if err := bc.startAll(); err != nil {
 		return err
@@ -213,7 +218,11 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 		results = append(results, r)
 	}
 
-	fmt.Fprintf(out, "replication lag: 3 regions, fsync always, creates spread round-robin, %s per rate\n", o.duration)
+	security := "NATS with TLS on every listener and nkey users"
+	if o.plaintext {
+		security = "NATS open and plaintext (--plaintext)"
+	}
+	fmt.Fprintf(out, "replication lag: 3 regions, fsync always, %s, creates spread round-robin, %s per rate\n", security, o.duration)
 	fmt.Fprintf(out, "lag = delivery from a mirror to this process - the event's producer time\n")
 	fmt.Fprintf(out, "every mirror was live %.1f s after the regions were ready; the load started then\n", liveAfter.Seconds())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
