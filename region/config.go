@@ -168,6 +168,13 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("region digit must be 0 to 9, not %q", c.Digit)
 	}
 	if c.Digits == nil {
+		// The default table is every region's and the auditor's default
+		// too: a region that differs from it would refuse, and be
+		// refused by, every region that kept it (code_owner), so it
+		// must say so with a table that all are given.
+		if d, ok := events.DefaultDigits[c.Name]; !ok || d != c.Digit {
+			return c, fmt.Errorf("digits: %s with digit %c is not in the default table (%s): give every region and the auditor the same --digits", c.Name, c.Digit, events.FormatDigits(events.DefaultDigits))
+		}
 		c.Digits = events.MergeDigits(events.DefaultDigits, c.Name, c.Digit)
 	}
 	c.Digits = maps.Clone(c.Digits)

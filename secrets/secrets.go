@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+
+	"shortener/events"
 )
 
 // The files of a secrets folder. A real deployment may keep them anywhere
@@ -101,6 +103,8 @@ func (u Users) Find(name string) (User, bool) {
 // unique names, and every key a public user nkey.
 func (u Users) Validate() error {
 	seen := map[string]bool{}
+	keys := map[string]string{}  // public key -> user
+	regions := map[string]bool{} // regions with a user
 	for _, x := range u.Users {
 		if x.Name == "" || seen[x.Name] {
 			return fmt.Errorf("user %q: empty or repeated name", x.Name)
@@ -112,6 +116,17 @@ func (u Users) Validate() error {
 		if (x.Role == RoleRegion) != (x.Region != "") {
 			return fmt.Errorf("user %s: a region (and only a region user) names its region", x.Name)
 		}
+		if x.Role == RoleRegion {
+			// The region becomes part of its permissions' subjects:
+			// "links.<region>.>" must not be a wildcard.
+			if err := events.ValidateRegion(x.Region); err != nil {
+				return fmt.Errorf("user %s: region %q: %v", x.Name, x.Region, err)
+			}
+			if regions[x.Region] {
+				return fmt.Errorf("user %s: region %s has another user", x.Name, x.Region)
+			}
+			regions[x.Region] = true
+		}
 		if len(x.Keys) == 0 {
 			return fmt.Errorf("user %s: no key", x.Name)
 		}
@@ -119,6 +134,10 @@ func (u Users) Validate() error {
 			if !nkeys.IsValidPublicUserKey(k) {
 				return fmt.Errorf("user %s: %q is not a public user nkey", x.Name, k)
 			}
+			if other, dup := keys[k]; dup {
+				return fmt.Errorf("user %s: key %s is also %s's (a server would give it one role only)", x.Name, k, other)
+			}
+			keys[k] = x.Name
 		}
 	}
 	return nil
@@ -290,12 +309,21 @@ func AddKey(dir, user string) (string, error) {
 	if i < 0 {
 		return "", fmt.Errorf("%s: no user %q", path, user)
 	}
-	pub, err := newSeed(SeedFile(dir, user))
+	// The table first: a crash between the two leaves an extra key that
+	// servers admit (harmless, retired later), never a seed they refuse.
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", err
+	}
+	pub, err := kp.PublicKey()
 	if err != nil {
 		return "", err
 	}
 	users.Users[i].Keys = append(users.Users[i].Keys, pub)
-	return pub, WriteUsers(path, users)
+	if err := WriteUsers(path, users); err != nil {
+		return "", err
+	}
+	return pub, writeSeed(SeedFile(dir, user), kp)
 }
 
 // RetireKeys drops every key of user but the newest: the last step of a
@@ -353,15 +381,19 @@ func newSeed(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	seed, err := kp.Seed()
-	if err != nil {
-		return "", err
-	}
 	pub, err := kp.PublicKey()
 	if err != nil {
 		return "", err
 	}
-	return pub, writeFile(path, append(seed, '\n'), 0o600)
+	return pub, writeSeed(path, kp)
+}
+
+func writeSeed(path string, kp nkeys.KeyPair) error {
+	seed, err := kp.Seed()
+	if err != nil {
+		return err
+	}
+	return writeFile(path, append(seed, '\n'), 0o600)
 }
 
 func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {

@@ -16,6 +16,7 @@ import (
 
 	"shortener/region"
 	"shortener/replicator"
+	"shortener/secrets"
 )
 
 type benchCatchupOpts struct {
@@ -155,8 +156,13 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 		return err
 	}
 	fmt.Fprintf(progress, "writing %d events to %s\n", o.events, origin)
+	wnc, _, err := bc.connectAs(usEast, secrets.RegionUser("us-east")) // only us-east's user writes its stream
+	if err != nil {
+		return err
+	}
+	defer wnc.Close()
 	wstart := time.Now()
-	if _, err := writeLinkEvents(ctx, nc, o.events, o.window, func(code string) string { return replicator.Subject("us-east", code) }); err != nil {
+	if _, err := writeLinkEvents(ctx, wnc, o.events, o.window, func(code string) string { return replicator.Subject("us-east", code) }); err != nil {
 		return fmt.Errorf("write %s: %w", origin, err)
 	}
 	res.WriteRate = float64(o.events) / time.Since(wstart).Seconds()

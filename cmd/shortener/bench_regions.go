@@ -289,11 +289,17 @@ func (b *benchCluster) secrets() string { return filepath.Join(b.dir, "secrets")
 // Reconnects are quick so that a restarted server is found again without a
 // 2 s pause.
 func (b *benchCluster) connect(i int) (*nats.Conn, jetstream.JetStream, error) {
+	return b.connectAs(i, "bench")
+}
+
+// connectAs connects to region i's NATS server as user: a region's user to
+// write its stream directly (bench catchup and replay fill it).
+func (b *benchCluster) connectAs(i int, user string) (*nats.Conn, jetstream.JetStream, error) {
 	url := b.natsURL(i)
 	var cred *secrets.Client
 	if !b.plaintext {
 		var err error
-		if cred, err = secrets.LoadClient("bench", secrets.Paths{Dir: b.secrets()}.Resolve("bench")); err != nil {
+		if cred, err = secrets.LoadClient(user, secrets.Paths{Dir: b.secrets()}.Resolve(user)); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"shortener/replicator"
+	"shortener/secrets"
 )
 
 type benchReplayOpts struct {
@@ -101,8 +102,13 @@ func benchReplay(ctx context.Context, out, progress io.Writer, o benchReplayOpts
 	res := &replayBenchResult{}
 
 	fmt.Fprintf(progress, "writing %d events to %s\n", o.events, stream)
+	wnc, _, err := bc.connectAs(0, secrets.RegionUser("us-east")) // only us-east's user writes its stream
+	if err != nil {
+		return err
+	}
+	defer wnc.Close()
 	wstart := time.Now()
-	if res.EventBytes, err = writeLinkEvents(ctx, nc, o.events, o.window, func(code string) string { return replicator.Subject("us-east", code) }); err != nil {
+	if res.EventBytes, err = writeLinkEvents(ctx, wnc, o.events, o.window, func(code string) string { return replicator.Subject("us-east", code) }); err != nil {
 		return fmt.Errorf("write %s: %w", stream, err)
 	}
 	fmt.Fprintf(progress, "wrote them in %.1fs\n", time.Since(wstart).Seconds())

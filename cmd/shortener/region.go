@@ -180,7 +180,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&configFile, "config", "", "JSON config file")
 	fl.StringVar(&f.Name, "name", "us-east", "region name")
 	fl.StringVar(&f.Digit, "digit", "1", "the region's digit, 0-9: the first character of its generated codes, unique per region")
-	fl.StringVar(&f.Digits, "digits", "", "every region's digit, e.g. us-east=1,eu-west=2,ap-south=3: a create of a generated code folds only from the region whose digit starts it; the same in every region and in audit (default the dev table with this region's --digit)")
+	fl.StringVar(&f.Digits, "digits", "", "every region's digit, e.g. us-east=1,eu-west=2,ap-south=3: a create of a generated code folds only from the region whose digit starts it; the same in every region and in audit (default the dev table us-east=1,eu-west=2,ap-south=3, which this region must then be in with its --digit)")
 	fl.StringVar(&f.Instance, "instance", "", "app instance name, unique within the region (default the region name)")
 	fl.StringVar(&f.HTTP, "http", "127.0.1.1:8080", "HTTP listen address")
 	fl.StringVar(&f.PublicURL, "public-url", "", "base of short URLs (default http://<http address>)")

@@ -34,7 +34,7 @@ func TestRegionRefusesBadCredentials(t *testing.T) {
 		{"no credentials", []string{"--name", "us-east"}, "give --secrets"},
 		{"a folder without the files", []string{"--name", "us-east", "--secrets", t.TempDir()}, "ca.crt: no such file"},
 		{"a key others can read", []string{"--name", "us-east", "--secrets", loose}, "nats.key: mode 0644"},
-		{"a region the table does not know", []string{"--name", "ap-south", "--secrets", dir, "--nats-seed", filepath.Join(dir, "region-us-east.nk")}, "no region user region-ap-south"},
+		{"a region the table does not know", []string{"--name", "ap-south", "--digit", "3", "--secrets", dir, "--nats-seed", filepath.Join(dir, "region-us-east.nk")}, "no region user region-ap-south"},
 		{"another user's seed", []string{"--name", "us-east", "--secrets", dir, "--nats-seed", filepath.Join(dir, "region-eu-west.nk")}, "not a key of user region-us-east"},
 		{"a CA that did not sign the certificate", []string{"--name", "us-east", "--secrets", dir, "--nats-ca", filepath.Join(loose, "ca.crt")}, "nats.crt: not valid"},
 	}
