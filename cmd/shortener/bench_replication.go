@@ -251,7 +251,7 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 	for _, r := range results {
 		if r.Rate == lagTargetRate {
 			measured = true
-			fmt.Fprintf(out, "\ntarget: replication lag p99 < %s at %d/s: %s (%s)\n", lagTarget, lagTargetRate, verdict(r.Drained && r.LagP99 < lagTarget), fmtMS(r.LagP99))
+			fmt.Fprintf(out, "\ntarget: replication lag p99 < %s at %d/s: %s (%s)\n", lagTarget, lagTargetRate, verdict(r.Drained && r.Acked > 0 && r.MirrorSeen > 0 && r.LagP99 < lagTarget), fmtMS(r.LagP99))
 		}
 	}
 	if !measured {
