@@ -138,6 +138,23 @@ func TestNATSPermissions(t *testing.T) {
 	}
 
 	usNC, usJS, usV := connectAs(t, reg.NATSURL(), secrets.RegionUser("us-east"))
+	// A rollup would erase every claim of the alias register in one
+	// publish: the bucket refuses it, and the alias stays.
+	if r, err := c.Create(ctx, map[string]any{"url": "https://example.com/claimed", "alias": "claimed-alias"}); err != nil || r.Status != 201 {
+		t.Fatalf("claim an alias: %v %d", err, r.Status)
+	}
+	rollup := nats.NewMsg("$KV." + replicator.AliasBucket + ".wipe")
+	rollup.Header.Set("Nats-Rollup", "all")
+	if _, err := usJS.PublishMsg(ctx, rollup); err == nil {
+		t.Error("a rollup of the alias register was accepted")
+	}
+	akv, err := usJS.KeyValue(ctx, replicator.AliasBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := akv.Get(ctx, "claimed-alias"); err != nil {
+		t.Errorf("the claimed alias after the rollup attempt: %v", err)
+	}
 	// Core publishes: a violation is an asynchronous -ERR.
 	for _, subj := range []string{replicator.Subject("eu-west", "2forged1"), "$JS.API.STREAM.DELETE." + replicator.StreamName("us-east"),
 		"$JS.API.STREAM.PURGE." + replicator.StreamName("eu-west"), "$JS.API.STREAM.UPDATE." + replicator.StreamName("us-east")} {

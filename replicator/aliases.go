@@ -43,16 +43,32 @@ func NewAliases(js jetstream.JetStream, members int) *Aliases {
 	return &Aliases{js: js, members: members, timeout: 2 * time.Second}
 }
 
-// AliasesConfig is the register's bucket: R3 (or as many members as the
-// global cluster has, when fewer), file storage, one value per key.
-func AliasesConfig(members int) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:      AliasBucket,
-		Description: "custom alias -> the claim that won it",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    min(3, max(1, members)),
-		Placement:   &jetstream.Placement{Cluster: "global"},
+// AliasesConfig is the stream of the register's bucket: R3 (or as many
+// members as the global cluster has, when fewer), file storage, one value
+// per key. It is the stream nats.go's CreateKeyValue makes, but for
+// rollups and purges: with them a single publish to $KV.ALIASES.x carrying
+// "Nats-Rollup: all" would erase every claim, and any writer of the bucket
+// (every region's user) could send it. Nothing here purges a key; a
+// release is a delete marker.
+func AliasesConfig(members int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              "KV_" + AliasBucket,
+		Description:       "custom alias -> the claim that won it",
+		Subjects:          []string{"$KV." + AliasBucket + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          min(3, max(1, members)),
+		Placement:         &jetstream.Placement{Cluster: "global"},
+		AllowRollup:       false,
+		DenyDelete:        true,
+		DenyPurge:         true,
+		Duplicates:        2 * time.Minute,
+		AllowDirect:       true,
+		Discard:           jetstream.DiscardNew,
 	}
 }
 
@@ -86,11 +102,10 @@ func (a *Aliases) open(ctx context.Context) (jetstream.KeyValue, error) {
 	if err == nil {
 		return kv, nil
 	}
-	kv, err = a.js.CreateKeyValue(lctx, AliasesConfig(a.members))
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		return a.js.KeyValue(lctx, AliasBucket)
+	if _, err := a.js.CreateStream(lctx, AliasesConfig(a.members)); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return nil, err
 	}
-	return kv, err
+	return a.js.KeyValue(lctx, AliasBucket)
 }
 
 func (a *Aliases) bucket() jetstream.KeyValue {
