@@ -106,6 +106,7 @@ compose-up: compose-image ## the three regions (+ us-east-b) and the switch on D
 	@test -s var/compose/api-key || { mkdir -p var/compose && echo "sk_compose_$$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')" > var/compose/api-key; }
 	@test -s var/compose/secrets/users.json || compose/shortener secrets init --dir var/compose/secrets --region us-east --region eu-west --region ap-south
 	@test -s var/compose/secrets/http.crt || compose/shortener secrets http-cert --dir var/compose/secrets --host 127.0.0.1 --host 172.28.1.1 --host 172.28.2.1 --host 172.28.3.1 --host 172.30.1.11
+	@for r in us-east eu-west ap-south; do test -s var/compose/secrets/$$r/users.json || compose/shortener secrets export --dir var/compose/secrets --out var/compose/secrets/$$r $$r; done
 	$(COMPOSE_KEY) $(COMPOSE) up -d
 	@echo "API key: $$(cat var/compose/api-key) (var/compose/api-key)"
 

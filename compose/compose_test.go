@@ -225,6 +225,11 @@ func TestComposeStack(t *testing.T) {
 	if err := secrets.IssueHTTP(secretsDir, []string{"127.0.0.1", netPfx + ".1.1", netPfx + ".2.1", netPfx + ".3.1", localPfx + ".1.11"}, 0, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	for _, r := range regions[:3] {
+		if err := secrets.ExportRegion(secretsDir, r, filepath.Join(secretsDir, r)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ca, err := secrets.CAPool(filepath.Join(secretsDir, secrets.CAFile))
 	if err != nil {
 		t.Fatal(err)

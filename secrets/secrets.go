@@ -296,6 +296,45 @@ func issue(dir, certFile, keyFile string, names, hosts []string, usage []x509.Ex
 	return writePEM(filepath.Join(dir, certFile), "CERTIFICATE", der, 0o644)
 }
 
+// ExportRegion copies into out what region's hosts need of the set in dir
+// and nothing more: the CA certificates, the servers' certificate and key,
+// the users table, the region's own seed, and the HTTPS certificate if
+// there is one. Not the CA's key, not the other users' seeds: a host that
+// is broken into then cannot mint certificates or write as another region.
+func ExportRegion(dir, region, out string) error {
+	user := RegionUser(region)
+	users, err := LoadUsers(filepath.Join(dir, UsersFile))
+	if err != nil {
+		return err
+	}
+	if _, ok := users.Find(user); !ok {
+		return fmt.Errorf("%s: no user %s", filepath.Join(dir, UsersFile), user)
+	}
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(out, 0o700); err != nil {
+		return err
+	}
+	files := []struct {
+		name string
+		mode os.FileMode
+	}{{CAFile, 0o644}, {CertFile, 0o644}, {KeyFile, 0o600}, {UsersFile, 0o644}, {user + ".nk", 0o600}, {HTTPCertFile, 0o644}, {HTTPKeyFile, 0o600}}
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(dir, f.name))
+		if errors.Is(err, os.ErrNotExist) && (f.name == HTTPCertFile || f.name == HTTPKeyFile) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(out, f.name), data, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // AddKey gives user in the table of dir a fresh nkey, kept beside the old
 // ones, and writes its seed over the user's seed file: the first step of a
 // credential rotation. It returns the new public key.

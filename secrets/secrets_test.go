@@ -159,3 +159,28 @@ func FuzzLoadUsers(f *testing.F) {
 		}
 	})
 }
+
+// TestExportRegion: a region's export loads as that region's server and
+// client, and holds neither the CA's key nor any other user's seed.
+func TestExportRegion(t *testing.T) {
+	dir := generate(t)
+	out := filepath.Join(t.TempDir(), "eu-west")
+	if err := secrets.ExportRegion(dir, "eu-west", out); err != nil {
+		t.Fatal(err)
+	}
+	p := secrets.Paths{Dir: out}.Resolve("region-eu-west")
+	if _, err := secrets.LoadServer(p); err != nil {
+		t.Errorf("server from the export: %v", err)
+	}
+	if _, err := secrets.LoadClient("region-eu-west", p); err != nil {
+		t.Errorf("client from the export: %v", err)
+	}
+	for _, f := range []string{secrets.CAKeyFile, "region-us-east.nk", "audit.nk", "backup.nk", "restore.nk"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err == nil {
+			t.Errorf("the export holds %s", f)
+		}
+	}
+	if err := secrets.ExportRegion(dir, "nowhere", filepath.Join(t.TempDir(), "x")); err == nil {
+		t.Error("an export for a region without a user succeeded")
+	}
+}

@@ -74,6 +74,24 @@ own flag. docs/security.md has the threat model and the rotation procedure.`,
 	httpCmd.Flags().StringSliceVar(&hosts, "host", nil, "an address or name clients reach the regions at (repeatable, at least one)")
 	httpCmd.Flags().DurationVar(&validity, "validity", 0, "validity (default 397 days)")
 
+	var out string
+	exportCmd := &cobra.Command{
+		Use:   "export REGION",
+		Short: "Copy what one region's hosts need into --out: CA certificates, servers' certificate and key, users table, the region's seed (not the CA key, not other seeds)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usageError{fmt.Errorf("give --out, the folder for %s's hosts", args[0])}
+			}
+			if err := secrets.ExportRegion(dir, args[0], out); err != nil {
+				return usageError{err}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s's credentials written to %s\n", args[0], out)
+			return nil
+		},
+	}
+	exportCmd.Flags().StringVar(&out, "out", "", "the folder to write (created 0700)")
+
 	addKey := &cobra.Command{
 		Use:   "add-key USER",
 		Short: "Give a user a new nkey beside its old ones and write its new seed (rotation, step 1)",
@@ -100,6 +118,6 @@ own flag. docs/security.md has the threat model and the rotation procedure.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(initCmd, certCmd, httpCmd, addKey, retire)
+	cmd.AddCommand(initCmd, certCmd, httpCmd, exportCmd, addKey, retire)
 	return cmd
 }
