@@ -717,6 +717,9 @@ func (n *Net) identify(c *conn) (*handshake, bool) {
 						return nil, false
 					}
 				}
+				if lgot && !forwarded && len(linfo) > 0 {
+					hs.toDialer = [][]byte{linfo} // not seen with TLS first, kept all the same
+				}
 				c.dialer = n.regionOfName(d.sni)
 				c.dialerID = d.sni
 				return hs, true
