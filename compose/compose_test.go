@@ -330,26 +330,17 @@ func TestComposeStack(t *testing.T) {
 	const cut = project + "_ap-south_1"
 	run(t, dir, "docker", "network", "disconnect", project+"_backbone", cut)
 	// inside sends one HTTPS request to ap-south from a client on its own
-	// network (a container of the image on it, busybox wget: a probe, which
-	// does not check the certificate) and returns the status line and the
-	// body.
+	// network (a container of the image on it, shortener request: a probe,
+	// which does not check the certificate) and returns the status line
+	// and the body.
 	inside := func(method, path, body string) (string, string) {
-		args := []string{"run", "--rm", "--network", project + "_ap-south", "--entrypoint", "/bin/busybox", image,
-			"wget", "-S", "-q", "-O", "-", "-T", "8", "--no-check-certificate", "--header", "X-Api-Key: " + apiKey}
-		if method == "POST" {
-			args = append(args, "--header", "Content-Type: application/json", "--post-data", body)
+		args := []string{"run", "--rm", "--network", project + "_ap-south", "--entrypoint", "/shortener", image,
+			"request", method, "https://" + localPfx + ".3.1:8080" + path, "--insecure", "--header", "X-Api-Key: " + apiKey}
+		if body != "" {
+			args = append(args, "--header", "Content-Type: application/json", "--data", body)
 		}
-		out, _ := exec.Command("docker", append(args, "https://"+localPfx+".3.1:8080"+path)...).CombinedOutput()
-		// -S writes the answer's head to stderr, each line indented by two
-		// spaces and ended by an indented empty line; -O - the body after.
-		var line string
-		for _, l := range strings.Split(string(out), "\n") {
-			if t := strings.TrimSpace(l); strings.HasPrefix(t, "HTTP/") {
-				line = t
-				break
-			}
-		}
-		_, rest, _ := strings.Cut(string(out), "\n  \n")
+		out, _ := exec.Command("docker", args...).CombinedOutput()
+		line, rest, _ := strings.Cut(string(out), "\n\n")
 		return line, rest
 	}
 	if got, _ := inside("POST", "/api/v1/links", `{"url":"https://example.com/cut","alias":"cut-off-side"}`); !strings.Contains(got, " 503 ") {

@@ -52,7 +52,7 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(regionCmd(), devCmd(), chaosCmd(), statusCmd(), loadCmd(), benchCmd(), baselineCmd(), switchCmd(), auditCmd(), drillsCmd(), backupCmd(), restoreCmd(), healthcheckCmd(), secretsCmd())
+	root.AddCommand(regionCmd(), devCmd(), chaosCmd(), statusCmd(), loadCmd(), benchCmd(), baselineCmd(), switchCmd(), auditCmd(), drillsCmd(), backupCmd(), restoreCmd(), healthcheckCmd(), requestCmd(), secretsCmd())
 	return root
 }
 
