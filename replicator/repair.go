@@ -38,12 +38,12 @@ type RepairOptions struct {
 
 // RepairReport is what RepairFromMirrors found and did.
 type RepairReport struct {
-	Stream   string            // the region's stream
-	Had      uint64            // its last sequence before
-	Mirrors  map[string]uint64 // peer: last sequence of its mirror of the stream, for those that answered
-	Source   string            // the mirror copied from; "" if none was needed
-	Copied   uint64            // events copied back
-	Unasked  []string          // peers whose mirror did not answer in time
+	Stream  string            // the region's stream
+	Had     uint64            // its last sequence before
+	Mirrors map[string]uint64 // peer: last sequence of its mirror of the stream, for those that answered
+	Source  string            // the mirror copied from; "" if none was needed
+	Copied  uint64            // events copied back
+	Unasked []string          // peers whose mirror did not answer in time
 }
 
 // ErrDiverged: the region's stream holds, at a sequence its mirrors also
