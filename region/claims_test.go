@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"shortener/projections"
 	"shortener/region/regiontest"
 	"shortener/replicator"
@@ -26,12 +23,7 @@ func TestClaimWithoutEventIsReleased(t *testing.T) {
 
 	// The crash, reproduced: the register holds a claim and the store its
 	// record, and no event was ever appended.
-	nc, err := nats.Connect(reg.NATSURL(), regiontest.NATSOptions(secrets.RegionUser("us-east"))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := regiontest.JetStream(t, reg.NATSURL(), secrets.RegionUser("us-east"))
 	reg2 := replicator.NewAliases(js, 1)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/events"
@@ -87,15 +86,7 @@ func TestForgedEventsAreRefusedEverywhere(t *testing.T) {
 	}
 
 	// The forgeries, into us-east's stream through its NATS client port.
-	nc, err := nats.Connect(us.NATSURL(), regiontest.NATSOptions(secrets.RegionUser("us-east"))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := regiontest.JetStream(t, us.NATSURL(), secrets.RegionUser("us-east"))
 	future := time.Now().Add(time.Hour) // so that, folded, each would win over the real events
 	evil := "https://evil.example/"
 	forge(ctx, t, js, replicator.Subject("us-east", codes[0]), // origin: eu-west's event in us-east's stream

@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"shortener/events"
 	"shortener/region/regiontest"
 	"shortener/replicator"
@@ -51,15 +48,7 @@ func TestNewerSchemaStopsItsStreamUntilUpgrade(t *testing.T) {
 		return nil
 	})
 
-	nc, err := nats.Connect(us.NATSURL(), regiontest.NATSOptions(secrets.RegionUser("us-east"))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := regiontest.JetStream(t, us.NATSURL(), secrets.RegionUser("us-east"))
 	future := forged(t, events.TypeLinkCreated, "from-the-future", "us-east", time.Now(), events.LinkCreated{URL: "https://example.com/future", RedirectStatus: 302})
 	future.Schema = 2
 	haltSeq := forge(ctx, t, js, replicator.Subject("us-east", "from-the-future"), future)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/events"
 	"shortener/region"
@@ -104,6 +105,22 @@ func NATSOptions(user string) []nats.Option {
 		panic("regiontest: " + err.Error())
 	}
 	return c.NATSOptions()
+}
+
+// JetStream connects to natsURL as user (with the test secrets) and
+// returns a JetStream client; the test's cleanup closes the connection.
+func JetStream(t testing.TB, natsURL, user string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(natsURL, NATSOptions(user)...)
+	if err != nil {
+		t.Fatalf("connect to %s as %s: %v", natsURL, user, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // Running is a region started by Start.
