@@ -36,7 +36,7 @@ const (
 )
 
 // Reasons is every Reason, in a fixed order (reports and metrics use it).
-var Reasons = []Reason{ReasonMalformed, ReasonOrigin, ReasonSubject, ReasonCodeOwner, ReasonURL}
+var Reasons = []Reason{ReasonMalformed, ReasonOrigin, ReasonSubject, ReasonCodeOwner, ReasonURL, ReasonSignature}
 
 // FoldMaxURLLen is the longest URL the fold accepts, in bytes. The API's cap
 // is per-region configuration (at most this), but the fold must accept the
@@ -84,6 +84,24 @@ type Rules struct {
 	// Digits is the digit of every region of the cluster; nil means
 	// DefaultDigits.
 	Digits map[string]byte
+	// Keys are every region's public keys: CheckRecord refuses an event
+	// not signed by one of its origin's. Nil checks no signatures: only
+	// for a cluster run without credentials (the benchmarks' plaintext
+	// baseline) and for tests of the other checks.
+	Keys *KeyRing
+}
+
+// CheckRecord is Check of e, decoded from r, and then of r's signature
+// (unless r.Keys is nil): what a projection and a replay run on every
+// record before folding it.
+func (r Rules) CheckRecord(e Envelope, rec Record) *Rejection {
+	if rej := r.Check(e, rec.Stream, rec.Subject); rej != nil {
+		return rej
+	}
+	if r.Keys != nil {
+		return r.Keys.Verify(e.Origin, rec.Data, rec.Signature)
+	}
+	return nil
 }
 
 // Check reports whether e, found in stream under subject, belongs there.

@@ -295,8 +295,9 @@ const DefaultRedirectStatus = 302
 // projection consumes. Seq is the stream sequence, which a mirror shares
 // with its origin.
 type Record struct {
-	Stream  string
-	Seq     uint64
-	Subject string // the subject it was published on: links.<region>.<code> or links.<region>._hb
-	Data    []byte
+	Stream    string
+	Seq       uint64
+	Subject   string // the subject it was published on: links.<region>.<code> or links.<region>._hb
+	Data      []byte
+	Signature string // its SignatureHeader
 }

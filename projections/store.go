@@ -286,7 +286,7 @@ func check(rules events.Rules, unchecked bool, maxSchema int, r events.Record) (
 	if unchecked {
 		return e, nil, nil
 	}
-	if rej := rules.Check(e, r.Stream, r.Subject); rej != nil {
+	if rej := rules.CheckRecord(e, r); rej != nil {
 		return events.Envelope{}, rej, nil
 	}
 	return e, nil, nil

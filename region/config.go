@@ -47,6 +47,11 @@ type Config struct {
 	// one of the table's region users for this region: always required.
 	NATSServerSecrets *secrets.Server
 	NATSClientSecrets *secrets.Client
+	// Keys are every region's public keys, current and retired: the fold
+	// refuses an event not signed by one of its origin's. By default the
+	// users table of NATSServerSecrets' (required with NATSURL). The
+	// region signs what it writes with NATSClientSecrets' key.
+	Keys *events.KeyRing
 	// NATSInsecure runs the embedded servers as they were before they
 	// were locked: no TLS, no users, anyone may write. Only for the
 	// plaintext baseline of the benchmarks (bench create); never in a
@@ -298,6 +303,13 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.APIKeyHashes) == 0 {
 		return c, fmt.Errorf("at least one API key is required")
 	}
+	if c.Keys == nil && c.NATSServerSecrets != nil && !c.NATSInsecure {
+		k, err := c.NATSServerSecrets.Users.KeyRing()
+		if err != nil {
+			return c, err
+		}
+		c.Keys = k
+	}
 	if err := c.checkSecrets(); err != nil {
 		return c, err
 	}
@@ -320,6 +332,17 @@ func (c Config) checkSecrets() error {
 	}
 	if c.NATSClientSecrets == nil {
 		return fmt.Errorf("no NATS credentials for the region's user %s", secrets.RegionUser(c.Name))
+	}
+	if c.Keys == nil {
+		return fmt.Errorf("no region keys to check the events' signatures with (the users table)")
+	}
+	if !c.Keys.Has(c.Name, c.NATSClientSecrets.PublicKey()) {
+		return fmt.Errorf("the region's seed (public key %s) is not a key of region %s in the users table: its events would be refused", c.NATSClientSecrets.PublicKey(), c.Name)
+	}
+	for _, p := range c.Peers {
+		if !slices.Contains(c.Keys.Regions(), p.Name) {
+			return fmt.Errorf("the users table has no keys of peer %s: its events would be refused", p.Name)
+		}
 	}
 	if c.NATSURL != "" {
 		return nil
@@ -355,7 +378,16 @@ func nextHost(host string) (string, error) {
 }
 
 // rules are what the region's projection checks every event against.
-func (c Config) rules() events.Rules { return events.Rules{Digits: c.Digits} }
+func (c Config) rules() events.Rules { return events.Rules{Digits: c.Digits, Keys: c.Keys} }
+
+// signer is what the region signs its events with: nil without
+// credentials (NATSInsecure), when nothing checks signatures either.
+func (c Config) signer() events.Signer {
+	if c.NATSClientSecrets == nil {
+		return nil
+	}
+	return c.NATSClientSecrets
+}
 
 // projection is the configuration of the region's projection store.
 func (c Config) projection(log *slog.Logger) projections.Options {

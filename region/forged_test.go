@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/events"
@@ -18,11 +19,20 @@ import (
 	"shortener/secrets"
 )
 
-// forge publishes e on subject straight into a region's NATS, as anyone
-// with access to its client port can, bypassing the API.
-func forge(ctx context.Context, t *testing.T, js jetstream.JetStream, subject string, e events.Envelope) uint64 {
+// forge publishes e on subject straight into a region's NATS, as a user
+// allowed to publish there can, bypassing the API; signed by signer, as a
+// region's own application (or a thief of its key) would, unless nil.
+func forge(ctx context.Context, t *testing.T, js jetstream.JetStream, subject string, e events.Envelope, signer events.Signer) uint64 {
 	t.Helper()
-	ack, err := js.Publish(ctx, subject, e.Encode())
+	msg := &nats.Msg{Subject: subject, Data: e.Encode()}
+	if signer != nil {
+		sig, err := events.Sign(signer, msg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg.Header = nats.Header{events.SignatureHeader: []string{sig}}
+	}
+	ack, err := js.PublishMsg(ctx, msg)
 	if err != nil {
 		t.Fatalf("publish forged %s on %s: %v", e.Type, subject, err)
 	}
@@ -89,16 +99,20 @@ func TestForgedEventsAreRefusedEverywhere(t *testing.T) {
 	js := regiontest.JetStream(t, us.NATSURL(), secrets.RegionUser("us-east"))
 	future := time.Now().Add(time.Hour) // so that, folded, each would win over the real events
 	evil := "https://evil.example/"
+	// Signed with us-east's own key: a region's application (or whoever
+	// holds its key) signs whatever it writes; the checks below must catch
+	// each forgery on its own.
+	usKey := regiontest.Signer("us-east")
 	forge(ctx, t, js, replicator.Subject("us-east", codes[0]), // origin: eu-west's event in us-east's stream
-		forged(t, events.TypeLinkUpdated, codes[0], "eu-west", future, events.LinkUpdated{URL: &evil}))
+		forged(t, events.TypeLinkUpdated, codes[0], "eu-west", future, events.LinkUpdated{URL: &evil}), usKey)
 	forge(ctx, t, js, replicator.Subject("us-east", "decoy-code"), // subject: an event about codes[0] on another code's subject
-		forged(t, events.TypeLinkUpdated, codes[0], "us-east", future, events.LinkUpdated{URL: &evil}))
+		forged(t, events.TypeLinkUpdated, codes[0], "us-east", future, events.LinkUpdated{URL: &evil}), usKey)
 	forge(ctx, t, js, replicator.Subject("us-east", "2Forged0"), // code_owner: eu-west's digit, created by us-east
-		forged(t, events.TypeLinkCreated, "2Forged0", "us-east", future, events.LinkCreated{URL: evil, RedirectStatus: 302}))
+		forged(t, events.TypeLinkCreated, "2Forged0", "us-east", future, events.LinkCreated{URL: evil, RedirectStatus: 302}), usKey)
 	forge(ctx, t, js, replicator.Subject("us-east", "forged-js"), // url: javascript:
-		forged(t, events.TypeLinkCreated, "forged-js", "us-east", future, events.LinkCreated{URL: "javascript:alert(document.cookie)", RedirectStatus: 302}))
+		forged(t, events.TypeLinkCreated, "forged-js", "us-east", future, events.LinkCreated{URL: "javascript:alert(document.cookie)", RedirectStatus: 302}), usKey)
 	forge(ctx, t, js, replicator.Subject("us-east", "forged-case"), // url: not its stored form
-		forged(t, events.TypeLinkCreated, "forged-case", "us-east", future, events.LinkCreated{URL: "HTTPS://EVIL.example/", RedirectStatus: 302}))
+		forged(t, events.TypeLinkCreated, "forged-case", "us-east", future, events.LinkCreated{URL: "HTTPS://EVIL.example/", RedirectStatus: 302}), usKey)
 	wantRejected := map[events.Reason]uint64{events.ReasonOrigin: 1, events.ReasonSubject: 1, events.ReasonCodeOwner: 1, events.ReasonURL: 2}
 
 	// A failover: eu-west updates one of us-east's links and deletes the
@@ -179,7 +193,7 @@ func TestForgedEventsAreRefusedEverywhere(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s, st
 	}
-	checked, stats := replayHeld(projections.ReplayOptions{Rules: events.Rules{Digits: eu.Config().Digits}})
+	checked, stats := replayHeld(projections.ReplayOptions{Rules: events.Rules{Digits: eu.Config().Digits, Keys: regiontest.KeyRing()}})
 	if !maps.Equal(stats.Rejected, wantRejected) {
 		t.Errorf("replay rejected %v, want %v", stats.Rejected, wantRejected)
 	}

@@ -51,9 +51,9 @@ func TestNewerSchemaStopsItsStreamUntilUpgrade(t *testing.T) {
 	js := regiontest.JetStream(t, us.NATSURL(), secrets.RegionUser("us-east"))
 	future := forged(t, events.TypeLinkCreated, "from-the-future", "us-east", time.Now(), events.LinkCreated{URL: "https://example.com/future", RedirectStatus: 302})
 	future.Schema = 2
-	haltSeq := forge(ctx, t, js, replicator.Subject("us-east", "from-the-future"), future)
+	haltSeq := forge(ctx, t, js, replicator.Subject("us-east", "from-the-future"), future, regiontest.Signer("us-east"))
 	after := forged(t, events.TypeLinkCreated, "after-the-halt", "us-east", time.Now(), events.LinkCreated{URL: "https://example.com/after", RedirectStatus: 302})
-	forge(ctx, t, js, replicator.Subject("us-east", "after-the-halt"), after)
+	forge(ctx, t, js, replicator.Subject("us-east", "after-the-halt"), after, regiontest.Signer("us-east"))
 
 	regiontest.WaitFor(t, 30*time.Second, func() error {
 		h, ok := eu.Store().HaltedAt(mirror)

@@ -137,7 +137,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	if r.streamH, err = replicator.EnsureStream(ctx, r.js, r.cfg.Name); err != nil {
 		return err
 	}
-	r.events = replicator.NewLog(r.js, r.cfg.Name)
+	r.events = replicator.NewLog(r.js, r.cfg.Name, r.cfg.signer())
 	streams := []string{r.stream}
 	var peers []string
 	for _, p := range r.cfg.Peers {

@@ -250,7 +250,7 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, opts ReadO
 	}
 	recs := make([]events.Record, 0, batch)
 	err := scan(ctx, js, stream, opts, batch, func(m jetstream.Msg, seq uint64, last bool) error {
-		recs = append(recs, events.Record{Stream: stream, Seq: seq, Subject: m.Subject(), Data: m.Data()})
+		recs = append(recs, events.Record{Stream: stream, Seq: seq, Subject: m.Subject(), Data: m.Data(), Signature: m.Headers().Get(events.SignatureHeader)})
 		if len(recs) < batch && !last {
 			return nil
 		}

@@ -20,7 +20,7 @@ func auditLog(ctx context.Context, t *testing.T, js jetstream.JetStream, n int) 
 	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
 		t.Fatal(err)
 	}
-	log := replicator.NewLog(js, "us-east")
+	log := replicator.NewLog(js, "us-east", nil)
 	for i := 0; i < n; i++ {
 		if _, err := log.Append(ctx, created(t, fmt.Sprintf("code%04d", i)), true); err != nil {
 			t.Fatal(err)

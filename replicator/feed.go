@@ -337,7 +337,7 @@ func (f *Feed) Next(ctx context.Context, max int) ([]events.Record, error) {
 			return // not a JetStream message: cannot happen on a consumer's subject
 		}
 		f.unacked[md.Stream] = d.m
-		out = append(out, events.Record{Stream: md.Stream, Seq: md.Sequence.Stream, Subject: d.m.Subject(), Data: d.m.Data()})
+		out = append(out, events.Record{Stream: md.Stream, Seq: md.Sequence.Stream, Subject: d.m.Subject(), Data: d.m.Data(), Signature: d.m.Headers().Get(events.SignatureHeader)})
 	}
 	select {
 	case m := <-f.msgs:
@@ -371,7 +371,7 @@ func getRecord(ctx context.Context, s jetstream.Stream, name string, seq uint64)
 	if err != nil {
 		return events.Record{}, fmt.Errorf("get %s #%d: %w", name, seq, err)
 	}
-	return events.Record{Stream: name, Seq: m.Sequence, Subject: m.Subject, Data: m.Data}, nil
+	return events.Record{Stream: name, Seq: m.Sequence, Subject: m.Subject, Data: m.Data, Signature: m.Header.Get(events.SignatureHeader)}, nil
 }
 
 // Ack acknowledges everything handed out by Next so far: call it once the

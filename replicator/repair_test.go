@@ -2,12 +2,14 @@ package replicator_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"shortener/events"
 	"shortener/replicator"
@@ -22,7 +24,7 @@ func lostStream(ctx context.Context, t *testing.T, js jetstream.JetStream, n, ke
 	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
 		t.Fatal(err)
 	}
-	log := replicator.NewLog(js, "us-east")
+	log := replicator.NewLog(js, "us-east", testSigner)
 	var es []events.Envelope
 	for i := 0; i < n; i++ {
 		e := created(t, fmt.Sprintf("code%04d", i))
@@ -65,6 +67,33 @@ func monitored(ctx context.Context, t *testing.T, js jetstream.JetStream) replic
 	}
 	return o
 }
+
+// testSigner signs us-east's events in the repair tests: the signatures
+// must survive the repair (the fold refuses an unsigned event).
+var testSigner, testKeys = func() (events.Signer, *events.KeyRing) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		panic(err)
+	}
+	pub, _ := kp.PublicKey()
+	raw, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(pub))
+	if err != nil {
+		panic(err)
+	}
+	ring, err := events.NewKeyRing(map[string]map[string]ed25519.PublicKey{"us-east": {pub: raw}})
+	if err != nil {
+		panic(err)
+	}
+	return nkeySigner{kp, pub}, ring
+}()
+
+type nkeySigner struct {
+	kp  nkeys.KeyPair
+	pub string
+}
+
+func (s nkeySigner) PublicKey() string                { return s.pub }
+func (s nkeySigner) Sign(data []byte) ([]byte, error) { return s.kp.Sign(data) }
 
 func records(ctx context.Context, t *testing.T, js jetstream.JetStream, stream string) []events.Record {
 	t.Helper()
@@ -113,6 +142,9 @@ func TestRepairFromMirrors(t *testing.T) {
 				if own[i].Seq != copy[i].Seq || string(own[i].Data) != string(copy[i].Data) {
 					t.Fatalf("#%d: stream and mirror differ", own[i].Seq)
 				}
+				if rej := testKeys.Verify("us-east", own[i].Data, own[i].Signature); rej != nil {
+					t.Fatalf("#%d after the repair: %v", own[i].Seq, rej)
+				}
 			}
 			// Read through a consumer of the stream itself: a direct get
 			// can be answered by the mirror (MirrorDirect).
@@ -138,7 +170,7 @@ func TestRepairFromMirrors(t *testing.T) {
 				return
 			}
 			next := created(t, "after")
-			seq, err := replicator.NewLog(js, "us-east").Append(ctx, next, true)
+			seq, err := replicator.NewLog(js, "us-east", nil).Append(ctx, next, true)
 			if err != nil || seq != n+1 {
 				t.Fatalf("append after the repair: #%d %v", seq, err)
 			}
@@ -173,7 +205,7 @@ func TestRepairRefusesDivergedStream(t *testing.T) {
 			defer cancel()
 			lostStream(ctx, t, js, 20, 0)
 			for i := 0; i < took; i++ {
-				if _, err := replicator.NewLog(js, "us-east").Append(ctx, created(t, fmt.Sprintf("other%d", i)), true); err != nil {
+				if _, err := replicator.NewLog(js, "us-east", nil).Append(ctx, created(t, fmt.Sprintf("other%d", i)), true); err != nil {
 					t.Fatal(err)
 				}
 			}

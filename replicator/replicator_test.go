@@ -58,7 +58,7 @@ func TestAppend(t *testing.T) {
 	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
 		t.Fatal(err)
 	}
-	log := replicator.NewLog(js, "us-east")
+	log := replicator.NewLog(js, "us-east", nil)
 	e := created(t, "launch")
 	seq, err := log.Append(ctx, e, true)
 	if err != nil || seq != 1 {
@@ -199,7 +199,7 @@ func streamWith(ctx context.Context, t *testing.T, js jetstream.JetStream, n int
 	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
 		t.Fatal(err)
 	}
-	log := replicator.NewLog(js, "us-east")
+	log := replicator.NewLog(js, "us-east", nil)
 	for i := 0; i < n; i++ {
 		if _, err := log.Append(ctx, created(t, "code"+string(rune('a'+i))+"xx"), true); err != nil {
 			t.Fatal(err)
@@ -268,7 +268,7 @@ func TestFeedCatchesUpInBatches(t *testing.T) {
 	t.Logf("%d switches to fetching", f.CatchUps())
 
 	// Then a waiting pull hands on what comes.
-	if _, err := replicator.NewLog(js, "us-east").Append(ctx, created(t, "fresh"), true); err != nil {
+	if _, err := replicator.NewLog(js, "us-east", nil).Append(ctx, created(t, "fresh"), true); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := f.Next(ctx, 10)

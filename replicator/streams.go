@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/events"
@@ -163,11 +164,14 @@ func ensure(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamCon
 type Log struct {
 	js     jetstream.JetStream
 	region string
+	signer events.Signer
 }
 
-// NewLog returns a Log for region's stream. It does no I/O.
-func NewLog(js jetstream.JetStream, region string) *Log {
-	return &Log{js: js, region: region}
+// NewLog returns a Log for region's stream that signs every event with
+// signer (events.SignatureHeader); a nil signer writes unsigned events,
+// which a cluster with keys refuses at the fold. It does no I/O.
+func NewLog(js jetstream.JetStream, region string, signer events.Signer) *Log {
+	return &Log{js: js, region: region, signer: signer}
 }
 
 // Append publishes e to the region's stream with e.ID as Nats-Msg-Id and
@@ -185,7 +189,15 @@ func (l *Log) Append(ctx context.Context, e events.Envelope, create bool) (uint6
 	if create {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
 	}
-	ack, err := l.js.Publish(ctx, subject, e.Encode(), opts...)
+	msg := &nats.Msg{Subject: subject, Data: e.Encode()}
+	if l.signer != nil {
+		sig, err := events.Sign(l.signer, msg.Data)
+		if err != nil {
+			return 0, err
+		}
+		msg.Header = nats.Header{events.SignatureHeader: []string{sig}}
+	}
+	ack, err := l.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == 10071 || apiErr.ErrorCode == 10164) {

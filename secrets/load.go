@@ -164,6 +164,10 @@ func LoadClient(user string, p Paths) (*Client, error) {
 // PublicKey is the user's public nkey.
 func (c *Client) PublicKey() string { return c.pub }
 
+// Sign signs data with the user's key: a region signs the events it writes
+// (events.Signer).
+func (c *Client) Sign(data []byte) ([]byte, error) { return c.key.Sign(data) }
+
 // TLS is the client side of a connection to a NATS server of the cluster.
 func (c *Client) TLS() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.CA, ServerName: ServiceName}

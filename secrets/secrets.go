@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
@@ -66,12 +67,16 @@ const (
 var Roles = []string{RoleRegion, RoleAudit, RoleBackup, RoleBench, RoleRestore}
 
 // User is one NATS user. A user may have several keys during a rotation:
-// any of them is accepted until the old ones are retired.
+// any of them is accepted until the old ones are retired. A region user's
+// retired keys are kept: servers no longer admit them, but the events the
+// region signed with them are still in the log, and the fold checks their
+// signatures (events.KeyRing).
 type User struct {
-	Name   string   `json:"name"`
-	Role   string   `json:"role"`
-	Region string   `json:"region,omitempty"` // RoleRegion only
-	Keys   []string `json:"keys"`             // public user nkeys (U...), oldest first
+	Name    string   `json:"name"`
+	Role    string   `json:"role"`
+	Region  string   `json:"region,omitempty"`  // RoleRegion only
+	Keys    []string `json:"keys"`              // public user nkeys (U...), oldest first
+	Retired []string `json:"retired,omitempty"` // RoleRegion only: former keys, for signatures only
 }
 
 // Users is the users table every NATS server is configured with.
@@ -88,6 +93,35 @@ func (u Users) Regions() []string {
 		}
 	}
 	return out
+}
+
+// SigningKeys returns every region's public keys, current and retired:
+// the keys whose signatures the fold accepts (events.NewKeyRing).
+func (u Users) SigningKeys() map[string][]string {
+	out := map[string][]string{}
+	for _, x := range u.Users {
+		if x.Role == RoleRegion {
+			out[x.Region] = append(slices.Clone(x.Keys), x.Retired...)
+		}
+	}
+	return out
+}
+
+// KeyRing is SigningKeys as an events.KeyRing, each key named by its
+// public nkey.
+func (u Users) KeyRing() (*events.KeyRing, error) {
+	keys := map[string]map[string]ed25519.PublicKey{}
+	for region, pubs := range u.SigningKeys() {
+		keys[region] = map[string]ed25519.PublicKey{}
+		for _, pub := range pubs {
+			raw, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(pub))
+			if err != nil {
+				return nil, fmt.Errorf("region %s: key %s: %w", region, pub, err)
+			}
+			keys[region][pub] = raw
+		}
+	}
+	return events.NewKeyRing(keys)
 }
 
 // Find returns the user named name.
@@ -130,7 +164,10 @@ func (u Users) Validate() error {
 		if len(x.Keys) == 0 {
 			return fmt.Errorf("user %s: no key", x.Name)
 		}
-		for _, k := range x.Keys {
+		if len(x.Retired) > 0 && x.Role != RoleRegion {
+			return fmt.Errorf("user %s: only a region user keeps retired keys", x.Name)
+		}
+		for _, k := range slices.Concat(x.Keys, x.Retired) {
 			if !nkeys.IsValidPublicUserKey(k) {
 				return fmt.Errorf("user %s: %q is not a public user nkey", x.Name, k)
 			}
@@ -365,8 +402,10 @@ func AddKey(dir, user string) (string, error) {
 	return pub, writeSeed(SeedFile(dir, user), kp)
 }
 
-// RetireKeys drops every key of user but the newest: the last step of a
-// credential rotation, once every process uses the new seed.
+// RetireKeys drops every key of user but the newest from those servers
+// admit: the last step of a credential rotation, once every process uses
+// the new seed. A region user's old keys move to its Retired list, since
+// the events it signed with them stay in the log.
 func RetireKeys(dir, user string) (retired int, err error) {
 	path := filepath.Join(dir, UsersFile)
 	users, err := LoadUsers(path)
@@ -379,6 +418,9 @@ func RetireKeys(dir, user string) (retired int, err error) {
 	}
 	keys := users.Users[i].Keys
 	users.Users[i].Keys = keys[len(keys)-1:]
+	if users.Users[i].Role == RoleRegion {
+		users.Users[i].Retired = append(users.Users[i].Retired, keys[:len(keys)-1]...)
+	}
 	return len(keys) - 1, WriteUsers(path, users)
 }
 

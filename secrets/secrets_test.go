@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"shortener/events"
 	"shortener/secrets"
 )
 
@@ -118,8 +119,38 @@ func TestRotateKey(t *testing.T) {
 	if n, err := secrets.RetireKeys(dir, "region-eu-west"); err != nil || n != 1 {
 		t.Errorf("RetireKeys: %d %v", n, err)
 	}
-	if keys := mustUser(t, dir, "region-eu-west").Keys; len(keys) != 1 || keys[0] != pub {
-		t.Errorf("keys after RetireKeys: %v", keys)
+	if u := mustUser(t, dir, "region-eu-west"); len(u.Keys) != 1 || u.Keys[0] != pub || len(u.Retired) != 1 || u.Retired[0] != oldPub {
+		t.Errorf("keys after RetireKeys: %v, retired %v", u.Keys, u.Retired)
+	}
+	// The retired key no longer logs in, but the events it signed still
+	// verify: the key ring holds both, and only for eu-west.
+	users, err := secrets.LoadUsers(filepath.Join(dir, secrets.UsersFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := users.KeyRing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ring.Has("eu-west", oldPub) || !ring.Has("eu-west", pub) || ring.Has("us-east", oldPub) {
+		t.Errorf("key ring after the rotation: regions %v", ring.Regions())
+	}
+	sig, err := events.Sign(c, []byte("event"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rej := ring.Verify("eu-west", []byte("event"), sig); rej != nil {
+		t.Errorf("an event signed with the new seed: %v", rej)
+	}
+	// A tool's retired keys are not kept.
+	if _, err := secrets.AddKey(dir, "audit"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := secrets.RetireKeys(dir, "audit"); err != nil {
+		t.Fatal(err)
+	}
+	if u := mustUser(t, dir, "audit"); len(u.Keys) != 1 || len(u.Retired) != 0 {
+		t.Errorf("audit after a rotation: %v, retired %v", u.Keys, u.Retired)
 	}
 	if _, err := secrets.AddKey(dir, "nobody"); err == nil {
 		t.Error("AddKey for an unknown user succeeded")

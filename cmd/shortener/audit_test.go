@@ -107,7 +107,7 @@ func TestAuditAgainstARealRegion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := replicator.NewLog(js, "eu-west").Append(ctx, del, false); err != nil {
+	if _, err := replicator.NewLog(js, "eu-west", nil).Append(ctx, del, false); err != nil {
 		t.Fatal(err)
 	}
 

@@ -300,8 +300,19 @@ func (f regionFlags) config() (region.Config, error) {
 			return region.Config{}, err
 		}
 	}
+	var keys *events.KeyRing
 	if f.NATSURL == "" && !f.InsecureNATS {
 		if srv, err = secrets.LoadServer(f.paths(user)); err != nil {
+			return region.Config{}, usageError{err}
+		}
+	} else if !f.InsecureNATS {
+		// No embedded servers, so no server secrets: the users table
+		// alone, for the regions' signing keys.
+		users, err := secrets.LoadUsers(f.paths(user).Users)
+		if err != nil {
+			return region.Config{}, usageError{err}
+		}
+		if keys, err = users.KeyRing(); err != nil {
 			return region.Config{}, usageError{err}
 		}
 	}
@@ -326,7 +337,7 @@ func (f regionFlags) config() (region.Config, error) {
 		Name: f.Name, Digit: f.Digit[0], Digits: digits, Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
-		ClickCommitEvery: clickCommit, NATSServerSecrets: srv, NATSClientSecrets: cli, HTTPCert: httpCert, NATSInsecure: f.InsecureNATS,
+		ClickCommitEvery: clickCommit, NATSServerSecrets: srv, NATSClientSecrets: cli, Keys: keys, HTTPCert: httpCert, NATSInsecure: f.InsecureNATS,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
 			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise},
 	}, nil

@@ -97,6 +97,26 @@ func Credentials(region string) (*secrets.Server, *secrets.Client) {
 	return srv, cli
 }
 
+// Signer is the key region signs its events with, in the test secrets.
+func Signer(region string) events.Signer {
+	_, cli := Credentials(region)
+	return cli
+}
+
+// KeyRing is every region's keys in the test secrets: what the regions'
+// projections check signatures against.
+func KeyRing() *events.KeyRing {
+	users, err := secrets.LoadUsers(filepath.Join(SecretsDir(), secrets.UsersFile))
+	if err != nil {
+		panic("regiontest: " + err.Error())
+	}
+	k, err := users.KeyRing()
+	if err != nil {
+		panic("regiontest: " + err.Error())
+	}
+	return k
+}
+
 // NATSOptions are the options that connect as user (a region's user, as
 // secrets.RegionUser names it, or a tool's) with the test secrets.
 func NATSOptions(user string) []nats.Option {
