@@ -5,25 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"shortener/auditor"
 	"shortener/backup"
-	"shortener/drills"
 	"shortener/events"
-	"shortener/projections"
 )
 
 // clusterFlags say which cluster a backup or a restore check talks to:
@@ -54,6 +49,15 @@ type liveCluster struct {
 	key         string
 	keyFile     string
 	creds       natsSecretFlags
+}
+
+// keys are the regions' signing keys, from the cluster's users table.
+func (f *clusterFlags) keys() (*events.KeyRing, error) {
+	creds := f.creds
+	if creds.Secrets == "" {
+		creds.Secrets = devSecrets(f.dir)
+	}
+	return creds.keys("restore")
 }
 
 func (f *clusterFlags) resolve() (*liveCluster, error) {
@@ -124,17 +128,23 @@ func (lc *liveCluster) connect() (*nats.Conn, error) {
 	return nc, nil
 }
 
-func (lc *liveCluster) auditor(ctx context.Context, progress io.Writer) (*auditor, error) {
+// auditor opens an auditor on the cluster, as the audit tool user.
+func (lc *liveCluster) auditor(ctx context.Context, progress io.Writer) (*auditor.Auditor, error) {
 	var eps []string
 	for n, u := range lc.endpoints {
 		eps = append(eps, n+"="+u)
 	}
-	a, err := openAuditor(ctx, &auditOpts{nats: lc.nats, endpoints: eps, keyFile: lc.keyFile, timeout: 10 * time.Minute, creds: lc.creds}, progress)
-	if err != nil {
-		return nil, err
+	return openAuditor(ctx, &auditOpts{nats: lc.nats, endpoints: eps, keyFile: lc.keyFile, key: lc.key, creds: lc.creds}, progress)
+}
+
+// stageAndCheck restores the backup in dir into a fresh staging region
+// and checks it (against the live cluster lc when not nil).
+func stageAndCheck(ctx context.Context, dir, staging, host string, lc *liveCluster, keys *events.KeyRing, spot int, out, progress io.Writer) (auditor.Checks, *backup.Staging, error) {
+	o := auditor.RestoreOptions{Backup: dir, Staging: staging, Host: host, Spot: spot, Keys: keys, Out: out, Progress: progress}
+	if lc != nil {
+		o.Live = func(ctx context.Context) (*auditor.Auditor, error) { return lc.auditor(ctx, progress) }
 	}
-	a.key = lc.key
-	return a, nil
+	return auditor.CheckRestore(ctx, o)
 }
 
 func takeBackup(ctx context.Context, lc *liveCluster, root string, progress io.Writer) (*backup.Manifest, string, error) {
@@ -291,7 +301,11 @@ to start a region on (DIR/projection must not exist or be empty).`,
 				}
 				staging = filepath.Join("var", "staging", m.ID+"-"+time.Now().UTC().Format("150405"))
 			}
-			res, st, err := stageAndCheck(ctx, dir, staging, host, lc, spot, out, progress)
+			keys, err := cf.keys()
+			if err != nil {
+				return err
+			}
+			res, st, err := stageAndCheck(ctx, dir, staging, host, lc, keys, spot, out, progress)
 			if st != nil {
 				defer st.Close()
 			}
@@ -307,8 +321,8 @@ to start a region on (DIR/projection must not exist or be empty).`,
 				case <-ctx.Done():
 				}
 			}
-			if !res.passed() {
-				return fmt.Errorf("the restored backup failed %d checks", res.failed())
+			if !res.Passed() {
+				return fmt.Errorf("the restored backup failed %d checks", res.Failed())
 			}
 			return nil
 		},
@@ -326,159 +340,4 @@ to start a region on (DIR/projection must not exist or be empty).`,
 	f.StringVar(&dataDir, "data", "", "with --projection: the region's data directory")
 	f.DurationVar(&timeout, "timeout", 30*time.Minute, "bound on the whole restore")
 	return cmd
-}
-
-// restoreChecks are the consistency checks of a restored backup.
-type restoreChecks []drills.Criterion
-
-func (r restoreChecks) passed() bool { return r.failed() == 0 && len(r) > 0 }
-func (r restoreChecks) failed() int {
-	n := 0
-	for _, c := range r {
-		if !c.Pass {
-			n++
-		}
-	}
-	return n
-}
-
-// stageAndCheck restores the backup in dir into a fresh staging region
-// and checks it (against the live cluster lc when not nil).
-func stageAndCheck(ctx context.Context, dir, staging, host string, lc *liveCluster, spot int, out, progress io.Writer) (restoreChecks, *backup.Staging, error) {
-	var res restoreChecks
-	check := func(name, target, measured string, pass bool) {
-		res = append(res, drills.Criterion{Name: name, Target: target, Measured: measured, Pass: pass})
-		v := "PASS"
-		if !pass {
-			v = "FAIL"
-		}
-		fmt.Fprintf(out, "%-4s %s: %s (target %s)\n", v, name, measured, target)
-	}
-	st, err := backup.Stage(ctx, dir, staging, host, progress)
-	if err != nil {
-		return nil, nil, err
-	}
-	m := st.Manifest
-	check("backup files intact", "every file's size and SHA-256 as in the manifest", fmt.Sprintf("%d files, %s", len(m.Streams)+len(m.Projections), backup.Human(m.Size)), true)
-	var msgs uint64
-	for _, s := range m.Streams {
-		msgs += st.Restored[s.Name].Msgs
-	}
-	check("streams restored", "each stream's messages and sequences as snapshotted", fmt.Sprintf("%d streams, %d messages into %s", len(m.Streams), msgs, st.URL), true)
-
-	var live *auditor
-	if lc != nil {
-		if live, err = lc.auditor(ctx, progress); err != nil {
-			return nil, st, err
-		}
-		defer live.close()
-	}
-	sjs, err := jetstream.New(st.Conn)
-	if err != nil {
-		return nil, st, err
-	}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	for _, p := range m.Projections {
-		store, err := projections.OpenReadOnly(st.Projections[p.Region])
-		if err != nil {
-			return nil, st, err
-		}
-		n, dup, invalid, empty, codes, err := scanLinks(store)
-		digest, derr := store.Digest()
-		store.Close()
-		if err = errors.Join(err, derr); err != nil {
-			return nil, st, err
-		}
-		r := p.Region
-		check(r+": unique, valid codes", "no code twice, every code valid", fmt.Sprintf("%d links, %d duplicate, %d invalid", n, dup, invalid), dup == 0 && invalid == 0 && n == p.Links)
-		check(r+": no empty URL", "0 live links without a URL", fmt.Sprintf("%d", empty), empty == 0)
-
-		// The restored log, up to the backup's sequences.
-		var srcs []replaySource
-		for stream, to := range p.Checkpoints {
-			origin, _, _ := strings.Cut(stream, "_AT_")
-			if _, ok := st.Restored[origin]; !ok {
-				return nil, st, fmt.Errorf("%s's projection applied %s, whose origin %s is not in the backup", r, stream, origin)
-			}
-			if st.Restored[origin].LastSeq < to {
-				check(r+": restored log holds what the projection applied", fmt.Sprintf("%s up to #%d", origin, to), fmt.Sprintf("#%d", st.Restored[origin].LastSeq), false)
-				continue
-			}
-			srcs = append(srcs, replaySource{Stream: stream, Read: origin, To: to})
-		}
-		sort.Slice(srcs, func(i, j int) bool { return srcs[i].Stream < srcs[j].Stream })
-		rs, rr, err := replay(ctx, sjs, srcs, filepath.Join(staging, "replay", r), time.Time{}, "replay of the restored log for "+r, progress)
-		if err != nil {
-			return nil, st, err
-		}
-		rs.Close()
-		check(r+": links", "the restored projection's count equals a replay of the restored log", fmt.Sprintf("%d and %d", n, rr.Links), n == rr.Links)
-		check(r+": digest against the restored log", "equal", fmt.Sprintf("projection %.12s, replay %.12s (%d events, %.0f/s)", digest, rr.Digest, rr.Stats.Records, rr.Rate), digest == rr.Digest)
-
-		if live == nil {
-			continue
-		}
-		// The live log up to the same sequences: what the region had then.
-		lsrcs, err := live.sourcesFor(p.Checkpoints, 0)
-		if err != nil {
-			return nil, st, fmt.Errorf("live log: %w", err)
-		}
-		ls, lr, err := replay(ctx, live.js, lsrcs, filepath.Join(staging, "replay-live", r), time.Time{}, "replay of the live log for "+r, progress)
-		if err != nil {
-			return nil, st, err
-		}
-		ls.Close()
-		check(r+": digest against the live state at the backup's sequences", "equal", fmt.Sprintf("projection %.12s, live log %.12s (%d links)", digest, lr.Digest, lr.Links), digest == lr.Digest)
-
-		// Random codes against what the live region serves now.
-		base, ok := lc.endpoints[r]
-		if !ok || len(codes) == 0 {
-			continue
-		}
-		picked := min(spot, len(codes))
-		bad := []string{}
-		for _, i := range rng.Perm(len(codes))[:picked] {
-			l := codes[i]
-			var got struct {
-				URL string `json:"url"`
-			}
-			status, err := live.get(ctx, base, "/api/v1/links/"+url.PathEscape(l.Code), &got)
-			if err != nil || status != 200 || got.URL != l.URL {
-				bad = append(bad, fmt.Sprintf("%s: backup %s, live %d %s %v", l.Code, l.URL, status, got.URL, err))
-			}
-		}
-		measured := fmt.Sprintf("%d of %d agree", picked-len(bad), picked)
-		if len(bad) > 0 {
-			measured += ": " + strings.Join(bad[:min(3, len(bad))], "; ")
-		}
-		check(r+": random codes against the live region", "every one serves the backed-up URL (links are not changed under this load)", measured, len(bad) == 0)
-	}
-	return res, st, nil
-}
-
-// scanLinks reads every row of a restored projection: how many, codes
-// seen twice, invalid codes, live links with an empty URL, and the live
-// links (for spot checks).
-func scanLinks(s *projections.Store) (n, dup, invalid, empty int, live []events.Link, err error) {
-	seen := map[string]bool{}
-	err = s.Links(func(l events.Link) error {
-		n++
-		if seen[l.Code] {
-			dup++
-		}
-		seen[l.Code] = true
-		if events.ValidateCode(l.Code) != nil {
-			invalid++
-		}
-		if !l.Deleted {
-			if l.URL == "" {
-				empty++
-			} else {
-				live = append(live, l)
-			}
-		}
-		return nil
-	})
-	slices.SortFunc(live, func(a, b events.Link) int { return strings.Compare(a.Code, b.Code) })
-	return
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"shortener/auditor"
 	"shortener/replicator"
 	"shortener/secrets"
 )
@@ -118,14 +119,14 @@ func benchReplay(ctx context.Context, out, progress io.Writer, o benchReplayOpts
 	}
 	res.Events = cut
 	// The region's projector must be idle before anything is measured.
-	a := &auditor{o: &auditOpts{}, progress: progress, key: benchKey, client: &http.Client{Timeout: time.Minute}}
-	live := httpLive{a: a, reg: "us-east", base: bc.url(0)}
+	api := auditor.API{Client: &http.Client{Timeout: time.Minute}, Key: func() (string, error) { return benchKey, nil }}
+	live := api.Projection("us-east", bc.url(0))
 	// /readyz reports the applied sequence without a digest of every row.
 	err = benchPoll(ctx, 10*time.Minute, 500*time.Millisecond, "us-east's projection applied #"+fmt.Sprint(cut), func(ctx context.Context) (bool, error) {
 		var rd struct {
 			AppliedSeq uint64 `json:"applied_seq"`
 		}
-		err := getJSON(ctx, a.client, bc.url(0)+"/readyz", &rd)
+		err := getJSON(ctx, api.Client, bc.url(0)+"/readyz", &rd)
 		return err == nil && rd.AppliedSeq >= cut, err
 	})
 	if err != nil {
@@ -144,14 +145,14 @@ func benchReplay(ctx context.Context, out, progress io.Writer, o benchReplayOpts
 
 		fmt.Fprintf(progress, "round %d/%d: replay of %d events\n", round, o.rounds, cut)
 		dir := filepath.Join(o.dir, fmt.Sprintf("replay-%d", round))
-		store, rr, err := replay(ctx, js, []replaySource{{Stream: stream, Read: stream, To: cut}}, dir, time.Time{}, "replay", progress)
+		store, rr, err := auditor.Replay(ctx, js, []auditor.Source{{Stream: stream, Read: stream, To: cut}}, dir, auditor.ReplayOptions{Label: "replay", Progress: progress})
 		if err != nil {
 			return err
 		}
 		store.Close()
 		os.RemoveAll(dir)
 		r.ReplayTook, r.ReplayRate = rr.Elapsed, rr.Rate
-		d, _, err := live.digests(ctx, nil)
+		d, _, err := live.Digests(ctx, nil)
 		if err != nil {
 			return err
 		}

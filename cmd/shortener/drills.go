@@ -136,16 +136,15 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 	c.Verify = func(ctx context.Context) (string, error) {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		o := &auditOpts{nats: strings.Join(natsURLs, ","), endpoints: endpoints, keyFile: filepath.Join(dir, "api-key"), timeout: 2 * time.Minute,
+		o := &auditOpts{nats: strings.Join(natsURLs, ","), endpoints: endpoints, keyFile: filepath.Join(dir, "api-key"), key: key,
 			creds: natsSecretFlags{Secrets: devSecrets(dir)}}
 		a, err := openAuditor(ctx, o, io.Discard)
 		if err != nil {
 			return "", err
 		}
-		defer a.close()
-		a.key = key
+		defer a.Close()
 		var out bytes.Buffer
-		err = a.verify(ctx, &out, 4096)
+		err = a.Verify(ctx, &out, 4096)
 		if err != nil && errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("audit verify did not finish in 2 min: %w", err)
 		}
@@ -168,15 +167,22 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 		}
 		out.Staging = filepath.Join(root, "staging-"+m.ID)
 		begin = time.Now()
-		res, st, err := stageAndCheck(ctx, bdir, out.Staging, "127.0.0.1", lc, 20, io.Discard, log)
+		keys, err := lc.creds.keys("restore")
+		if err != nil {
+			return nil, err
+		}
+		res, st, err := stageAndCheck(ctx, bdir, out.Staging, "127.0.0.1", lc, keys, 20, io.Discard, log)
 		if st != nil {
 			st.Close()
 		}
-		out.StageTook, out.Checks = time.Since(begin), res
+		out.StageTook = time.Since(begin)
+		for _, c := range res {
+			out.Checks = append(out.Checks, drills.Criterion(c))
+		}
 		if err != nil {
 			return out, fmt.Errorf("restore into staging: %w", err)
 		}
-		if res.passed() {
+		if res.Passed() {
 			os.RemoveAll(out.Staging) // a copy of the backup; kept when a check failed
 		}
 		return out, nil

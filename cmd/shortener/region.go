@@ -90,11 +90,29 @@ func (s *natsSecretFlags) register(fl *pflag.FlagSet, server bool) {
 	fl.StringVar(&s.Secrets, "secrets", os.Getenv("SHORTENER_SECRETS"), "folder of the NATS credentials as shortener secrets init makes it ($SHORTENER_SECRETS)")
 	fl.StringVar(&s.NATSCA, "nats-ca", "", "CA certificates NATS servers are verified with (default <secrets>/"+secrets.CAFile+")")
 	fl.StringVar(&s.NATSSeed, "nats-seed", "", "this process's NATS user seed (default <secrets>/<user>.nk)")
+	fl.StringVar(&s.NATSUsers, "nats-users", "", "the users table, with the regions' keys events are signed with (default <secrets>/"+secrets.UsersFile+")")
 	if server {
 		fl.StringVar(&s.NATSCert, "nats-cert", "", "the embedded NATS servers' certificate (default <secrets>/"+secrets.CertFile+")")
 		fl.StringVar(&s.NATSKey, "nats-key", "", "its private key (default <secrets>/"+secrets.KeyFile+")")
-		fl.StringVar(&s.NATSUsers, "nats-users", "", "the users table (default <secrets>/"+secrets.UsersFile+")")
 	}
+}
+
+// keys loads the regions' keys from the users table: what a replay checks
+// the events' signatures with.
+func (s natsSecretFlags) keys(user string) (*events.KeyRing, error) {
+	p := s.paths(user)
+	if p.Users == "" {
+		return nil, usageError{fmt.Errorf("no users table (the regions' signing keys): give --secrets or --nats-users")}
+	}
+	users, err := secrets.LoadUsers(p.Users)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	k, err := users.KeyRing()
+	if err != nil {
+		return nil, usageError{fmt.Errorf("%s: %w", p.Users, err)}
+	}
+	return k, nil
 }
 
 func (s natsSecretFlags) paths(user string) secrets.Paths {
