@@ -50,4 +50,3 @@ func WaitReadyVerbose(ctx context.Context, out io.Writer, url string, since time
 	}
 	return time.Time{}, fmt.Errorf("not ready after %s", timeout)
 }
-

@@ -20,7 +20,9 @@ func control(ctx context.Context, dir, path string) (procInfo, error) {
 
 // lastOutage returns the last region-down of region in the journal and the
 // region-up after it (zero if none yet).
-func lastOutage(dir, region string) (down, up time.Time, err error) { return procs.LastOutage(dir, region) }
+func lastOutage(dir, region string) (down, up time.Time, err error) {
+	return procs.LastOutage(dir, region)
+}
 
 func stamp(t time.Time) string { return t.Format("15:04:05.000") }
 
