@@ -185,11 +185,11 @@ func StopAll(out io.Writer, procs []*Proc, wait time.Duration) {
 		_ = p.Signal(syscall.SIGCONT)
 		_ = p.Signal(syscall.SIGTERM)
 	}
-	deadline := time.After(wait)
+	deadline := time.Now().Add(wait) // one deadline for all: a channel from time.After would fire for one process only
 	for _, p := range procs {
 		select {
 		case <-p.done:
-		case <-deadline:
+		case <-time.After(time.Until(deadline)):
 			fmt.Fprintf(out, "%s did not stop in %s: killing it\n", p.name, wait)
 			p.kill()
 			<-p.done
