@@ -9,12 +9,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"shortener/procs"
 	"shortener/region"
 	"shortener/region/regiontest"
 )
@@ -27,7 +27,7 @@ type cluster struct {
 	names   []string
 	hosts   []string
 	extra   []string
-	procs   []*regionProc
+	procs   []*procs.Proc
 	clients []*regiontest.Client
 }
 
@@ -38,7 +38,7 @@ func newCluster(t *testing.T, extra ...string) *cluster {
 		c.hosts = append(c.hosts, fmt.Sprintf("127.%d.%d.1", a, b+i))
 		c.clients = append(c.clients, regiontest.NewClient("http://"+c.hosts[i]+":8080"))
 	}
-	c.procs = make([]*regionProc, len(c.names))
+	c.procs = make([]*procs.Proc, len(c.names))
 	var wg sync.WaitGroup
 	for i := range c.names {
 		wg.Add(1)
@@ -75,41 +75,31 @@ func newCluster(t *testing.T, extra ...string) *cluster {
 	return c
 }
 
-func (c *cluster) args(i int) []string {
-	args := []string{"region", "--name", c.names[i], "--digit", fmt.Sprint(i + 1), "--http", c.hosts[i] + ":8080",
-		"--data", filepath.Join(c.dir, c.names[i]), "--api-key-hash", region.HashAPIKey(regiontest.APIKey),
-		"--rate-limit", "-1", "--log-level", "warn", "--secrets", regiontest.SecretsDir()}
+// config is region i's command line: the test API key, no rate limit, the
+// test secrets, every other region a peer, then the cluster's extra flags.
+func (c *cluster) config(i int) procs.RegionConfig {
+	var peers []procs.Region
 	for j := range c.names {
-		if j != i {
-			args = append(args, "--peer", c.names[j]+"="+c.hosts[j])
-		}
+		peers = append(peers, procs.Region{Name: c.names[j], Host: c.hosts[j]})
 	}
-	return append(args, c.extra...)
+	return procs.RegionConfig{Name: c.names[i], Digit: byte('1' + i), HTTP: c.hosts[i] + ":8080",
+		Data: filepath.Join(c.dir, c.names[i]), APIKeyHash: region.HashAPIKey(regiontest.APIKey),
+		NoRateLimit: true, LogLevel: "warn", Secrets: regiontest.SecretsDir(), Peers: peers, Extra: c.extra}
 }
 
 // spawn starts region i as a child process.
-func (c *cluster) spawn(i int) *regionProc {
-	cmd := exec.Command(os.Args[0], c.args(i)...)
-	cmd.Env = append(os.Environ(), "SHORTENER_CHILD=1")
-	logf, err := os.OpenFile(filepath.Join(c.dir, c.names[i]+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+func (c *cluster) spawn(i int) *procs.Proc {
+	p, err := startTestProc(c.t, c.names[i], filepath.Join(c.dir, c.names[i]+".log"), c.config(i).Args())
 	if err != nil {
 		c.t.Error(err)
 		return nil
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		c.t.Error(err)
-		return nil
-	}
-	p := &regionProc{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
-	c.t.Cleanup(func() { p.kill() })
 	return p
 }
 
 func (c *cluster) waitReady(i int) {
 	c.t.Helper()
-	if err := waitHTTPReady(context.Background(), "http://"+c.hosts[i]+":8080/readyz", c.procs[i].done, 90*time.Second); err != nil {
+	if err := c.procs[i].WaitReady(context.Background(), "http://"+c.hosts[i]+":8080/readyz", 90*time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.dir, c.names[i]+".log"))
 		why := "no answer"
 		if resp, gerr := http.Get("http://" + c.hosts[i] + ":8080/readyz"); gerr == nil {
@@ -121,7 +111,13 @@ func (c *cluster) waitReady(i int) {
 	}
 }
 
-func (c *cluster) kill(i int) { c.procs[i].kill() }
+// kill SIGKILLs region i and waits until it is gone.
+func (c *cluster) kill(i int) {
+	c.t.Helper()
+	if err := c.procs[i].Kill(time.Minute); err != nil {
+		c.t.Fatal(err)
+	}
+}
 
 func (c *cluster) restart(i int) {
 	c.procs[i] = c.spawn(i)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -16,53 +15,40 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/events"
+	"shortener/procs"
 	"shortener/projections"
 	"shortener/region"
 	"shortener/region/regiontest"
 )
 
-// regionProc is a region running as a child process.
-type regionProc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startRegionProc(t *testing.T, host, dir string, extra ...string) *regionProc {
+// startRegionProc starts region us-east as a child process on host with
+// its state in dir, and waits until it is ready.
+func startRegionProc(t *testing.T, host, dir string, extra ...string) *procs.Proc {
 	t.Helper()
-	args := append([]string{"region", "--name", "us-east", "--http", host + ":8080", "--data", dir,
-		"--api-key-hash", region.HashAPIKey(regiontest.APIKey), "--rate-limit", "-1", "--log-level", "warn",
-		"--secrets", regiontest.SecretsDir()}, extra...)
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "SHORTENER_CHILD=1")
-	logf, err := os.OpenFile(filepath.Join(dir, "..", "region.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	cfg := procs.RegionConfig{Name: "us-east", HTTP: host + ":8080", Data: dir,
+		APIKeyHash: region.HashAPIKey(regiontest.APIKey), NoRateLimit: true, LogLevel: "warn",
+		Secrets: regiontest.SecretsDir(), Extra: extra}
+	log := filepath.Join(dir, "..", "region.log")
+	if err := os.MkdirAll(filepath.Dir(log), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := startTestProc(t, "us-east", log, cfg.Args())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &regionProc{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
-	t.Cleanup(func() { p.kill() })
-	if err := waitHTTPReady(context.Background(), "http://"+host+":8080/readyz", p.done, 60*time.Second); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "..", "region.log"))
+	if err := p.WaitReady(context.Background(), "http://"+host+":8080/readyz", 60*time.Second); err != nil {
+		log, _ := os.ReadFile(log)
 		t.Fatalf("region child: %v\n%s", err, log)
 	}
 	return p
 }
 
-func (p *regionProc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-func (p *regionProc) stop(t *testing.T) {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("region did not stop on SIGTERM within 20s")
+// stopRegionProc stops a region child with SIGTERM and fails the test if
+// it does not exit within 20 s (it is SIGKILLed then).
+func stopRegionProc(t *testing.T, p *procs.Proc) {
+	t.Helper()
+	if forced, err := p.Stop(20 * time.Second); forced || err != nil {
+		t.Fatalf("region did not stop on SIGTERM within 20s (%v)", err)
 	}
 }
 
@@ -110,7 +96,9 @@ func TestCrashWhileCreating(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		<-created
 	}
-	p.kill()
+	if err := p.Kill(time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	mu.Lock()
 	ackedAtKill := len(acked)
 	mu.Unlock()
@@ -135,7 +123,7 @@ func TestCrashWhileCreating(t *testing.T) {
 			t.Errorf("acknowledged %s is not in the log", code)
 		}
 	}
-	p.stop(t)
+	stopRegionProc(t, p)
 	store, err := projections.Open(filepath.Join(dir, "projection"), projections.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -227,12 +215,12 @@ func TestProjectorCrash(t *testing.T) {
 		t.Fatalf("a create was acknowledged after the crash was armed: %s", r.Raw)
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("the region did not crash within 10 s of being armed")
 	}
-	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("the region exited with %v, want killed by SIGKILL", p.cmd.ProcessState)
+	if ws, ok := p.State().Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the region exited with %v, want killed by SIGKILL", p.State())
 	}
 
 	p = startRegionProc(t, host, dir)
@@ -256,5 +244,5 @@ func TestProjectorCrash(t *testing.T) {
 		}
 		return nil
 	})
-	p.stop(t)
+	stopRegionProc(t, p)
 }

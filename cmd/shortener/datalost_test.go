@@ -51,7 +51,7 @@ func TestClusterRegionDataLostAlone(t *testing.T) {
 		c.kill(i)
 	}
 	for i := range c.names {
-		<-c.procs[i].done
+		<-c.procs[i].Done()
 	}
 	if err := os.RemoveAll(filepath.Join(c.dir, c.names[0])); err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func (c *cluster) readyWithin(t *testing.T, i int, d time.Duration) (time.Durati
 	start := time.Now()
 	for time.Since(start) < d {
 		select {
-		case <-c.procs[i].done:
+		case <-c.procs[i].Done():
 			log, _ := os.ReadFile(filepath.Join(c.dir, c.names[i]+".log"))
 			t.Fatalf("%s exited:\n%s", c.names[i], tail(log, 3000))
 		case <-time.After(250 * time.Millisecond):

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"shortener/chaos/netfault"
@@ -64,22 +63,6 @@ func (sv *supervisor) startChaosNet(log *slog.Logger) error {
 	return nil
 }
 
-// signal sends sig to a region's process.
-func (sv *supervisor) signal(name string, sig syscall.Signal) (*child, error) {
-	sv.mu.Lock()
-	c := sv.children[name]
-	sv.mu.Unlock()
-	if c == nil || name == "switch" {
-		return nil, fmt.Errorf("no region %q in this dev cluster", name)
-	}
-	select {
-	case <-c.done:
-		return nil, fmt.Errorf("%s is not running", name)
-	default:
-	}
-	return c, c.cmd.Process.Signal(sig)
-}
-
 // netEntry is a journal line of a link fault.
 type netEntry struct {
 	Time   time.Time      `json:"time"`
@@ -89,42 +72,10 @@ type netEntry struct {
 	Params map[string]any `json:"params,omitempty"`
 }
 
-// chaosRoutes adds the fault endpoints of the control socket: pause and
-// resume a region, and (in a chaos cluster) cut, heal, degrade and restore
-// the links between two regions.
+// chaosRoutes adds the link-fault endpoints of the control socket (pause
+// and resume a region are procs'): in a chaos cluster, cut, heal, degrade
+// and restore the links between two regions.
 func (sv *supervisor) chaosRoutes(mux *http.ServeMux) {
-	sig := func(action string, s syscall.Signal) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			at := time.Now()
-			c, err := sv.signal(r.PathValue("name"), s)
-			if err != nil {
-				writeCtlError(w, err)
-				return
-			}
-			p := procInfo{Name: c.name, PID: c.cmd.Process.Pid, Running: true, At: at}
-			sv.journal(action, p)
-			_ = json.NewEncoder(w).Encode(p)
-		}
-	}
-	mux.HandleFunc("POST /pause/{name}", sig("pause", syscall.SIGSTOP))
-	mux.HandleFunc("POST /resume/{name}", sig("resume", syscall.SIGCONT))
-	mux.HandleFunc("GET /procs", func(w http.ResponseWriter, r *http.Request) {
-		sv.mu.Lock()
-		var out []procInfo
-		for _, rg := range sv.regions {
-			if c := sv.children[rg.Name]; c != nil {
-				running := true
-				select {
-				case <-c.done:
-					running = false
-				default:
-				}
-				out = append(out, procInfo{Name: rg.Name, PID: c.cmd.Process.Pid, Running: running})
-			}
-		}
-		sv.mu.Unlock()
-		_ = json.NewEncoder(w).Encode(out)
-	})
 	link := func(action string, f func(a, b string, q url.Values) (map[string]any, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if sv.net == nil {

@@ -2,194 +2,26 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"shortener/procs"
 	"shortener/region"
 )
 
-// The control socket of a running `shortener dev`: region-down and
-// region-up ask the supervisor, which owns the processes.
-func controlSocket(dir string) string { return filepath.Join(dir, "control.sock") }
-
-// procInfo is the answer of the control socket about one process.
-type procInfo struct {
-	Name    string    `json:"name"`
-	PID     int       `json:"pid"`
-	Running bool      `json:"running"`
-	At      time.Time `json:"at"` // when it was killed, stopped or started
-	// For a stop: when the process had exited, and whether it had to be
-	// SIGKILLed because it did not exit within 15 s of SIGTERM.
-	Exited time.Time `json:"exited,omitzero"`
-	Forced bool      `json:"forced,omitempty"`
-}
-
-func (sv *supervisor) listenControl() (io.Closer, error) {
-	path := controlSocket(sv.o.dir)
-	if err := os.MkdirAll(sv.o.dir, 0o755); err != nil {
-		return nil, err
-	}
-	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		conn.Close()
-		return nil, fmt.Errorf("a dev cluster is already running on %s (stop it with Ctrl-C in its terminal)", sv.o.dir)
-	}
-	_ = os.Remove(path) // left by a supervisor that was killed
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /down/{name}", func(w http.ResponseWriter, r *http.Request) {
-		c, at, err := sv.kill(r.PathValue("name"))
-		if err != nil {
-			writeCtlError(w, err)
-			return
-		}
-		p := procInfo{Name: c.name, PID: c.cmd.Process.Pid, At: at}
-		sv.journal("down", p)
-		_ = json.NewEncoder(w).Encode(p)
-	})
-	mux.HandleFunc("POST /stop/{name}", func(w http.ResponseWriter, r *http.Request) {
-		c, at, forced, err := sv.stop(r.PathValue("name"))
-		if err != nil {
-			writeCtlError(w, err)
-			return
-		}
-		p := procInfo{Name: c.name, PID: c.cmd.Process.Pid, At: at, Forced: forced, Exited: time.Now()}
-		sv.journal("stop", p)
-		_ = json.NewEncoder(w).Encode(p)
-	})
-	mux.HandleFunc("POST /reset-projection/{name}", func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		at, err := sv.resetProjection(name)
-		if err != nil {
-			writeCtlError(w, err)
-			return
-		}
-		p := procInfo{Name: name, At: at}
-		sv.journal("reset-projection", p)
-		_ = json.NewEncoder(w).Encode(p)
-	})
-	mux.HandleFunc("POST /up/{name}", func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		if name == "switch" {
-			writeCtlError(w, fmt.Errorf("no region %q in this dev cluster", name))
-			return
-		}
-		at := time.Now()
-		c, err := sv.start(name)
-		if err != nil {
-			writeCtlError(w, err)
-			return
-		}
-		p := procInfo{Name: c.name, PID: c.cmd.Process.Pid, Running: true, At: at}
-		sv.journal("up", p)
-		_ = json.NewEncoder(w).Encode(p)
-	})
-	sv.chaosRoutes(mux)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return closerFunc(func() error { err := srv.Close(); _ = os.Remove(path); return err }), nil
-}
-
-// journalFile keeps every region-down and region-up of a dev cluster, with
-// times, for `shortener load analyze` and the drills.
-func journalFile(dir string) string { return filepath.Join(dir, "journal.jsonl") }
-
-// journalEntry is one line of the journal.
-type journalEntry struct {
-	Time   time.Time `json:"time"`
-	Action string    `json:"action"` // "down" (SIGKILL sent), "stop" (SIGTERM sent), "up" (process started), "pause", "resume"; link faults are netEntry lines
-	Region string    `json:"region"`
-	PID    int       `json:"pid"`
-}
-
-func (sv *supervisor) journal(action string, p procInfo) {
-	line, _ := json.Marshal(journalEntry{Time: p.At.UTC(), Action: action, Region: p.Name, PID: p.PID})
-	sv.appendJournal(line)
-}
-
-func (sv *supervisor) appendJournal(line []byte) {
-	sv.journalMu.Lock()
-	defer sv.journalMu.Unlock()
-	f, err := os.OpenFile(journalFile(sv.o.dir), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		fmt.Fprintf(sv.out, "journal: %v\n", err)
-		return
-	}
-	defer f.Close()
-	_, _ = f.Write(append(line, '\n'))
+// control asks the running dev cluster's supervisor (procs.Control).
+func control(ctx context.Context, dir, path string) (procInfo, error) {
+	return procs.Control(ctx, dir, path)
 }
 
 // lastOutage returns the last region-down of region in the journal and the
 // region-up after it (zero if none yet).
 func lastOutage(dir, region string) (down, up time.Time, err error) {
-	data, err := os.ReadFile(journalFile(dir))
-	if err != nil {
-		return down, up, fmt.Errorf("no journal of region-down/up in %s: give --killed-at", dir)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		var e journalEntry
-		if json.Unmarshal([]byte(line), &e) != nil || e.Region != region {
-			continue
-		}
-		switch e.Action {
-		case "down":
-			down, up = e.Time, time.Time{}
-		case "up":
-			if !down.IsZero() {
-				up = e.Time
-			}
-		}
-	}
-	if down.IsZero() {
-		return down, up, fmt.Errorf("the journal %s has no region-down of %s: give --killed-at", journalFile(dir), region)
-	}
-	return down, up, nil
-}
-
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }
-
-func writeCtlError(w http.ResponseWriter, err error) {
-	w.WriteHeader(http.StatusConflict)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
-}
-
-// control asks the running dev cluster's supervisor.
-func control(ctx context.Context, dir, path string) (procInfo, error) {
-	sock := controlSocket(dir)
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-		}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://dev"+path, nil)
-	if err != nil {
-		return procInfo{}, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return procInfo{}, fmt.Errorf("no dev cluster is running under %s (start one with make run)", dir)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		_ = json.NewDecoder(resp.Body).Decode(&e)
-		return procInfo{}, errors.New(e.Error)
-	}
-	var p procInfo
-	return p, json.NewDecoder(resp.Body).Decode(&p)
+	return procs.LastOutage(dir, region)
 }
 
 func stamp(t time.Time) string { return t.Format("15:04:05.000") }
@@ -206,7 +38,7 @@ func devDownCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := topo.region(name); err != nil {
+			if _, err := topologyRegion(topo, name); err != nil {
 				return err
 			}
 			// What the others would lose if this region never came back: the
@@ -246,7 +78,7 @@ func devUpCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := topo.region(name)
+			r, err := topologyRegion(topo, name)
 			if err != nil {
 				return err
 			}
@@ -255,7 +87,7 @@ func devUpCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(out, "%s  %s started (pid %d) on its state in %s\n", stamp(p.At), name, p.PID, filepath.Join(dir, name))
-			readyAt, err := waitReadyVerbose(ctx, out, "http://"+r.Host+":8080/readyz", p.At, timeout)
+			readyAt, err := procs.WaitReadyVerbose(ctx, out, "http://"+r.Host+":8080/readyz", p.At, timeout)
 			if err != nil {
 				return fmt.Errorf("%s: %w (see %s)", name, err, filepath.Join(dir, name, "region.log"))
 			}
@@ -328,44 +160,6 @@ func waitSwitch(ctx context.Context, admin, home string, ok func(string) bool, t
 	return "", time.Time{}, fmt.Errorf("still %s after %s", last, timeout)
 }
 
-// waitReadyVerbose polls a /readyz, printing what it waits for whenever
-// that changes, until it answers 200.
-func waitReadyVerbose(ctx context.Context, out io.Writer, url string, since time.Time, timeout time.Duration) (time.Time, error) {
-	hc := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(timeout)
-	said := ""
-	for time.Now().Before(deadline) {
-		var rd region.Readiness
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := hc.Do(req)
-		why := "not answering yet"
-		if err == nil {
-			_ = json.NewDecoder(resp.Body).Decode(&rd)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return time.Now(), nil
-			}
-			var waits []string
-			for k, v := range rd.Checks {
-				if v != "ok" {
-					waits = append(waits, k+": "+v)
-				}
-			}
-			why = strings.Join(waits, "; ")
-		}
-		if why != said {
-			fmt.Fprintf(out, "%s  waiting (%.0f s): %s\n", stamp(time.Now()), time.Since(since).Seconds(), why)
-			said = why
-		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return time.Time{}, fmt.Errorf("not ready after %s", timeout)
-}
-
 func devStopCmd() *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
@@ -383,7 +177,7 @@ elsewhere; make region-up starts it again.`,
 			if err != nil {
 				return err
 			}
-			if _, err := topo.region(name); err != nil {
+			if _, err := topologyRegion(topo, name); err != nil {
 				return err
 			}
 			p, err := control(ctx, dir, "/stop/"+name)

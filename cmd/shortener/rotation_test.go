@@ -37,7 +37,7 @@ func TestClusterRotation(t *testing.T) {
 	// state and files) and has it create a link that must reach the others.
 	roll := func(step string) {
 		for i := range c.names {
-			c.procs[i].stop(t)
+			stopRegionProc(t, c.procs[i])
 			c.restart(i)
 			n++
 			url := fmt.Sprintf("https://example.com/rotation/%d", n)

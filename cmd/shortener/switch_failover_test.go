@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"shortener/chaos/load"
+	"shortener/procs"
 	"shortener/region"
 	"shortener/region/regiontest"
 )
@@ -32,7 +33,7 @@ type devCluster struct {
 	dir  string
 	key  string
 	topo devTopology
-	cmd  *exec.Cmd
+	proc *procs.Proc
 	out  *syncBuffer
 }
 
@@ -58,14 +59,13 @@ func startDev(t *testing.T, extra ...string) *devCluster {
 	t.Helper()
 	prefix := fmt.Sprintf("127.%d", 64+rand.IntN(180))
 	d := &devCluster{t: t, dir: t.TempDir(), key: "sk_test_failover", topo: topologyOn(prefix, 3), out: &syncBuffer{}}
-	d.cmd = exec.Command(os.Args[0], append([]string{"dev", "--dir", d.dir, "--net", prefix}, extra...)...)
-	d.cmd.Env = append(os.Environ(), "SHORTENER_CHILD=1", "SHORTENER_API_KEY="+d.key)
 	pr, pw := io.Pipe()
-	d.cmd.Stdout, d.cmd.Stderr = pw, pw
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
+	p, err := procs.Start(procs.Spec{Name: "dev", Bin: os.Args[0], Args: append([]string{"dev", "--dir", d.dir, "--net", prefix}, extra...),
+		Env: []string{"SHORTENER_CHILD=1", "SHORTENER_API_KEY=" + d.key}, Output: pw, Group: true})
+	if err != nil {
 		t.Fatal(err)
 	}
+	d.proc = p
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -78,14 +78,9 @@ func startDev(t *testing.T, extra ...string) *devCluster {
 		}
 	}()
 	t.Cleanup(func() {
-		_ = d.cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { _ = d.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-		}
+		// SIGINT: the supervisor stops its regions; after 30 s its whole
+		// process group is SIGKILLed.
+		_, _ = d.proc.Terminate(syscall.SIGINT, 30*time.Second)
 		pw.Close()
 		t.Logf("dev supervisor's output:\n%s", d.out.String())
 	})
