@@ -36,7 +36,7 @@ func regionStreams(region string, all []string) []string {
 	return out
 }
 
-// benchStreams are the benchmarks' scratch streams (cmd/shortener/bench_*.go).
+// benchStreams are the benchmarks' scratch streams (package bench).
 var benchStreams = []string{"BENCH_RAW", "BENCH_ORIGIN", "BENCH_MIRROR"}
 
 // permissions are what a user of role may do. A region's application

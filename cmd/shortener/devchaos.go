@@ -183,3 +183,10 @@ func controlDo(ctx context.Context, dir, method, path string, out any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
+
+// globalHost is where a region's member of "global" listens: the address
+// after its regional server (region.Config's default).
+func globalHost(host string) string {
+	ip := net.ParseIP(host).To4()
+	return net.IPv4(ip[0], ip[1], ip[2], ip[3]+1).String()
+}

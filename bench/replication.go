@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -6,11 +6,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/spf13/cobra"
 
 	"shortener/chaos/load"
 	"shortener/events"
@@ -24,70 +24,48 @@ const (
 	lagTargetRate = 500
 )
 
-type benchReplicationOpts struct {
-	rates    []float64
-	duration time.Duration
-	workers  int
-	dir      string
-	jsonOut  string
-	svgOut   string
-	timeout  time.Duration
-	// plaintext runs the regions on open, plaintext NATS: the baseline of
+// ReplicationOptions are the flags of bench replication.
+type ReplicationOptions struct {
+	Rates    []float64     // total creates per second, one measurement each
+	Duration time.Duration // duration of each rate
+	Workers  int           // concurrent requests of the load generator
+	Dir      string        // scratch directory (wiped)
+	JSON     string        // write the results as JSON to this file, when not empty
+	SVG      string        // write the lag over time as SVG to this file (default <Dir>/lag.svg)
+	Timeout  time.Duration // bound on the whole run
+	// Plaintext runs the regions on open, plaintext NATS: the baseline of
 	// what TLS and authentication cost the lag.
-	plaintext bool
+	Plaintext bool
 }
 
-func benchReplicationCmd() *cobra.Command {
-	var o benchReplicationOpts
-	cmd := &cobra.Command{
-		Use:   "replication",
-		Short: "Cross-region replication lag under an open-loop create load, three regions",
-		Long: `Starts us-east, eu-west and ap-south as child processes (127.0.8.1, .3, .5;
-fsync always), subscribes from this process to all six mirrors with ordered
-consumers delivering new messages only, and for each --rates value sends
-creates at that total rate, spread over the three regions, for --duration.
-The lag of an event is the time it reached this process from a mirror minus
-its producer time (same clock): it includes the origin's own append and
-fsync, the mirror's copy and the delivery to the consumer.
-
-The load starts once every region reports every mirror live: on a fresh
-cluster the mirrors start copying about a second after the regions are
-ready, and events written before then wait for that start. How long it took
-is printed; the lag measured is that of a running cluster.
-
---svg writes the lag over time, per rate and per mirror (the highest lag in
-each 100 ms), as a picture; by default <dir>/lag.svg.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(o.rates) == 0 {
-				return usageError{fmt.Errorf("--rates needs at least one rate")}
-			}
-			if o.duration <= 0 {
-				return usageError{fmt.Errorf("--duration: %s is not a positive duration", o.duration)}
-			}
-			for _, r := range o.rates {
-				if r <= 0 {
-					return usageError{fmt.Errorf("--rates: %v is not a positive rate", r)}
-				}
-			}
-			return benchTimeout(cmd.Context(), o.timeout, func(ctx context.Context) error {
-				return benchReplication(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
-			})
-		},
+// Validate reports no rate, a rate or a duration that is not positive.
+func (o ReplicationOptions) Validate() error {
+	if len(o.Rates) == 0 {
+		return fmt.Errorf("--rates needs at least one rate")
 	}
-	fl := cmd.Flags()
-	fl.Float64SliceVar(&o.rates, "rates", []float64{500, 2000}, "total creates per second, one measurement each")
-	fl.DurationVar(&o.duration, "duration", 15*time.Second, "duration of each rate")
-	// At 2000/s a create taking 50 ms keeps 100 in flight: 64 would cap the rate.
-	fl.IntVar(&o.workers, "workers", 256, "concurrent requests of the load generator")
-	fl.StringVar(&o.dir, "dir", "var/bench-replication", "scratch directory (wiped)")
-	fl.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
-	fl.StringVar(&o.svgOut, "svg", "", "write the lag over time as SVG to this file (default <dir>/lag.svg)")
-	fl.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on the whole run")
-	fl.BoolVar(&o.plaintext, "plaintext", false, "run the regions on open, plaintext NATS (no TLS, no users): the baseline for the cost of security")
-	return cmd
+	if o.Duration <= 0 {
+		return fmt.Errorf("--duration: %s is not a positive duration", o.Duration)
+	}
+	for _, r := range o.Rates {
+		if r <= 0 {
+			return fmt.Errorf("--rates: %v is not a positive rate", r)
+		}
+	}
+	return nil
 }
 
+// Replication runs bench replication, bounded by o.Timeout: the table to
+// out, progress to progress, the picture to o.SVG.
+func Replication(ctx context.Context, out, progress io.Writer, o ReplicationOptions) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	return withTimeout(ctx, o.Timeout, func(ctx context.Context) error {
+		return replication(ctx, out, progress, o)
+	})
+}
+
+// replicationResult is one rate's measurement (the JSON file).
 type replicationResult struct {
 	Rate       float64       `json:"rate"`
 	Acked      int64         `json:"creates_acked"`
@@ -105,15 +83,15 @@ type replicationResult struct {
 	samples []lagSample // for the picture
 }
 
-func benchReplication(ctx context.Context, out, progress io.Writer, o benchReplicationOpts) error {
+func replication(ctx context.Context, out, progress io.Writer, o ReplicationOptions) error {
 	loadavg := readLoadavg()
-	bc, err := newBenchCluster(o.dir, "always", benchThreeRegions(1), progress)
+	bc, err := newCluster(o.Dir, "always", threeRegions(1), progress)
 	if err != nil {
 		return err
 	}
 	defer bc.stop()
-	bc.plaintext = o.plaintext
-	fmt.Fprintf(progress, "starting us-east, eu-west, ap-south on 127.0.8.1/.3/.5 (logs under %s/<region>/region.log)\n", o.dir)
+	bc.plaintext = o.Plaintext
+	fmt.Fprintf(progress, "starting us-east, eu-west, ap-south on 127.0.8.1/.3/.5 (logs under %s/<region>/region.log)\n", o.Dir)
 	if err := bc.startAll(); err != nil {
 		return err
 	}
@@ -174,10 +152,10 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 		targets = append(targets, load.Target{Name: r.Name, BaseURL: bc.url(i)})
 	}
 	var results []*replicationResult
-	for n, rate := range o.rates {
-		fmt.Fprintf(progress, "%.0f creates/s for %s over 3 regions\n", rate, o.duration)
+	for n, rate := range o.Rates {
+		fmt.Fprintf(progress, "%.0f creates/s for %s over 3 regions\n", rate, o.Duration)
 		lags.reset() // whatever arrived between measurements (heartbeats) is not counted
-		rep, err := load.Run(ctx, load.Config{Targets: targets, Rate: rate, Duration: o.duration, Workers: o.workers,
+		rep, err := load.Run(ctx, load.Config{Targets: targets, Rate: rate, Duration: o.Duration, Workers: o.Workers,
 			CreateRatio: 1, APIKey: benchKey, Seed: int64(n + 1)})
 		if err != nil {
 			return err
@@ -192,7 +170,7 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 			}
 			want[m] = seq
 		}
-		drainErr := benchPoll(ctx, 30*time.Second, 20*time.Millisecond, "mirrors delivered every event", func(context.Context) (bool, error) {
+		drainErr := poll(ctx, 30*time.Second, 20*time.Millisecond, "mirrors delivered every event", func(context.Context) (bool, error) {
 			for _, m := range mirrors {
 				if lags.seen(m) < want[m] {
 					return false, fmt.Errorf("%s delivered up to #%d of #%d", m, lags.seen(m), want[m])
@@ -208,7 +186,7 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 		for i, s := range samples {
 			ds[i] = s.Lag
 		}
-		q := benchQuantiles(ds, 0.5, 0.9, 0.99, 1)
+		q := quantiles(ds, 0.5, 0.9, 0.99, 1)
 		r := &replicationResult{Rate: rate, Acked: rep.Total.OK, Failed: rep.Total.Failed, Missed: rep.Total.Missed,
 			CreateP50: rep.Total.P50, CreateP99: rep.Total.P99, MirrorSeen: len(ds), Drained: drainErr == nil,
 			LagP50: q[0], LagP90: q[1], LagP99: q[2], LagMax: q[3], samples: samples}
@@ -219,10 +197,10 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 	}
 
 	security := "NATS with TLS on every listener and nkey users"
-	if o.plaintext {
+	if o.Plaintext {
 		security = "NATS open and plaintext (--plaintext)"
 	}
-	fmt.Fprintf(out, "replication lag: 3 regions, fsync always, %s, creates spread round-robin, %s per rate\n", security, o.duration)
+	fmt.Fprintf(out, "replication lag: 3 regions, fsync always, %s, creates spread round-robin, %s per rate\n", security, o.Duration)
 	fmt.Fprintf(out, "lag = delivery from a mirror to this process - the event's producer time\n")
 	fmt.Fprintf(out, "every mirror was live %.1f s after the regions were ready; the load started then\n", liveAfter.Seconds())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -257,14 +235,64 @@ func benchReplication(ctx context.Context, out, progress io.Writer, o benchRepli
 	if !measured {
 		fmt.Fprintf(out, "\ntarget: replication lag p99 < %s at %d/s: not measured (%d is not in --rates)\n", lagTarget, lagTargetRate, lagTargetRate)
 	}
-	fmt.Fprintf(out, "machine: %s; regions, load generator and consumers share it\n", benchMachine(loadavg))
-	svgPath := o.svgOut
+	fmt.Fprintf(out, "machine: %s; regions, load generator and consumers share it\n", machine(loadavg))
+	svgPath := o.SVG
 	if svgPath == "" {
-		svgPath = filepath.Join(o.dir, "lag.svg")
+		svgPath = filepath.Join(o.Dir, "lag.svg")
 	}
-	if err := os.WriteFile(svgPath, lagSVG(results, mirrors, o.duration), 0o644); err != nil {
+	if err := os.WriteFile(svgPath, lagSVG(results, mirrors, o.Duration), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "lag over time: %s\n", svgPath)
-	return writeBenchJSON(o.jsonOut, results)
+	return writeJSON(o.JSON, results)
+}
+
+// mirrorLag records, for the events of one measurement, the time from each
+// event's producer time to its delivery from a mirror to this process, and
+// when in the measurement it arrived (for the lag-over-time picture).
+type mirrorLag struct {
+	mu      sync.Mutex
+	start   time.Time
+	samples []lagSample
+	lastSeq map[string]uint64 // per mirror, the last stream sequence delivered (heartbeats too)
+}
+
+// lagSample is one event delivered from one mirror.
+type lagSample struct {
+	Mirror string
+	At     time.Duration // delivery time since the measurement began
+	Lag    time.Duration
+}
+
+func newMirrorLag() *mirrorLag {
+	return &mirrorLag{start: time.Now(), lastSeq: map[string]uint64{}}
+}
+
+func (m *mirrorLag) record(mirror string, seq uint64, at time.Time, lag time.Duration, isEvent bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if seq <= m.lastSeq[mirror] {
+		return // a redelivery after an ordered consumer reset
+	}
+	m.lastSeq[mirror] = seq
+	if isEvent {
+		m.samples = append(m.samples, lagSample{Mirror: mirror, At: at.Sub(m.start), Lag: lag})
+	}
+}
+
+// reset starts a new measurement now and returns the samples of the one
+// before.
+func (m *mirrorLag) reset() []lagSample {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.samples
+	m.samples = nil
+	m.start = time.Now()
+	return out
+}
+
+func (m *mirrorLag) seen(mirror string) uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastSeq[mirror]
 }

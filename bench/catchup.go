@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -12,59 +12,43 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/spf13/cobra"
 
 	"shortener/region"
 	"shortener/replicator"
 	"shortener/secrets"
 )
 
-type benchCatchupOpts struct {
-	first   int // the regions' hosts are 127.0.8.first, +2, +4
-	events  int
-	window  int
-	dir     string
-	jsonOut string
-	timeout time.Duration
+// CatchupOptions are the flags of bench catchup.
+type CatchupOptions struct {
+	First   int           // the regions listen on 127.0.8.First, +2 and +4 (--host)
+	Events  int           // events written while ap-south is down (and messages in the baseline)
+	Window  int           // unacknowledged async publishes while writing them
+	Dir     string        // scratch directory (wiped)
+	JSON    string        // write the results as JSON to this file, when not empty
+	Timeout time.Duration // bound on the whole run
 }
 
-func benchCatchupCmd() *cobra.Command {
-	var o benchCatchupOpts
-	cmd := &cobra.Command{
-		Use:   "catchup",
-		Short: "Mirror catch-up after a region returns, against JetStream's own mirror catch-up",
-		Long: `Starts us-east, eu-west and ap-south as child processes (127.0.8.11, .13, .15
-by default, see --host; fsync always). Baseline first: a scratch stream BENCH_ORIGIN in us-east gets
---events messages the size of a LinkCreated envelope, then a mirror
-BENCH_MIRROR of it is created in ap-south and timed until it holds them all.
-Then ap-south is SIGKILLed, --events LinkCreated envelopes are appended to
-us-east's stream, ap-south is restarted with the same arguments, and the
-run measures when its mirror LINKS_US_EAST_AT_AP_SOUTH first moves (the
-resume delay), how fast it then copies, and when ap-south's projection has
-applied everything. Both rates are events copied after the first observed
-movement divided by the time from that movement until the mirror holds the
-origin's last sequence.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.events < 1 || o.window < 1 {
-				return usageError{fmt.Errorf("--events and --window must be at least 1")}
-			}
-			if o.first < 1 || o.first > 249 {
-				return usageError{fmt.Errorf("--host must be from 1 to 249")}
-			}
-			return benchTimeout(cmd.Context(), o.timeout, func(ctx context.Context) error {
-				return benchCatchup(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
-			})
-		},
+// Validate reports fewer than one event or window, or a first host that
+// leaves no room for three regions and their global members.
+func (o CatchupOptions) Validate() error {
+	if o.Events < 1 || o.Window < 1 {
+		return fmt.Errorf("--events and --window must be at least 1")
 	}
-	fl := cmd.Flags()
-	fl.IntVar(&o.events, "events", 50000, "events written while ap-south is down (and messages in the baseline)")
-	fl.IntVar(&o.window, "window", 1024, "unacknowledged async publishes while writing them")
-	fl.StringVar(&o.dir, "dir", "var/bench-catchup", "scratch directory (wiped)")
-	fl.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
-	fl.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
-	fl.IntVar(&o.first, "host", 11, "the regions listen on 127.0.8.N, N+2 and N+4 (their global members on the next address each), so that two runs can share a machine")
-	return cmd
+	if o.First < 1 || o.First > 249 {
+		return fmt.Errorf("--host must be from 1 to 249")
+	}
+	return nil
+}
+
+// Catchup runs bench catchup, bounded by o.Timeout: the table to out,
+// progress to progress.
+func Catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	return withTimeout(ctx, o.Timeout, func(ctx context.Context) error {
+		return catchup(ctx, out, progress, o)
+	})
 }
 
 // mirrorProgress is how a mirror caught up, timed from a start (the
@@ -95,16 +79,16 @@ type catchupResult struct {
 	ProjectionLate time.Duration  `json:"projection_after_mirror_done_ns"` // done of the mirror -> projection done
 }
 
-func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOpts) error {
+func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) error {
 	loadavg := readLoadavg()
-	hosts := benchThreeRegions(o.first)
-	bc, err := newBenchCluster(o.dir, "always", hosts, progress)
+	hosts := threeRegions(o.First)
+	bc, err := newCluster(o.Dir, "always", hosts, progress)
 	if err != nil {
 		return err
 	}
 	defer bc.stop()
 	const usEast, apSouth = 0, 2
-	fmt.Fprintf(progress, "starting us-east, eu-west, ap-south on %s, %s, %s (logs under %s/<region>/region.log)\n", hosts[0].Host, hosts[1].Host, hosts[2].Host, o.dir)
+	fmt.Fprintf(progress, "starting us-east, eu-west, ap-south on %s, %s, %s (logs under %s/<region>/region.log)\n", hosts[0].Host, hosts[1].Host, hosts[2].Host, o.Dir)
 	if err := bc.startAll(); err != nil {
 		return err
 	}
@@ -118,15 +102,15 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 		return err
 	}
 	defer nc.Close()
-	res := &catchupResult{Events: o.events}
+	res := &catchupResult{Events: o.Events}
 
 	// Baseline: JetStream's own mirror catch-up between the same servers.
-	fmt.Fprintf(progress, "baseline: writing %d messages to BENCH_ORIGIN in us-east\n", o.events)
+	fmt.Fprintf(progress, "baseline: writing %d messages to BENCH_ORIGIN in us-east\n", o.Events)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_ORIGIN", Subjects: []string{"bench.origin.>"},
 		Storage: jetstream.FileStorage, Replicas: 1, Duplicates: 2 * time.Minute, Placement: &jetstream.Placement{Cluster: "us-east"}}); err != nil {
 		return fmt.Errorf("create BENCH_ORIGIN: %w", err)
 	}
-	if res.EventBytes, err = writeLinkEvents(ctx, nc, o.events, o.window, func(code string) string { return "bench.origin." + code }); err != nil {
+	if res.EventBytes, err = writeLinkEvents(ctx, nc, bc.signer(usEast), o.Events, o.Window, func(code string) string { return "bench.origin." + code }); err != nil {
 		return fmt.Errorf("write BENCH_ORIGIN: %w", err)
 	}
 	fmt.Fprintf(progress, "baseline: creating BENCH_MIRROR in ap-south\n")
@@ -135,7 +119,7 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 		Storage: jetstream.FileStorage, Replicas: 1, Placement: &jetstream.Placement{Cluster: "ap-south"}}); err != nil {
 		return fmt.Errorf("create BENCH_MIRROR: %w", err)
 	}
-	if res.Baseline, err = followMirror(ctx, js, "BENCH_MIRROR", created, 0, uint64(o.events), nil); err != nil {
+	if res.Baseline, err = followMirror(ctx, js, "BENCH_MIRROR", created, 0, uint64(o.Events), nil); err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
 	// Gone before the kill, so that ap-south's restart recovers exactly
@@ -155,17 +139,17 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(progress, "writing %d events to %s\n", o.events, origin)
+	fmt.Fprintf(progress, "writing %d events to %s\n", o.Events, origin)
 	wnc, _, err := bc.connectAs(usEast, secrets.RegionUser("us-east")) // only us-east's user writes its stream
 	if err != nil {
 		return err
 	}
 	defer wnc.Close()
 	wstart := time.Now()
-	if _, err := writeLinkEvents(ctx, wnc, o.events, o.window, func(code string) string { return replicator.Subject("us-east", code) }); err != nil {
+	if _, err := writeLinkEvents(ctx, wnc, bc.signer(usEast), o.Events, o.Window, func(code string) string { return replicator.Subject("us-east", code) }); err != nil {
 		return fmt.Errorf("write %s: %w", origin, err)
 	}
-	res.WriteRate = float64(o.events) / time.Since(wstart).Seconds()
+	res.WriteRate = float64(o.Events) / time.Since(wstart).Seconds()
 	target, err := lastSeq(ctx, js, origin)
 	if err != nil {
 		return err
@@ -179,12 +163,12 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 	readyc := make(chan time.Duration, 1)
 	go func() {
 		// Readiness is context only: the region answers before its mirrors resume.
-		if waitHTTPReady(ctx, bc.url(apSouth)+"/readyz", bc.children[apSouth].done, 5*time.Minute) == nil {
+		if waitHTTPReady(ctx, bc.url(apSouth)+"/readyz", bc.procs[apSouth].done, 5*time.Minute) == nil {
 			readyc <- time.Since(restarted)
 		}
 		close(readyc)
 	}()
-	if res.Region, err = followMirror(ctx, js, mirror, restarted, before, target, bc.children[apSouth].done); err != nil {
+	if res.Region, err = followMirror(ctx, js, mirror, restarted, before, target, bc.procs[apSouth].done); err != nil {
 		return fmt.Errorf("ap-south: %w", err)
 	}
 
@@ -192,7 +176,7 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 	// computes a digest of every link: polling starts only now.
 	res.ProjectionPoll = 100 * time.Millisecond
 	client := &http.Client{Timeout: 5 * time.Second}
-	err = benchPoll(ctx, 5*time.Minute, res.ProjectionPoll, "ap-south's projection applied "+mirror, func(ctx context.Context) (bool, error) {
+	err = poll(ctx, 5*time.Minute, res.ProjectionPoll, "ap-south's projection applied "+mirror, func(ctx context.Context) (bool, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, bc.url(apSouth)+"/api/v1/projection", nil)
 		req.Header.Set("X-Api-Key", benchKey)
 		resp, err := client.Do(req)
@@ -221,7 +205,7 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 	res.Ratio = res.Region.Rate / res.Baseline.Rate
 
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
-	fmt.Fprintf(out, "mirror catch-up: %d events of %d bytes, us-east -> ap-south, fsync always\n", o.events, res.EventBytes)
+	fmt.Fprintf(out, "mirror catch-up: %d events of %d bytes, us-east -> ap-south, fsync always\n", o.Events, res.EventBytes)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "mirror\tfrom\tfirst moved after\tcomplete after\tcopied after first move\tevents/s\tlongest pause\t\n")
 	fmt.Fprintf(tw, "BENCH_MIRROR (new mirror, baseline)\tcreation\t%s\t%s\t%d\t%.0f\t%s\t\n", sec(res.Baseline.FirstMove), sec(res.Baseline.Done), res.Baseline.Copied, res.Baseline.Rate, sec(res.Baseline.LongestPause))
@@ -239,8 +223,8 @@ func benchCatchup(ctx context.Context, out, progress io.Writer, o benchCatchupOp
 	}
 	fmt.Fprintf(out, "events were written to us-east at %.0f/s while ap-south was down\n", res.WriteRate)
 	fmt.Fprintf(out, "\ntarget: region catch-up rate >= 0.5x JetStream mirror baseline: %s (%.2fx)\n", verdict(res.Ratio >= 0.5), res.Ratio)
-	fmt.Fprintf(out, "machine: %s; three regions and the benchmark share it\n", benchMachine(loadavg))
-	return writeBenchJSON(o.jsonOut, res)
+	fmt.Fprintf(out, "machine: %s; three regions and the benchmark share it\n", machine(loadavg))
+	return writeJSON(o.JSON, res)
 }
 
 func durOrNotYet(d time.Duration) string {
@@ -259,7 +243,7 @@ func followMirror(ctx context.Context, js jetstream.JetStream, mirror string, st
 	var p mirrorProgress
 	var firstSeq, lastSeen uint64
 	var firstAt, movedAt time.Time
-	err := benchPoll(ctx, 5*time.Minute, 10*time.Millisecond, mirror+" reached #"+fmt.Sprint(target), func(ctx context.Context) (bool, error) {
+	err := poll(ctx, 5*time.Minute, 10*time.Millisecond, mirror+" reached #"+fmt.Sprint(target), func(ctx context.Context) (bool, error) {
 		select {
 		case <-exited:
 			return false, pollStop{fmt.Errorf("the region holding %s exited", mirror)}

@@ -1,11 +1,11 @@
 //go:build !linux
 
-package main
+package bench
 
 import "syscall"
 
-// benchSysProcAttr puts a benchmark's child in its own process group, so
+// sysProcAttr puts a benchmark's child in its own process group, so
 // Ctrl-C reaches only the benchmark, which stops its children in order.
-func benchSysProcAttr() *syscall.SysProcAttr {
+func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }

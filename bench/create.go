@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -9,60 +9,44 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/spf13/cobra"
 
 	"shortener/chaos/load"
 	"shortener/events"
 	"shortener/replicator"
 )
 
-type benchCreateOpts struct {
-	duration time.Duration
-	workers  int
-	rounds   int
-	fsync    string
-	dir      string
-	jsonOut  string
-	timeout  time.Duration
+// CreateOptions are the flags of bench create.
+type CreateOptions struct {
+	Duration time.Duration // duration of each measurement
+	Workers  int           // concurrent HTTP creates, and concurrent publishers
+	Rounds   int           // rounds, each HTTP then raw publish
+	Fsync    string        // JetStream fsync of the region: always or interval
+	Dir      string        // scratch directory (wiped)
+	JSON     string        // write the results as JSON to this file, when not empty
+	Timeout  time.Duration // bound on the whole run
 }
 
-func benchCreateCmd() *cobra.Command {
-	var o benchCreateOpts
-	cmd := &cobra.Command{
-		Use:   "create",
-		Short: "Create throughput over HTTP against raw JetStream synchronous publish, side by side",
-		Long: `Starts one region (us-east on 127.0.7.1, no peers) as a child process and
-measures, alternating --rounds times: (a) HTTP creates, closed loop with
---workers connections (a create answers after the JetStream ack and the
-projection's synced batch); (b) from this process, --workers goroutines
-each publishing synchronously to a scratch stream BENCH_RAW on the region's
-own NATS server, one new subject and Nats-Msg-Id per message and a payload
-the size of a stored LinkCreated envelope. Both go to the same server, so
-both get the same --fsync. Beside it, the same region on open, plaintext NATS
-(127.0.7.3, no TLS, no users) takes the same HTTP creates in every round: the
-cost of TLS and authentication (target: at least 0.9x).`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := replicator.ParseFsync(o.fsync); err != nil {
-				return usageError{err}
-			}
-			if o.rounds < 1 || o.workers < 1 {
-				return usageError{fmt.Errorf("--rounds and --workers must be at least 1")}
-			}
-			return benchTimeout(cmd.Context(), o.timeout, func(ctx context.Context) error {
-				return benchCreate(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
-			})
-		},
+// Validate reports an fsync policy replicator does not know, or fewer than
+// one round or worker.
+func (o CreateOptions) Validate() error {
+	if _, err := replicator.ParseFsync(o.Fsync); err != nil {
+		return err
 	}
-	fl := cmd.Flags()
-	fl.DurationVar(&o.duration, "duration", 10*time.Second, "duration of each measurement")
-	fl.IntVar(&o.workers, "workers", 64, "concurrent HTTP creates, and concurrent publishers")
-	fl.IntVar(&o.rounds, "rounds", 2, "rounds, each HTTP then raw publish")
-	fl.StringVar(&o.fsync, "fsync", "always", "JetStream fsync of the region: always or interval")
-	fl.StringVar(&o.dir, "dir", "var/bench-create", "scratch directory (wiped)")
-	fl.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
-	fl.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on the whole run")
-	return cmd
+	if o.Rounds < 1 || o.Workers < 1 {
+		return fmt.Errorf("--rounds and --workers must be at least 1")
+	}
+	return nil
+}
+
+// Create runs bench create, bounded by o.Timeout: the table to out,
+// progress to progress.
+func Create(ctx context.Context, out, progress io.Writer, o CreateOptions) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	return withTimeout(ctx, o.Timeout, func(ctx context.Context) error {
+		return create(ctx, out, progress, o)
+	})
 }
 
 // createRun is one measurement of either path.
@@ -90,20 +74,20 @@ type createResult struct {
 	SecureRatio  float64     `json:"secure_over_plaintext"`
 }
 
-func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts) error {
+func create(ctx context.Context, out, progress io.Writer, o CreateOptions) error {
 	loadavg := readLoadavg()
-	bc, err := newBenchCluster(o.dir, o.fsync, []devRegion{{Name: "us-east", Digit: '1', Host: "127.0.7.1"}}, progress)
+	bc, err := newCluster(o.Dir, o.Fsync, []regionSpec{{Name: "us-east", Digit: '1', Host: "127.0.7.1"}}, progress)
 	if err != nil {
 		return err
 	}
 	defer bc.stop()
-	fmt.Fprintf(progress, "starting us-east on 127.0.7.1 (fsync %s; log %s)\n", o.fsync, bc.logPath(0))
+	fmt.Fprintf(progress, "starting us-east on 127.0.7.1 (fsync %s; log %s)\n", o.Fsync, bc.logPath(0))
 	if err := bc.start(0); err != nil {
 		return err
 	}
 	// The same region on open, plaintext NATS, beside it: what TLS and
 	// authentication cost.
-	pc, err := newBenchCluster(o.dir+"-plaintext", o.fsync, []devRegion{{Name: "us-east", Digit: '1', Host: "127.0.7.3"}}, progress)
+	pc, err := newCluster(o.Dir+"-plaintext", o.Fsync, []regionSpec{{Name: "us-east", Digit: '1', Host: "127.0.7.3"}}, progress)
 	if err != nil {
 		return err
 	}
@@ -131,9 +115,9 @@ func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts
 		return fmt.Errorf("create BENCH_RAW: %w", err)
 	}
 
-	httpRun := func(c *benchCluster, d time.Duration, seed int64) (createRun, error) {
+	httpRun := func(c *cluster, d time.Duration, seed int64) (createRun, error) {
 		target := []load.Target{{Name: "us-east", BaseURL: c.url(0)}}
-		rep, err := load.Run(ctx, load.Config{Targets: target, Rate: 0, Duration: d, Workers: o.workers,
+		rep, err := load.Run(ctx, load.Config{Targets: target, Rate: 0, Duration: d, Workers: o.Workers,
 			CreateRatio: 1, APIKey: benchKey, Seed: seed})
 		if err != nil {
 			return createRun{}, err
@@ -160,26 +144,26 @@ func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts
 		payload[i] = 'a' + byte(i%26)
 	}
 	fmt.Fprintf(progress, "warm-up: raw publish of %d-byte payloads for 1s\n", size)
-	if _, err := rawPublish(ctx, js, o.workers, time.Second, payload); err != nil {
+	if _, err := rawPublish(ctx, js, o.Workers, time.Second, payload); err != nil {
 		return err
 	}
 
-	res := &createResult{Fsync: o.fsync, Workers: o.workers, Duration: o.duration.String(), PayloadBytes: size}
-	for round := 1; round <= o.rounds; round++ {
-		fmt.Fprintf(progress, "round %d/%d: HTTP creates, %d workers, %s\n", round, o.rounds, o.workers, o.duration)
-		h, err := httpRun(bc, o.duration, int64(round))
+	res := &createResult{Fsync: o.Fsync, Workers: o.Workers, Duration: o.Duration.String(), PayloadBytes: size}
+	for round := 1; round <= o.Rounds; round++ {
+		fmt.Fprintf(progress, "round %d/%d: HTTP creates, %d workers, %s\n", round, o.Rounds, o.Workers, o.Duration)
+		h, err := httpRun(bc, o.Duration, int64(round))
 		if err != nil {
 			return err
 		}
 		res.HTTP = append(res.HTTP, h)
-		fmt.Fprintf(progress, "round %d/%d: HTTP creates on plaintext NATS, %d workers, %s\n", round, o.rounds, o.workers, o.duration)
-		p, err := httpRun(pc, o.duration, int64(round))
+		fmt.Fprintf(progress, "round %d/%d: HTTP creates on plaintext NATS, %d workers, %s\n", round, o.Rounds, o.Workers, o.Duration)
+		p, err := httpRun(pc, o.Duration, int64(round))
 		if err != nil {
 			return err
 		}
 		res.Plain = append(res.Plain, p)
-		fmt.Fprintf(progress, "round %d/%d: raw JetStream publish, %d publishers, %s\n", round, o.rounds, o.workers, o.duration)
-		r, err := rawPublish(ctx, js, o.workers, o.duration, payload)
+		fmt.Fprintf(progress, "round %d/%d: raw JetStream publish, %d publishers, %s\n", round, o.Rounds, o.Workers, o.Duration)
+		r, err := rawPublish(ctx, js, o.Workers, o.Duration, payload)
 		if err != nil {
 			return err
 		}
@@ -218,7 +202,7 @@ func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts
 	}
 
 	fmt.Fprintf(out, "create throughput: fsync %s, %d workers, %s per measurement, medians of %d rounds (HTTP and raw alternating)\n",
-		o.fsync, o.workers, o.duration, o.rounds)
+		o.Fsync, o.Workers, o.Duration, o.Rounds)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "path\tper second\tp50\tp99\tfailed\t\n")
 	fmt.Fprintf(tw, "HTTP create (region)\t%.0f\t%.2fms\t%.2fms\t%d\t\n", res.HTTPPerSec, median(msOf(res.HTTP, false)), median(msOf(res.HTTP, true)), failed(res.HTTP))
@@ -229,8 +213,8 @@ func benchCreate(ctx context.Context, out, progress io.Writer, o benchCreateOpts
 	fmt.Fprintf(out, "raw payload: %d bytes (a LinkCreated envelope as the region stored it), one subject and Nats-Msg-Id per message\n", size)
 	fmt.Fprintf(out, "\ntarget: HTTP creates >= 0.5x raw publish: %s (%.2fx)\n", verdict(res.Ratio >= 0.5), res.Ratio)
 	fmt.Fprintf(out, "target: HTTP creates with TLS and authentication >= 0.9x plaintext NATS: %s (%.2fx)\n", verdict(res.SecureRatio >= 0.9), res.SecureRatio)
-	fmt.Fprintf(out, "machine: %s; region and load generator share it, not pinned\n", benchMachine(loadavg))
-	return writeBenchJSON(o.jsonOut, res)
+	fmt.Fprintf(out, "machine: %s; region and load generator share it, not pinned\n", machine(loadavg))
+	return writeJSON(o.JSON, res)
 }
 
 // storedCreateSize returns the size of the newest LinkCreated envelope in
@@ -295,7 +279,7 @@ func rawPublish(ctx context.Context, js jetstream.JetStream, workers int, d time
 		return createRun{}, err
 	}
 	elapsed := time.Since(start)
-	q := benchQuantiles(lat, 0.5, 0.99)
+	q := quantiles(lat, 0.5, 0.99)
 	return createRun{OK: int64(len(lat)), Failed: failed, Elapsed: elapsed,
 		PerSec: float64(len(lat)) / elapsed.Seconds(), P50: q[0], P99: q[1]}, nil
 }

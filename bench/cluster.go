@@ -1,0 +1,325 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shortener/events"
+	"shortener/region"
+	"shortener/secrets"
+)
+
+// benchKey is the API key of every benchmark region; only its hash is
+// given to the children.
+const benchKey = "bench-key"
+
+// regionSpec is one region of a benchmark cluster: its name, the digit of
+// the codes it generates, and the address its HTTP API and NATS server
+// listen on (its member of "global" takes the next address).
+type regionSpec struct {
+	Name  string
+	Digit byte
+	Host  string
+}
+
+// cluster is one or more regions run as child processes of a benchmark,
+// each with its state and log under dir/<region>. The arguments are those
+// of a dev region but for no rate limit, the bench key and warnings only in
+// the log. Starting, killing and stopping the processes is process.go's.
+type cluster struct {
+	self    string
+	dir     string
+	fsync   string
+	regions []regionSpec
+	procs   []*proc // index-aligned with regions; nil while not started
+	// progress gets what stopping the children has to say.
+	progress io.Writer
+	// plaintext runs the regions on open, plaintext NATS (--insecure-nats):
+	// the baseline that shows what TLS and authentication cost.
+	plaintext bool
+}
+
+// newCluster wipes dir and checks that no earlier run still holds the
+// addresses: a stale region answering /readyz would be benchmarked instead
+// of ours.
+func newCluster(dir, fsync string, regions []regionSpec, progress io.Writer) (*cluster, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range regions {
+		for _, addr := range []string{r.Host + ":8080", r.Host + ":4222", globalHost(r.Host) + ":4222"} {
+			if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+				c.Close()
+				return nil, fmt.Errorf("%s is already in use: is an earlier benchmark still running?", addr)
+			}
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, r := range regions {
+		names = append(names, r.Name)
+	}
+	if err := secrets.Generate(filepath.Join(dir, "secrets"), secrets.Options{Regions: names}); err != nil {
+		return nil, err
+	}
+	return &cluster{self: self, dir: dir, fsync: fsync, regions: regions,
+		procs: make([]*proc, len(regions)), progress: progress}, nil
+}
+
+// globalHost is where a region's member of "global" listens: the address
+// after its regional server (region.Config's default).
+func globalHost(host string) string {
+	ip := net.ParseIP(host).To4()
+	return net.IPv4(ip[0], ip[1], ip[2], ip[3]+1).String()
+}
+
+// args is region i's command line after the binary: shortener region ...
+func (b *cluster) args(i int) []string {
+	r := b.regions[i]
+	args := []string{"region", "--name", r.Name, "--digit", string(r.Digit), "--http", r.Host + ":8080",
+		"--data", filepath.Join(b.dir, r.Name), "--fsync", b.fsync, "--rate-limit", "-1",
+		"--api-key-hash", region.HashAPIKey(benchKey), "--log-level", "warn"}
+	if b.plaintext {
+		args = append(args, "--insecure-nats")
+	} else {
+		args = append(args, "--secrets", b.secrets())
+	}
+	for _, p := range b.regions {
+		if p.Name != r.Name {
+			args = append(args, "--peer", p.Name+"="+p.Host)
+		}
+	}
+	// Extra region flags for a look inside a benchmark, e.g.
+	// SHORTENER_BENCH_REGION_ARGS="--cpu-profile=/tmp/{region}.prof".
+	for _, a := range strings.Fields(os.Getenv("SHORTENER_BENCH_REGION_ARGS")) {
+		args = append(args, strings.ReplaceAll(a, "{region}", r.Name))
+	}
+	return args
+}
+
+func (b *cluster) startAll() error {
+	for i := range b.regions {
+		if err := b.start(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *cluster) logPath(i int) string {
+	return filepath.Join(b.dir, b.regions[i].Name, "region.log")
+}
+func (b *cluster) url(i int) string     { return "http://" + b.regions[i].Host + ":8080" }
+func (b *cluster) natsURL(i int) string { return "nats://" + b.regions[i].Host + ":4222" }
+
+func (b *cluster) waitReady(ctx context.Context, i int) error {
+	if err := waitHTTPReady(ctx, b.url(i)+"/readyz", b.procs[i].done, 90*time.Second); err != nil {
+		return fmt.Errorf("%s: %w (see %s)", b.regions[i].Name, err, b.logPath(i))
+	}
+	return nil
+}
+
+// waitAllReady waits for every region's /readyz and, with several regions,
+// for each to see the alias register: the supercluster has then formed
+// (the R3 register needs the global members of all three).
+func (b *cluster) waitAllReady(ctx context.Context) error {
+	for i := range b.regions {
+		if err := b.waitReady(ctx, i); err != nil {
+			return err
+		}
+	}
+	if len(b.regions) == 1 {
+		return nil
+	}
+	return b.pollRegions(ctx, "alias register available", func(rr region.RegionsResponse) error {
+		if rr.AliasRegister != "available" {
+			return errors.New("the alias register is " + rr.AliasRegister)
+		}
+		return nil
+	})
+}
+
+// pollRegions polls each region's GET /api/v1/regions, one region after
+// the other, until cond accepts its answer (nil), for up to a minute each.
+func (b *cluster) pollRegions(ctx context.Context, what string, cond func(region.RegionsResponse) error) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	for i, r := range b.regions {
+		err := poll(ctx, 60*time.Second, 50*time.Millisecond, r.Name+": "+what, func(ctx context.Context) (bool, error) {
+			var rr region.RegionsResponse
+			if err := getJSON(ctx, client, b.url(i)+"/api/v1/regions", &rr); err != nil {
+				return false, err
+			}
+			err := cond(rr)
+			return err == nil, err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitMirrorsLive waits until every region reports each other region's
+// mirror live. On a fresh cluster the mirrors start copying about a second
+// after the regions are ready: a load started before measures that start,
+// not replication (docs/benchmarks.md, "Replication lag, found").
+func (b *cluster) waitMirrorsLive(ctx context.Context) error {
+	return b.pollRegions(ctx, "every mirror live", func(rr region.RegionsResponse) error {
+		if len(rr.Origins) != len(b.regions) {
+			return fmt.Errorf("%d origins reported, want %d", len(rr.Origins), len(b.regions))
+		}
+		for _, o := range rr.Origins {
+			if !o.Local && !o.MirrorActive {
+				return fmt.Errorf("the mirror of %s is not live", o.Origin)
+			}
+		}
+		return nil
+	})
+}
+
+// threeRegions is the topology of the multi-region benchmarks: the dev
+// cluster's names and digits on 127.0.8.0/24, two addresses apart so that
+// each global member (the next address) is free.
+func threeRegions(first int) []regionSpec {
+	var out []regionSpec
+	for i, name := range []string{"us-east", "eu-west", "ap-south"} {
+		out = append(out, regionSpec{Name: name, Digit: events.DefaultDigits[name], Host: fmt.Sprintf("127.0.8.%d", first+2*i)})
+	}
+	return out
+}
+
+// secrets is the cluster's NATS credentials folder, made with it.
+func (b *cluster) secrets() string { return filepath.Join(b.dir, "secrets") }
+
+// connect connects to region i's NATS server as the bench user.
+// Reconnects are quick so that a restarted server is found again without a
+// 2 s pause.
+func (b *cluster) connect(i int) (*nats.Conn, jetstream.JetStream, error) {
+	return b.connectAs(i, "bench")
+}
+
+// connectAs connects to region i's NATS server as user: a region's user to
+// write its stream directly (bench catchup and replay fill it).
+func (b *cluster) connectAs(i int, user string) (*nats.Conn, jetstream.JetStream, error) {
+	url := b.natsURL(i)
+	var cred *secrets.Client
+	if !b.plaintext {
+		var err error
+		if cred, err = secrets.LoadClient(user, secrets.Paths{Dir: b.secrets()}.Resolve(user)); err != nil {
+			return nil, nil, err
+		}
+	}
+	nc, err := nats.Connect(url, append(cred.NATSOptions(), nats.Name("shortener-bench"), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// signer is what region i signs its events with, as the region itself
+// does (nil on plaintext NATS).
+func (b *cluster) signer(i int) events.Signer {
+	if b.plaintext {
+		return nil
+	}
+	c, err := secrets.LoadClient(secrets.RegionUser(b.regions[i].Name), secrets.Paths{Dir: b.secrets()}.Resolve(secrets.RegionUser(b.regions[i].Name)))
+	if err != nil {
+		return nil // connectAs as the same user has failed already
+	}
+	return c
+}
+
+// keys are the regions' keys of the cluster's users table (nil on
+// plaintext NATS).
+func (b *cluster) keys() (*events.KeyRing, error) {
+	if b.plaintext {
+		return nil, nil
+	}
+	users, err := secrets.LoadUsers(filepath.Join(b.secrets(), secrets.UsersFile))
+	if err != nil {
+		return nil, err
+	}
+	return users.KeyRing()
+}
+
+// lastSeq returns a stream's last sequence; with a JetStream client
+// connected anywhere in the supercluster, the stream's own server answers.
+func lastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}
+
+// writeLinkEvents appends n valid LinkCreated envelopes of us-east (digit
+// 1), each to subject(code) with its id as Nats-Msg-Id, keeping at most
+// window unacknowledged, and returns the size of the last one.
+func writeLinkEvents(ctx context.Context, nc *nats.Conn, signer events.Signer, n, window int, subject func(code string) string) (int, error) {
+	var failed atomic.Int64
+	var firstErr atomic.Pointer[error]
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window),
+		jetstream.WithPublishAsyncTimeout(30*time.Second),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			failed.Add(1)
+			firstErr.CompareAndSwap(nil, &err)
+		}))
+	if err != nil {
+		return 0, err
+	}
+	size := 0
+	for i := 0; i < n; i++ {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		code := events.NewCode('1')
+		env, err := events.New(events.TypeLinkCreated, code, "us-east", "bench", time.Now(),
+			events.LinkCreated{URL: "https://example.com/bench/" + code, RedirectStatus: 302})
+		if err != nil {
+			return 0, err
+		}
+		msg := &nats.Msg{Subject: subject(code), Data: env.Encode()}
+		size = len(msg.Data)
+		if signer != nil {
+			sig, err := events.Sign(signer, msg.Data)
+			if err != nil {
+				return 0, err
+			}
+			msg.Header = nats.Header{events.SignatureHeader: []string{sig}}
+		}
+		// A full window stalls the publish until acks free it: wait as long
+		// as an ack may take, not the client's default 200 ms.
+		if _, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(env.ID), jetstream.WithStallWait(30*time.Second)); err != nil {
+			return 0, fmt.Errorf("publish %d of %d: %w", i+1, n, err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	if n := failed.Load(); n > 0 {
+		return 0, fmt.Errorf("%d publishes failed, the first: %v", n, *firstErr.Load())
+	}
+	return size, nil
+}

@@ -1,0 +1,107 @@
+package bench
+
+import (
+	"shortener/events"
+
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestValidate feeds every benchmark's options what its flags could give
+// and checks which are refused (the command turns those into exit status 2).
+func TestValidate(t *testing.T) {
+	replayer := func(context.Context, jetstream.JetStream, string, uint64, *events.KeyRing, string, io.Writer) (Replayed, error) {
+		return Replayed{}, nil
+	}
+	for _, tc := range []struct {
+		name    string
+		o       interface{ Validate() error }
+		wantErr string // "" for valid
+	}{
+		{"redirect", RedirectOptions{Variants: []string{"gc=GOGC=400", "clicks-off=--no-clicks"}}, ""},
+		{"redirect variant without =", RedirectOptions{Variants: []string{"GOGC"}}, `--variant "GOGC"`},
+		{"create", CreateOptions{Fsync: "always", Rounds: 1, Workers: 1}, ""},
+		{"create unknown fsync", CreateOptions{Fsync: "never", Rounds: 1, Workers: 1}, "never"},
+		{"create no rounds", CreateOptions{Fsync: "interval", Workers: 1}, "--rounds and --workers"},
+		{"create no workers", CreateOptions{Fsync: "interval", Rounds: 1}, "--rounds and --workers"},
+		{"replication", ReplicationOptions{Rates: []float64{500}, Duration: time.Second}, ""},
+		{"replication no rate", ReplicationOptions{Duration: time.Second}, "--rates needs at least one rate"},
+		{"replication zero rate", ReplicationOptions{Rates: []float64{500, 0}, Duration: time.Second}, "--rates: 0"},
+		{"replication zero duration", ReplicationOptions{Rates: []float64{500}}, "--duration"},
+		{"catchup", CatchupOptions{First: 11, Events: 1, Window: 1}, ""},
+		{"catchup no events", CatchupOptions{First: 11, Window: 1}, "--events and --window"},
+		{"catchup host 0", CatchupOptions{Events: 1, Window: 1}, "--host"},
+		{"catchup host 250", CatchupOptions{First: 250, Events: 1, Window: 1}, "--host"},
+		{"replay", ReplayOptions{Events: 1, Rounds: 1, Window: 1, Replay: replayer}, ""},
+		{"replay no rounds", ReplayOptions{Events: 1, Window: 1, Replay: replayer}, "--events, --rounds and --window"},
+		{"replay nothing to measure", ReplayOptions{Events: 1, Rounds: 1, Window: 1}, "no replay"},
+	} {
+		err := tc.o.Validate()
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v, want valid", tc.name, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: error %v, want one naming %q", tc.name, err, tc.wantErr)
+		}
+	}
+}
+
+// TestQuantilesOfNothing: no samples give zero quantiles, never a panic;
+// the verdicts that use them check for samples themselves.
+func TestQuantilesOfNothing(t *testing.T) {
+	for _, q := range quantiles(nil, 0.5, 0.99, 1) {
+		if q != 0 {
+			t.Fatalf("quantiles of nothing: %v, want zeros", q)
+		}
+	}
+	ds := []time.Duration{5, 1, 4, 2, 3}
+	if got := quantiles(ds, 0.5, 1); got[0] != 3 || got[1] != 5 {
+		t.Fatalf("p50, max of 1..5: %v, want 3, 5", got)
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Fatalf("median of 1..4: %v, want 2.5", m)
+	}
+}
+
+// TestWithTimeout: a run cut by the timeout says so, naming the flag; one
+// that fails on its own keeps its error.
+func TestWithTimeout(t *testing.T) {
+	err := withTimeout(context.Background(), time.Millisecond, func(ctx context.Context) error {
+		<-ctx.Done()
+		return errors.New("waiting for the regions")
+	})
+	if err == nil || !strings.Contains(err.Error(), "the run took longer than --timeout 1ms") || !strings.Contains(err.Error(), "waiting for the regions") {
+		t.Fatalf("timed-out run: %v", err)
+	}
+	own := errors.New("boom")
+	if err := withTimeout(context.Background(), time.Minute, func(context.Context) error { return own }); !errors.Is(err, own) {
+		t.Fatalf("failed run: %v, want its own error", err)
+	}
+}
+
+// TestMirrorLag: a redelivered sequence is not counted twice, a heartbeat
+// moves the sequence but gives no sample, and reset hands over the
+// measurement's samples.
+func TestMirrorLag(t *testing.T) {
+	m := newMirrorLag()
+	now := time.Now()
+	m.record("A", 1, now, time.Millisecond, true)
+	m.record("A", 1, now, time.Millisecond, true) // redelivery
+	m.record("A", 2, now, 0, false)               // heartbeat
+	m.record("B", 1, now, 2*time.Millisecond, true)
+	if m.seen("A") != 2 || m.seen("B") != 1 || m.seen("C") != 0 {
+		t.Fatalf("seen: A %d, B %d, C %d; want 2, 1, 0", m.seen("A"), m.seen("B"), m.seen("C"))
+	}
+	if s := m.reset(); len(s) != 2 {
+		t.Fatalf("%d samples, want 2: %v", len(s), s)
+	}
+	if s := m.reset(); len(s) != 0 {
+		t.Fatalf("after reset: %d samples, want 0", len(s))
+	}
+}

@@ -1,0 +1,165 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// pollStop is an error of a poll condition that makes waiting longer
+// pointless: the process it waits for exited.
+type pollStop struct{ error }
+
+// poll calls cond every interval until it reports true, the timeout
+// passes (an error naming what and cond's last error), ctx ends, or cond
+// fails with a pollStop.
+func poll(ctx context.Context, timeout, interval time.Duration, what string, cond func(context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var last error
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, max(interval, time.Second))
+		ok, err := cond(cctx)
+		ccancel()
+		if ok {
+			return nil
+		}
+		var stop pollStop
+		if errors.As(err, &stop) {
+			return stop.error
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("%s: not after %s (last error: %v)", what, timeout, last)
+			}
+			return fmt.Errorf("%s: not after %s", what, timeout)
+		case <-t.C:
+		}
+	}
+}
+
+// quantiles returns the q-quantiles of ds (sorted in place), nearest
+// rank; zero when ds is empty.
+func quantiles(ds []time.Duration, qs ...float64) []time.Duration {
+	out := make([]time.Duration, len(qs))
+	if len(ds) == 0 {
+		return out
+	}
+	slices.Sort(ds)
+	for i, q := range qs {
+		k := int(q*float64(len(ds)) + 0.999999)
+		out[i] = ds[min(len(ds), max(1, k))-1]
+	}
+	return out
+}
+
+// machine describes the machine for the report: CPUs, Go, and the load
+// average when the run started (other work on the machine skews results).
+func machine(loadavg string) string {
+	s := fmt.Sprintf("%d CPUs, %s", runtime.NumCPU(), runtime.Version())
+	if loadavg != "" {
+		s += ", load average at start " + loadavg
+	}
+	return s
+}
+
+func readLoadavg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func writeJSON(path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+// withTimeout bounds a whole run; its expiry is reported as such rather
+// than as whatever wait it happened to interrupt.
+func withTimeout(ctx context.Context, d time.Duration, run func(context.Context) error) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("the run took longer than --timeout %s", d))
+	defer cancel()
+	err := run(ctx)
+	if err != nil && ctx.Err() != nil {
+		if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+			return fmt.Errorf("%w: %v", cause, err)
+		}
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	return err
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func roundAll(xs []float64, digits int) []string {
+	var out []string
+	for _, x := range xs {
+		out = append(out, fmt.Sprintf("%.*f", digits, x))
+	}
+	return out
+}
+
+func fmtMS(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "MISS"
+}
+
+// getJSON GETs url and decodes its 200 answer into v.
+func getJSON(ctx context.Context, c *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: status %d", url, resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
