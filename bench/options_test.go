@@ -1,8 +1,6 @@
 package bench
 
 import (
-	"shortener/events"
-
 	"context"
 	"errors"
 	"io"
@@ -11,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"shortener/events"
 )
 
 // TestValidate feeds every benchmark's options what its flags could give
