@@ -333,6 +333,25 @@ func (c Config) checkSecrets() error {
 	if c.NATSClientSecrets == nil {
 		return fmt.Errorf("no NATS credentials for the region's user %s", secrets.RegionUser(c.Name))
 	}
+	if c.NATSURL == "" {
+		if c.NATSServerSecrets == nil {
+			return fmt.Errorf("no NATS server credentials (certificate, key, CA, users table)")
+		}
+		u, ok := c.NATSServerSecrets.Users.Find(secrets.RegionUser(c.Name))
+		if !ok || u.Role != secrets.RoleRegion || u.Region != c.Name {
+			return fmt.Errorf("the users table has no region user %s", secrets.RegionUser(c.Name))
+		}
+		if !slices.Contains(u.Keys, c.NATSClientSecrets.PublicKey()) {
+			return fmt.Errorf("the region's seed (public key %s) is not a key of user %s in the users table", c.NATSClientSecrets.PublicKey(), u.Name)
+		}
+		for _, p := range c.Peers {
+			if _, ok := c.NATSServerSecrets.Users.Find(secrets.RegionUser(p.Name)); !ok {
+				return fmt.Errorf("the users table has no region user %s for peer %s", secrets.RegionUser(p.Name), p.Name)
+			}
+		}
+	}
+	// The keys the fold checks signatures with: the region's own must be
+	// among them, or every region would refuse what it writes.
 	if c.Keys == nil {
 		return fmt.Errorf("no region keys to check the events' signatures with (the users table)")
 	}
@@ -342,24 +361,6 @@ func (c Config) checkSecrets() error {
 	for _, p := range c.Peers {
 		if !slices.Contains(c.Keys.Regions(), p.Name) {
 			return fmt.Errorf("the users table has no keys of peer %s: its events would be refused", p.Name)
-		}
-	}
-	if c.NATSURL != "" {
-		return nil
-	}
-	if c.NATSServerSecrets == nil {
-		return fmt.Errorf("no NATS server credentials (certificate, key, CA, users table)")
-	}
-	u, ok := c.NATSServerSecrets.Users.Find(secrets.RegionUser(c.Name))
-	if !ok || u.Role != secrets.RoleRegion || u.Region != c.Name {
-		return fmt.Errorf("the users table has no region user %s", secrets.RegionUser(c.Name))
-	}
-	if !slices.Contains(u.Keys, c.NATSClientSecrets.PublicKey()) {
-		return fmt.Errorf("the region's seed (public key %s) is not a key of user %s in the users table", c.NATSClientSecrets.PublicKey(), u.Name)
-	}
-	for _, p := range c.Peers {
-		if _, ok := c.NATSServerSecrets.Users.Find(secrets.RegionUser(p.Name)); !ok {
-			return fmt.Errorf("the users table has no region user %s for peer %s", secrets.RegionUser(p.Name), p.Name)
 		}
 	}
 	return nil
