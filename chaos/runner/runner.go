@@ -97,6 +97,9 @@ type run struct {
 // (written to o.RunDir() too). An error is a run that could not be made;
 // a run that was made and failed is a report that did not pass.
 func Run(ctx context.Context, out io.Writer, o Options) (*chaos.Report, error) {
+	if o.Processes == nil || o.Verify == nil {
+		return nil, errors.New("chaos run: Options.Processes and Options.Verify are required")
+	}
 	c := &run{o: o, out: out, dir: o.RunDir(), hc: &http.Client{Timeout: 10 * time.Second}}
 	c.devDir = filepath.Join(c.dir, "dev")
 	var names []string
