@@ -9,16 +9,10 @@ import (
 	"time"
 )
 
-// kindColor is the colour of each kind of fault in the picture.
-var kindColor = map[Kind]string{
-	Kill:           "#d62728",
-	Pause:          "#9467bd",
-	Partition:      "#ff7f0e",
-	SlowLink:       "#bcbd22",
-	LossyLink:      "#8c564b",
-	DiskFull:       "#1f77b4",
-	ClockSkew:      "#17becf",
-	ProjectorCrash: "#e377c2",
+// kindColor is the colour of kind k in the picture.
+func kindColor(k Kind) string {
+	f, _ := Lookup(k)
+	return f.Color
 }
 
 // WriteSVG draws the run: the faults on a timeline, one lane per region,
@@ -75,7 +69,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		if end.Before(s.Start) {
 			end = s.Start
 		}
-		col := kindColor[s.Kind]
+		col := kindColor(s.Kind)
 		for _, name := range []string{s.Region, s.Peer} {
 			i, ok := lane[name]
 			if !ok {
@@ -160,7 +154,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	// Legend.
 	lx, ly := left, latTop+panelH+40
 	for _, k := range Kinds() {
-		fmt.Fprintf(b, `<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f" font-size="11">%s</text>`, lx, ly, kindColor[k], lx+16, ly+10, k)
+		fmt.Fprintf(b, `<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f" font-size="11">%s</text>`, lx, ly, kindColor(k), lx+16, ly+10, k)
 		lx += 16 + 8*float64(len(k)) + 20
 	}
 	fmt.Fprintf(b, `<rect x="%.0f" y="%.0f" width="12" height="12" fill="#000" opacity="0.1"/><text x="%.0f" y="%.0f" font-size="11">region down on purpose (not judged)</text>`, lx, ly, lx+16, ly+10)

@@ -26,9 +26,15 @@ type Report struct {
 	// Replay is the command that runs the same schedule again.
 	Replay string `json:"replay"`
 
-	Steps []StepRecord `json:"steps"`
-	// Uncovered lists the kinds asked for that no step applied.
+	// Schedule is the schedule drawn from the seed; Steps what of it ran.
+	Schedule []Step       `json:"schedule"`
+	Steps    []StepRecord `json:"steps"`
+	// Uncovered lists the kinds asked for that no step applied (a short
+	// run may not schedule every kind).
 	Uncovered []Kind `json:"uncovered,omitempty"`
+	// Unapplied lists the kinds of the schedule that no step applied: the
+	// run did not do what it set out to, and fails.
+	Unapplied []Kind `json:"unapplied,omitempty"`
 	// Excluded are the windows in which a region's clients do not count
 	// against the success rate: their region was down on purpose.
 	Excluded []Window `json:"excluded"`
@@ -150,19 +156,32 @@ func quantile(v []float64, q float64) float64 {
 	return float64(int(v[i]*10)) / 10
 }
 
-// Judge sets Passed: every check passed, every kind was covered, and the
-// run itself had no problem.
+// Judge sets Passed: there were checks and every one passed, the
+// schedule was not empty and every kind in it was applied at least once,
+// and the run itself had no problem. It also lists the kinds asked for
+// that no step applied (Uncovered), which alone do not fail the run.
 func (r *Report) Judge() {
-	r.Passed = len(r.Problems) == 0 && len(r.Checks) > 0
-	for _, c := range r.Checks {
-		r.Passed = r.Passed && c.OK
-	}
 	r.Uncovered = r.Uncovered[:0]
 	for _, k := range r.Kinds {
-		if !slices.ContainsFunc(r.Steps, func(s StepRecord) bool { return s.Kind == k && s.Err == "" }) {
+		if !r.applied(k) {
 			r.Uncovered = append(r.Uncovered, k)
 		}
 	}
+	r.Unapplied = r.Unapplied[:0]
+	for _, s := range r.Schedule {
+		if !r.applied(s.Kind) && !slices.Contains(r.Unapplied, s.Kind) {
+			r.Unapplied = append(r.Unapplied, s.Kind)
+		}
+	}
+	r.Passed = len(r.Problems) == 0 && len(r.Checks) > 0 && len(r.Schedule) > 0 && len(r.Unapplied) == 0
+	for _, c := range r.Checks {
+		r.Passed = r.Passed && c.OK
+	}
+}
+
+// applied reports whether a step of kind k was applied without error.
+func (r *Report) applied(k Kind) bool {
+	return slices.ContainsFunc(r.Steps, func(s StepRecord) bool { return s.Kind == k && s.Err == "" })
 }
 
 // WriteText writes the report in words.
@@ -193,6 +212,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if len(r.Uncovered) > 0 {
 		fmt.Fprintf(b, "  not covered: %v\n", r.Uncovered)
+	}
+	if len(r.Unapplied) > 0 {
+		fmt.Fprintf(b, "  scheduled but never applied: %v\n", r.Unapplied)
+	}
+	if len(r.Schedule) == 0 {
+		fmt.Fprintf(b, "  no schedule: nothing was tested\n")
 	}
 	fmt.Fprintf(b, "\nload: %d operations (%d creates, %d acknowledged; %d alias claims), %.4f%% succeeded overall, p99 %.1f ms\n",
 		r.Load.Ops, r.Load.Creates, r.Load.Acked, r.Load.Aliases, 100*r.Load.Success, r.Load.P99Milli)

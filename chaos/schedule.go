@@ -8,43 +8,6 @@ import (
 	"time"
 )
 
-// Kind is a kind of fault.
-type Kind string
-
-// The kinds of faults a schedule draws from.
-const (
-	// Kill SIGKILLs a region's process (a crash) and starts it again on its
-	// state after Hold.
-	Kill Kind = "kill"
-	// Pause stops a region's process with SIGSTOP and resumes it with
-	// SIGCONT after Hold: everything in it freezes, connections stay open.
-	Pause Kind = "pause"
-	// Partition cuts every gateway and route link between two regions for
-	// Hold; each side keeps talking to the third.
-	Partition Kind = "partition"
-	// SlowLink adds Latency (± Jitter) to every chunk crossing the links
-	// between two regions for Hold.
-	SlowLink Kind = "slow-link"
-	// LossyLink resets the links between two regions after random
-	// intervals of mean ResetEvery (plus a little latency) for Hold: the
-	// TCP-level face of a lossy network.
-	LossyLink Kind = "lossy-link"
-	// DiskFull makes every write to a region's Pebble stores fail with
-	// ENOSPC for Hold (injected in the region; JetStream's files are not
-	// affected).
-	DiskFull Kind = "disk-full"
-	// ClockSkew moves a region's clock by Skew for Hold.
-	ClockSkew Kind = "clock-skew"
-	// ProjectorCrash makes a region SIGKILL itself in the middle of its
-	// projector's next batch; it is started again Hold after the crash.
-	ProjectorCrash Kind = "projector-crash"
-)
-
-// Kinds lists every kind of fault, in the order a report lists them.
-func Kinds() []Kind {
-	return []Kind{Kill, Pause, Partition, SlowLink, LossyLink, DiskFull, ClockSkew, ProjectorCrash}
-}
-
 // ParseKinds parses a comma-separated list of kinds; "" or "all" is every
 // kind.
 func ParseKinds(s string) ([]Kind, error) {
@@ -72,16 +35,6 @@ func kindList() string {
 	return strings.Join(s, ", ")
 }
 
-// Link reports whether the fault acts on the links between two regions.
-func (k Kind) Link() bool { return k == Partition || k == SlowLink || k == LossyLink }
-
-// TakesRegionDown reports whether the fault leaves a region unable to serve
-// its clients for a while (the switch moves them): their operations in the
-// fault's window do not count against the success rate.
-func (k Kind) TakesRegionDown() bool {
-	return k == Kill || k == Pause || k == DiskFull || k == ProjectorCrash
-}
-
 // Step is one fault of a schedule.
 type Step struct {
 	N      int    `json:"n"` // 1-based position in the schedule
@@ -100,26 +53,10 @@ type Step struct {
 	Gap Duration `json:"gap"`
 }
 
-// String is the step in a few words: "kill us-east for 9s".
+// String is the step in a few words: "kill us-east, start it again after 9s".
 func (s Step) String() string {
-	d := time.Duration(s.Hold)
-	switch s.Kind {
-	case Kill:
-		return fmt.Sprintf("kill %s, start it again after %v", s.Region, d)
-	case Pause:
-		return fmt.Sprintf("pause %s (SIGSTOP) for %v", s.Region, d)
-	case Partition:
-		return fmt.Sprintf("partition %s from %s for %v", s.Region, s.Peer, d)
-	case SlowLink:
-		return fmt.Sprintf("slow link %s-%s (+%v ±%v) for %v", s.Region, s.Peer, time.Duration(s.Latency), time.Duration(s.Jitter), d)
-	case LossyLink:
-		return fmt.Sprintf("lossy link %s-%s (reset every ~%v, +%v) for %v", s.Region, s.Peer, time.Duration(s.ResetEvery), time.Duration(s.Latency), d)
-	case DiskFull:
-		return fmt.Sprintf("disk full under %s for %v", s.Region, d)
-	case ClockSkew:
-		return fmt.Sprintf("skew %s's clock by %+v for %v", s.Region, time.Duration(s.Skew), d)
-	case ProjectorCrash:
-		return fmt.Sprintf("crash %s's projector mid-batch, start it again after %v", s.Region, d)
+	if f, ok := Lookup(s.Kind); ok {
+		return f.describe(s)
 	}
 	return string(s.Kind)
 }
@@ -127,14 +64,8 @@ func (s Step) String() string {
 // expected is a rough length of the step, recovery included, used only to
 // fill a schedule up to its duration.
 func (s Step) expected() time.Duration {
-	d := time.Duration(s.Hold) + time.Duration(s.Gap)
-	switch s.Kind {
-	case Kill, ProjectorCrash:
-		d += 20 * time.Second // restart and catch-up
-	case Pause, DiskFull:
-		d += 5 * time.Second // the switch's rise time
-	}
-	return d
+	f, _ := Lookup(s.Kind)
+	return time.Duration(s.Hold) + time.Duration(s.Gap) + f.Recovery
 }
 
 // Plan draws a schedule from seed: faults one after the other over
@@ -143,11 +74,17 @@ func (s Step) expected() time.Duration {
 // length reaches duration. The same seed, regions, kinds and duration give
 // the same schedule.
 func Plan(seed int64, regions []string, kinds []Kind, duration time.Duration) ([]Step, error) {
-	if len(regions) < 2 {
-		return nil, fmt.Errorf("a chaos schedule needs at least 2 regions, not %d", len(regions))
-	}
 	if len(kinds) == 0 {
 		kinds = Kinds()
+	}
+	for _, k := range kinds {
+		f, ok := Lookup(k)
+		if !ok {
+			return nil, fmt.Errorf("unknown fault kind %q (the kinds are %s)", k, kindList())
+		}
+		if len(regions) < f.MinRegions {
+			return nil, fmt.Errorf("a chaos schedule of %s needs at least %d regions, not %d", k, f.MinRegions, len(regions))
+		}
 	}
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
 	order := slices.Clone(kinds)
@@ -178,39 +115,17 @@ func between(rng *rand.Rand, lo, hi time.Duration) Duration {
 	return Duration(d.Round(100 * time.Millisecond))
 }
 
+// draw draws a step of kind k (a known kind): its region, its gap, its
+// peer for a link fault, then its hold and parameters.
 func draw(rng *rand.Rand, k Kind, regions []string) Step {
+	f, _ := Lookup(k)
 	s := Step{Kind: k, Region: regions[rng.IntN(len(regions))], Gap: between(rng, 4*time.Second, 8*time.Second)}
-	if k.Link() {
+	if f.Link {
 		for s.Peer = s.Region; s.Peer == s.Region; {
 			s.Peer = regions[rng.IntN(len(regions))]
 		}
 	}
-	switch k {
-	case Kill:
-		s.Hold = between(rng, 5*time.Second, 12*time.Second)
-	case Pause:
-		s.Hold = between(rng, 3*time.Second, 8*time.Second)
-	case Partition:
-		s.Hold = between(rng, 10*time.Second, 20*time.Second)
-	case SlowLink:
-		s.Hold = between(rng, 8*time.Second, 15*time.Second)
-		s.Latency = between(rng, 100*time.Millisecond, 400*time.Millisecond)
-		s.Jitter = Duration(time.Duration(s.Latency) / 4).round()
-	case LossyLink:
-		s.Hold = between(rng, 8*time.Second, 15*time.Second)
-		s.Latency = Duration(20 * time.Millisecond)
-		s.ResetEvery = between(rng, time.Second, 3*time.Second)
-	case DiskFull:
-		s.Hold = between(rng, 5*time.Second, 10*time.Second)
-	case ClockSkew:
-		s.Hold = between(rng, 8*time.Second, 15*time.Second)
-		s.Skew = between(rng, 30*time.Second, 10*time.Minute)
-		if rng.IntN(2) == 0 {
-			s.Skew = -s.Skew
-		}
-	case ProjectorCrash:
-		s.Hold = between(rng, 2*time.Second, 6*time.Second)
-	}
+	f.draw(rng, &s)
 	return s
 }
 

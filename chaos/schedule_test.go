@@ -93,7 +93,7 @@ func TestPlanKeepsToItsKindsAndLength(t *testing.T) {
 func TestReportJudgesAndDraws(t *testing.T) {
 	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	steps, _ := Plan(1, regions, nil, 4*time.Minute)
-	r := &Report{Seed: 1, Kinds: Kinds(), Regions: regions, Started: start, Finished: start.Add(3 * time.Minute)}
+	r := &Report{Seed: 1, Kinds: Kinds(), Regions: regions, Started: start, Finished: start.Add(3 * time.Minute), Schedule: steps}
 	for i, s := range steps {
 		at := start.Add(time.Duration(i) * 20 * time.Second)
 		r.Steps = append(r.Steps, StepRecord{Step: s, Start: at, End: at.Add(time.Duration(s.Hold))})

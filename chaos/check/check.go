@@ -79,16 +79,20 @@ func indexWrites(h *load.History) writes {
 }
 
 // Acked checks that every acknowledged write redirects to its URL in every
-// region of final.
+// region of final. It fails when no create was acknowledged or no region
+// was read: nothing was tested.
 func Acked(h *load.History, final Final) chaos.Check {
 	c := chaos.Check{Name: "acknowledged writes lost", Want: "0 lost in every region"}
-	var acked, lost int
+	var acked, creates, lost int
 	regions := sortedKeys(final)
 	for _, o := range h.Ops {
 		if !o.Ack || o.Op == load.OpRedirect {
 			continue
 		}
 		acked++
+		if o.Op == load.OpCreate {
+			creates++
+		}
 		if o.Code == "" {
 			lost++
 			c.Details = appendDetail(c.Details, fmt.Sprintf("%s #%d acknowledged at %s without a code in its answer", o.Op, o.Seq, o.End.Format(time.TimeOnly)))
@@ -104,20 +108,37 @@ func Acked(h *load.History, final Final) chaos.Check {
 			}
 		}
 	}
-	c.OK = lost == 0 && acked > 0
+	c.OK = lost == 0 && acked > 0 && creates > 0 && len(regions) > 0
 	c.Measured = fmt.Sprintf("%d of %d lost (%d regions read)", lost, acked, len(regions))
-	if acked == 0 {
+	switch {
+	case acked == 0:
 		c.Details = append(c.Details, "no write was acknowledged: nothing was tested")
+	case creates == 0:
+		c.Details = append(c.Details, "no create was acknowledged: creates were not tested")
+	}
+	if len(regions) == 0 {
+		c.Details = append(c.Details, "no region was read at the end: nothing was compared")
 	}
 	return c
 }
 
 // Phantoms checks that no redirect, during the run or at the end, led to a
-// URL that no write of its code sent.
+// URL that no write of its code sent. It fails when nothing was checked or
+// some region (or none) was read at the end.
 func Phantoms(h *load.History, final Final) chaos.Check {
 	c := chaos.Check{Name: "redirects to something never created", Want: "0"}
 	w := indexWrites(h)
 	var checked, bad int
+	unread := len(final) == 0
+	for _, r := range sortedKeys(final) {
+		if len(final[r]) == 0 {
+			unread = true
+			c.Details = append(c.Details, fmt.Sprintf("%s: no code read at the end", r))
+		}
+	}
+	if len(final) == 0 {
+		c.Details = append(c.Details, "no region was read at the end")
+	}
 	for _, o := range h.Ops {
 		if o.Op != load.OpRedirect || !o.OK {
 			continue
@@ -142,7 +163,7 @@ func Phantoms(h *load.History, final Final) chaos.Check {
 			}
 		}
 	}
-	c.OK = bad == 0 && checked > 0
+	c.OK = bad == 0 && checked > 0 && !unread
 	c.Measured = fmt.Sprintf("%d of %d redirects", bad, checked)
 	return c
 }

@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"bytes"
@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,49 +20,24 @@ import (
 	"shortener/chaos/load"
 )
 
-// availabilityTarget is the success rate the clients of regions that
-// stayed up must see (issue "Chaos").
-const availabilityTarget = 0.9999
-
-// configureAliases adds alias claims to the chaos load: one operation in
-// ten claims an alias, and each name is fought over by the claims of 30
-// consecutive operations (about three, from the clients of every region).
-func configureAliases(cfg *load.Config) {
-	cfg.AliasRatio = 0.1
-	cfg.AliasPrefix = "chaos-"
-	cfg.AliasSpan = 30
-}
-
-// rpoProbe is what a region's death left the survivors without, measured
-// while it was down, against the RPO they reported just before.
-type rpoProbe struct {
-	step     int
-	region   string
-	killedAt time.Time
-	acked    int // acknowledged by the dead region in the minute before
-	// per survivor
-	lines []string
-	ok    bool
-	known int // survivors that reported a known bound
-}
-
 // measureRPO asks every other region, while region is down, for the links
-// region acknowledged in the minute before killedAt, and compares what
-// they lack with the RPO bound they reported before the kill.
-func (c *chaosRun) measureRPO(ctx context.Context, step int, region string, killedAt time.Time) {
+// region acknowledged in the minute before killedAt, against the RPO bound
+// they reported before the kill (check.RPO judges it at the end).
+func (c *run) measureRPO(ctx context.Context, step int, region string, killedAt time.Time) {
 	time.Sleep(time.Second) // the answers in flight at the kill reach the history
-	p := rpoProbe{step: step, region: region, killedAt: killedAt, ok: true}
-	defer func() { c.rpo = append(c.rpo, p) }()
+	l := check.Lost{Step: step, Region: region, At: killedAt}
+	defer func() {
+		c.lost = append(c.lost, l)
+		c.logf("%d. RPO after losing %s: %s", step, region, l.Summary())
+	}()
 	h, err := c.historySoFar()
 	if err != nil {
-		p.ok = false
-		p.lines = append(p.lines, "history unreadable: "+err.Error())
+		l.Err = "history unreadable: " + err.Error()
 		return
 	}
 	fr, err := load.Failover(h, region, killedAt, time.Time{})
 	if err != nil {
-		p.ok = false
-		p.lines = append(p.lines, err.Error())
+		l.Err = err.Error()
 		return
 	}
 	var codes []string
@@ -69,43 +46,28 @@ func (c *chaosRun) measureRPO(ctx context.Context, step int, region string, kill
 			codes = append(codes, o.Code)
 		}
 	}
-	p.acked = len(codes)
-	for _, r := range c.topo.Regions {
+	l.Acked = len(codes)
+	for _, r := range c.o.Regions {
 		if r.Name == region {
 			continue
 		}
+		s := check.Survivor{Region: r.Name}
 		pr, err := load.Probe(ctx, "http://"+r.Host+":8080", codes)
 		if err != nil {
-			p.ok = false
-			p.lines = append(p.lines, fmt.Sprintf("%s: probe failed: %v", r.Name, err))
-			continue
+			s.ProbeErr = err.Error()
+		} else {
+			s.Checked, s.Missing, s.Unanswered = pr.Checked, pr.Missing, pr.Errors
 		}
-		rep, found := fr.ReportedBy(r.Name)
-		switch {
-		case pr.Errors > 0:
-			p.ok = false
-			p.lines = append(p.lines, fmt.Sprintf("%s: %d of %d probes unanswered", r.Name, pr.Errors, pr.Checked))
-		case !found || !rep.RPOKnown:
-			// The region said it did not know: nothing to hold it to.
-			p.lines = append(p.lines, fmt.Sprintf("%s lacked %d; it reported no known bound before the kill", r.Name, pr.Missing))
-		default:
-			p.known++
-			holds := uint64(pr.Missing) <= rep.RPOEvents
-			p.ok = p.ok && holds
-			verdict := "within"
-			if !holds {
-				verdict = "ABOVE"
-			}
-			p.lines = append(p.lines, fmt.Sprintf("%s lacked %d of %d; reported bound %d events (%.2f s) at %s: %s",
-				r.Name, pr.Missing, pr.Checked, rep.RPOEvents, rep.RPOSeconds, rep.At.Format("15:04:05.000"), verdict))
+		if rep, found := fr.ReportedBy(r.Name); found && rep.RPOKnown {
+			s.Known, s.Bound, s.BoundSeconds, s.ReportedAt = true, rep.RPOEvents, rep.RPOSeconds, rep.At
 		}
+		l.Survivors = append(l.Survivors, s)
 	}
-	c.logf("%d. RPO after losing %s: %s", step, region, strings.Join(p.lines, "; "))
 }
 
 // historySoFar reads the history written so far (up to its last whole
 // line).
-func (c *chaosRun) historySoFar() (*load.History, error) {
+func (c *run) historySoFar() (*load.History, error) {
 	data, err := os.ReadFile(filepath.Join(c.dir, "history.jsonl"))
 	if err != nil {
 		return nil, err
@@ -120,7 +82,7 @@ func (c *chaosRun) historySoFar() (*load.History, error) {
 
 // judge waits for the healed regions to converge, reads every code of the
 // history in every region, and runs the checkers.
-func (c *chaosRun) judge(ctx context.Context, h *load.History) []chaos.Check {
+func (c *run) judge(ctx context.Context, h *load.History) []chaos.Check {
 	var checks []chaos.Check
 	digests, err := c.converge(ctx)
 	conv := check.Converged(digests)
@@ -131,10 +93,10 @@ func (c *chaosRun) judge(ctx context.Context, h *load.History) []chaos.Check {
 	checks = append(checks, conv)
 
 	codes := check.Codes(h)
-	c.logf("reading %d codes in each of %d regions", len(codes), len(c.topo.Regions))
+	c.logf("reading %d codes in each of %d regions", len(codes), len(c.o.Regions))
 	final := check.Final{}
 	var readErrs []string
-	for _, r := range c.topo.Regions {
+	for _, r := range c.o.Regions {
 		m, err := readFinal(ctx, "http://"+r.Host+":8080", codes)
 		if err != nil {
 			readErrs = append(readErrs, fmt.Sprintf("%s: %v", r.Name, err))
@@ -160,36 +122,31 @@ func (c *chaosRun) judge(ctx context.Context, h *load.History) []chaos.Check {
 	checks = append(checks, acked, phantoms, aliases,
 		check.Availability(h, c.rep.Excluded, availabilityTarget))
 
-	rpo := chaos.Check{Name: "measured RPO within the reported bound", Want: "for every region lost: what the survivors lacked ≤ the RPO they reported before", OK: true}
-	var known int
-	for _, p := range c.rpo {
-		rpo.OK = rpo.OK && p.ok
-		known += p.known
-		rpo.Details = append(rpo.Details, fmt.Sprintf("step %d, %s lost at %s, %d acknowledged in the minute before: %s",
-			p.step, p.region, p.killedAt.Format("15:04:05.000"), p.acked, strings.Join(p.lines, "; ")))
+	// The RPO is measured when a fault of the schedule kills a region;
+	// then it must have been, against a known bound.
+	if slices.ContainsFunc(c.rep.Schedule, func(s chaos.Step) bool { f, _ := chaos.Lookup(s.Kind); return f.Lost }) {
+		checks = append(checks, check.RPO(c.lost))
+	} else {
+		c.logf("no fault of the schedule kills a region: the RPO is not measured")
 	}
-	rpo.Measured = fmt.Sprintf("%d regions lost, %d survivor measurements against a known bound", len(c.rpo), known)
-	if len(c.rpo) == 0 {
-		rpo.Measured = "no region was lost in this run: not measured"
-	}
-	checks = append(checks, rpo)
 
 	c.logf("audit verify: every mirror against its origin, every projection against a replay of the log")
 	audit := chaos.Check{Name: "mirrors equal their origins; projections equal a replay (no gap, no duplicate)", Want: "audit verify passes"}
-	if dc, err := devDrillCluster(c.devDir); err != nil {
+	out, err := c.o.Verify(ctx, c.devDir)
+	audit.OK = err == nil
+	audit.Measured = "passed"
+	if err != nil {
 		audit.Measured = err.Error()
-	} else {
-		out, err := dc.Verify(ctx)
-		audit.OK = err == nil
-		audit.Measured = "passed"
-		if err != nil {
-			audit.Measured = err.Error()
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l == "" {
+			continue
 		}
-		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-			if strings.Contains(l, "MISMATCH") || strings.Contains(l, "NOT") || strings.Contains(l, "differ") || !audit.OK {
-				audit.Details = append(audit.Details, l)
-			}
+		if strings.Contains(l, "MISMATCH") || strings.Contains(l, "NOT") || strings.Contains(l, "differ") || !audit.OK {
+			audit.Details = append(audit.Details, l)
 		}
+	}
+	if out != "" {
 		_ = os.WriteFile(filepath.Join(c.dir, "audit-verify.txt"), []byte(out), 0o644)
 	}
 	checks = append(checks, audit)
@@ -198,14 +155,14 @@ func (c *chaosRun) judge(ctx context.Context, h *load.History) []chaos.Check {
 
 // converge waits until every region's projection has the same digest twice
 // in a row (at most 2 min) and returns the last digests.
-func (c *chaosRun) converge(ctx context.Context) (map[string]string, error) {
+func (c *run) converge(ctx context.Context) (map[string]string, error) {
 	start := time.Now()
 	deadline := start.Add(2 * time.Minute)
 	var prev map[string]string
 	for {
 		cur := map[string]string{}
 		var errs []string
-		for _, r := range c.topo.Regions {
+		for _, r := range c.o.Regions {
 			var info struct {
 				Digest string `json:"digest"`
 				Links  int    `json:"links"`
@@ -216,13 +173,13 @@ func (c *chaosRun) converge(ctx context.Context) (map[string]string, error) {
 			}
 			cur[r.Name] = info.Digest
 		}
-		same := len(errs) == 0 && len(cur) == len(c.topo.Regions)
+		same := len(errs) == 0 && len(cur) == len(c.o.Regions)
 		for _, d := range cur {
 			for _, e := range cur {
 				same = same && d == e
 			}
 		}
-		if same && prev != nil && equalMaps(prev, cur) {
+		if same && prev != nil && maps.Equal(prev, cur) {
 			c.logf("regions converged in %v", time.Since(start).Round(100*time.Millisecond))
 			return cur, nil
 		}
@@ -238,19 +195,7 @@ func (c *chaosRun) converge(ctx context.Context) (map[string]string, error) {
 	}
 }
 
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-func (c *chaosRun) getJSON(ctx context.Context, url string, v any) error {
+func (c *run) getJSON(ctx context.Context, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
