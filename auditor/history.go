@@ -69,7 +69,7 @@ func (a *Auditor) History(ctx context.Context, code string) ([]projections.Step,
 	if err != nil {
 		return nil, err
 	}
-	steps, skipped := projections.History(code, recs)
+	steps, skipped := projections.History(code, recs, a.rules)
 	for _, err := range skipped {
 		fmt.Fprintf(a.progress, "skipped a record that is not a valid event: %v\n", err)
 	}
@@ -95,6 +95,8 @@ func (a *Auditor) WriteHistory(out io.Writer, steps []projections.Step) error {
 	for i, s := range steps {
 		then := stateLine(s.State, s.Event.Time)
 		switch {
+		case s.Refused != "":
+			then = "(refused, not folded: " + s.Refused + ")"
 		case s.Duplicate:
 			then = "(duplicate: folded once)"
 		case !s.Changed:

@@ -225,6 +225,7 @@ type Step struct {
 	Seq       uint64          `json:"seq"`
 	Event     events.Envelope `json:"event"`
 	Duplicate bool            `json:"duplicate,omitempty"` // the same event already folded from another record
+	Refused   string          `json:"refused,omitempty"`   // why the checks refused it (events.Rejection): not folded
 	Changed   bool            `json:"changed"`             // the fold rules let it change the link
 	State     events.Link     `json:"state"`               // the link after it
 }
@@ -232,8 +233,10 @@ type Step struct {
 // History folds the records of one code (from any streams, in any order)
 // and returns every event in fold order with the state after it. Records
 // that are not valid events, or are about another code, are returned as
-// errors in skipped, as a projection skips them.
-func History(code string, recs []events.Record) (steps []Step, skipped []error) {
+// errors in skipped, as a projection skips them. An event that rules
+// refuse (events.Rules.CheckRecord: misplaced, or not signed by its
+// origin) is listed, marked Refused, and not folded, as a projection does.
+func History(code string, recs []events.Record, rules events.Rules) (steps []Step, skipped []error) {
 	type item struct {
 		rec events.Record
 		e   events.Envelope
@@ -261,8 +264,14 @@ func History(code string, recs []events.Record) (steps []Step, skipped []error) 
 		return strings.Compare(a.rec.Stream, b.rec.Stream)
 	})
 	var l events.Link
-	for i, it := range items {
-		dup := i > 0 && items[i-1].e.ID == it.e.ID && items[i-1].e.Time.Equal(it.e.Time)
+	folded := map[string]bool{} // event IDs folded so far
+	for _, it := range items {
+		if rej := rules.CheckRecord(it.e, it.rec); rej != nil {
+			steps = append(steps, Step{Stream: it.rec.Stream, Seq: it.rec.Seq, Event: it.e, Refused: rej.Error(), State: l})
+			continue
+		}
+		dup := folded[it.e.ID]
+		folded[it.e.ID] = true
 		before := l
 		if !dup {
 			l = events.Apply(l, it.e)

@@ -176,26 +176,30 @@ func TestAuditHistoryAndAt(t *testing.T) {
 	c := mk(events.TypeLinkCreated, "us-east", t0, events.LinkCreated{URL: "https://example.com/old", RedirectStatus: 302})
 	u := mk(events.TypeLinkUpdated, "us-east", t0.Add(time.Minute), events.LinkUpdated{URL: &newURL})
 	d := mk(events.TypeLinkDeleted, "eu-west", t0.Add(2*time.Minute), events.LinkDeleted{})
+	us, eu := events.LinkSubject("us-east", code), events.LinkSubject("eu-west", code)
+	forged := mk(events.TypeLinkUpdated, "eu-west", t0.Add(90*time.Second), events.LinkUpdated{URL: &newURL})
 	recs := []events.Record{
-		{Stream: "LINKS_EU_WEST", Seq: 7, Data: d.Encode()},
-		{Stream: "LINKS_US_EAST", Seq: 2, Data: u.Encode()},
-		{Stream: "LINKS_US_EAST", Seq: 1, Data: c.Encode()},
-		{Stream: "LINKS_US_EAST_AT_EU_WEST", Seq: 1, Data: c.Encode()}, // a copy of the create
-		{Stream: "LINKS_US_EAST", Seq: 3, Data: []byte(`{"not":"an event"}`)},
+		{Stream: "LINKS_EU_WEST", Seq: 7, Subject: eu, Data: d.Encode()},
+		{Stream: "LINKS_US_EAST", Seq: 2, Subject: us, Data: u.Encode()},
+		{Stream: "LINKS_US_EAST", Seq: 1, Subject: us, Data: c.Encode()},
+		{Stream: "LINKS_US_EAST_AT_EU_WEST", Seq: 1, Subject: us, Data: c.Encode()}, // a copy of the create
+		{Stream: "LINKS_US_EAST", Seq: 3, Subject: us, Data: []byte(`{"not":"an event"}`)},
+		{Stream: "LINKS_US_EAST", Seq: 4, Subject: us, Data: forged.Encode()}, // eu-west's event in us-east's stream
 	}
-	steps, skipped := projections.History(code, recs)
+	steps, skipped := projections.History(code, recs, events.Rules{})
 	if len(skipped) != 1 {
 		t.Fatalf("skipped %v, want the one invalid record", skipped)
 	}
 	var got []string
 	for _, s := range steps {
-		got = append(got, fmt.Sprintf("%s %s #%d dup=%v changed=%v", s.Event.Type, s.Event.Origin, s.Seq, s.Duplicate, s.Changed))
+		got = append(got, fmt.Sprintf("%s %s #%d dup=%v changed=%v refused=%q", s.Event.Type, s.Event.Origin, s.Seq, s.Duplicate, s.Changed, s.Refused))
 	}
 	want := []string{
-		"LinkCreated us-east #1 dup=false changed=true",
-		"LinkCreated us-east #1 dup=true changed=false",
-		"LinkUpdated us-east #2 dup=false changed=true",
-		"LinkDeleted eu-west #7 dup=false changed=true",
+		`LinkCreated us-east #1 dup=false changed=true refused=""`,
+		`LinkCreated us-east #1 dup=true changed=false refused=""`,
+		`LinkUpdated us-east #2 dup=false changed=true refused=""`,
+		`LinkUpdated eu-west #4 dup=false changed=false refused="origin: origin \"eu-west\" in the stream of us-east"`,
+		`LinkDeleted eu-west #7 dup=false changed=true refused=""`,
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("history:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -239,7 +243,7 @@ func TestAuditReplayUntil(t *testing.T) {
 	n := 0
 	err := s.Links(func(l events.Link) error {
 		n++
-		steps, _ := projections.History(l.Code, byCode[l.Code])
+		steps, _ := projections.History(l.Code, byCode[l.Code], events.Rules{})
 		want := projections.At(steps, cut)
 		if want.URL != l.URL || want.Deleted != l.Deleted || want.Events != l.Events {
 			return fmt.Errorf("%s: replay until has %+v, history at the bound %+v", l.Code, l, want)
