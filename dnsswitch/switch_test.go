@@ -1,7 +1,9 @@
-package region_test
+package dnsswitch_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,7 +16,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"shortener/region"
+	"shortener/dnsswitch"
 	"shortener/region/regiontest"
 )
 
@@ -39,7 +41,7 @@ func newReadyServer(t *testing.T) *readyServer {
 }
 
 type switchRig struct {
-	sw    *region.Switch
+	sw    *dnsswitch.Switch
 	ready []*readyServer
 	names []string
 }
@@ -47,34 +49,53 @@ type switchRig struct {
 func startSwitch(t *testing.T, stateFile string) *switchRig {
 	t.Helper()
 	rig := &switchRig{names: []string{"us-east", "eu-west", "ap-south"}}
-	cfg := region.SwitchConfig{Zone: "short.test", DNSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+	cfg := dnsswitch.Config{Zone: "short.test", DNSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		TTL: time.Second, CheckInterval: 20 * time.Millisecond, CheckTimeout: 200 * time.Millisecond, Fall: 2, Rise: 400 * time.Millisecond,
 		Prefer:       map[string][]string{"us-east": {"eu-west", "ap-south"}, "eu-west": {"us-east", "ap-south"}, "ap-south": {"eu-west", "us-east"}},
 		StateFile:    stateFile,
-		APIKeyHashes: []string{region.HashAPIKey("operator-key")}}
+		APIKeyHashes: []string{hashKey("operator-key")}}
 	for i, n := range rig.names {
 		rs := newReadyServer(t)
 		rig.ready = append(rig.ready, rs)
-		cfg.Regions = append(cfg.Regions, region.SwitchRegion{Name: n,
+		cfg.Regions = append(cfg.Regions, dnsswitch.Region{Name: n,
 			Addr:     netip.MustParseAddr(fmt.Sprintf("127.0.%d.1", i+1)),
 			Home:     netip.MustParsePrefix(fmt.Sprintf("127.0.%d.0/24", i+1)),
 			ReadyURL: rs.URL + "/readyz"})
 	}
-	sw, err := region.NewSwitch(cfg)
+	sw, err := dnsswitch.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := sw.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); sw.Close() })
 	rig.sw = sw
+	serve(t, sw)
 	return rig
 }
 
+// serve runs sw until the test ends and waits until it serves; at the end
+// Run must have returned nil.
+func serve(t *testing.T, sw *dnsswitch.Switch) {
+	t.Helper()
+	ran := make(chan error, 1)
+	go func() { ran <- sw.Run(context.Background()) }()
+	t.Cleanup(func() {
+		sw.Close()
+		if err := <-ran; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	if err := sw.WaitReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hashKey is how the switch is given an API key: its hex SHA-256.
+func hashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
 // ask queries the switch from source address src over proto.
-func ask(t *testing.T, sw *region.Switch, src, proto, name string, qtype uint16) *dns.Msg {
+func ask(t *testing.T, sw *dnsswitch.Switch, src, proto, name string, qtype uint16) *dns.Msg {
 	t.Helper()
 	c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
 	if proto == "tcp" {
@@ -91,7 +112,7 @@ func ask(t *testing.T, sw *region.Switch, src, proto, name string, qtype uint16)
 	return r
 }
 
-func answerOf(t *testing.T, sw *region.Switch, src string) (string, uint32) {
+func answerOf(t *testing.T, sw *dnsswitch.Switch, src string) (string, uint32) {
 	t.Helper()
 	r := ask(t, sw, src, "udp", "short.test.", dns.TypeA)
 	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || !r.Authoritative {
@@ -101,7 +122,7 @@ func answerOf(t *testing.T, sw *region.Switch, src string) (string, uint32) {
 	return a.A.String(), a.Hdr.Ttl
 }
 
-func TestSwitchAnswersEachClientWithItsHome(t *testing.T) {
+func TestAnswersEachClientWithItsHome(t *testing.T) {
 	rig := startSwitch(t, "")
 	for i := range rig.names {
 		src := fmt.Sprintf("127.0.%d.10", i+1)
@@ -132,7 +153,7 @@ func TestSwitchAnswersEachClientWithItsHome(t *testing.T) {
 	}
 }
 
-func TestSwitchFailsOverWithHysteresis(t *testing.T) {
+func TestFailsOverWithHysteresis(t *testing.T) {
 	rig := startSwitch(t, "")
 	want := func(src, addr string, within time.Duration) {
 		t.Helper()
@@ -188,7 +209,7 @@ func TestSwitchFailsOverWithHysteresis(t *testing.T) {
 	}
 }
 
-func TestSwitchDrainAndOverrideSurviveRestart(t *testing.T) {
+func TestDrainAndOverrideSurviveRestart(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "switch.json")
 	rig := startSwitch(t, state)
 	admin := "http://" + rig.sw.AdminAddr()
