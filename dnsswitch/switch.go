@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -287,14 +288,21 @@ func (s *Switch) run(ctx context.Context) error {
 }
 
 // listen binds the DNS port, UDP then TCP (the same port, also when asked
-// for port 0), and the admin API's; on an error nothing stays bound.
+// for port 0: then a port whose TCP twin is taken is given back and another
+// one tried), and the admin API's; on an error nothing stays bound.
 func (s *Switch) listen() (pc net.PacketConn, tl, admin net.Listener, err error) {
-	if pc, err = net.ListenPacket("udp", s.cfg.DNSAddr); err != nil {
-		return nil, nil, nil, fmt.Errorf("switch: dns udp %s: %w", s.cfg.DNSAddr, err)
-	}
-	if tl, err = net.Listen("tcp", pc.LocalAddr().String()); err != nil {
+	_, port, _ := net.SplitHostPort(s.cfg.DNSAddr)
+	for tries := 1; ; tries++ {
+		if pc, err = net.ListenPacket("udp", s.cfg.DNSAddr); err != nil {
+			return nil, nil, nil, fmt.Errorf("switch: dns udp %s: %w", s.cfg.DNSAddr, err)
+		}
+		if tl, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
 		pc.Close()
-		return nil, nil, nil, fmt.Errorf("switch: dns tcp %s: %w", s.cfg.DNSAddr, err)
+		if port != "0" || !errors.Is(err, syscall.EADDRINUSE) || tries == 10 {
+			return nil, nil, nil, fmt.Errorf("switch: dns tcp %s: %w", s.cfg.DNSAddr, err)
+		}
 	}
 	if s.cfg.AdminAddr != "" {
 		if admin, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {

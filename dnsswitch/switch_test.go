@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -265,5 +267,58 @@ func TestDrainAndOverrideSurviveRestart(t *testing.T) {
 	}
 	if got, _ := answerOf(t, rig2.sw, "127.0.3.10"); got != "127.0.3.1" {
 		t.Fatalf("override cleared: answered %s", got)
+	}
+}
+
+func TestClient(t *testing.T) {
+	rig := startSwitch(t, "")
+	ctx := context.Background()
+	c := &dnsswitch.Client{Addr: rig.sw.AdminAddr(), APIKey: "wrong"}
+	var refused *dnsswitch.APIError
+	if err := c.Drain(ctx, "us-east", true); !errors.As(err, &refused) || refused.Status != http.StatusUnauthorized {
+		t.Fatalf("drain with a bad key: %v, want a 401 APIError", err)
+	}
+	c.APIKey = "operator-key"
+	if err := c.Drain(ctx, "mars", true); !errors.As(err, &refused) || refused.Status != http.StatusBadRequest {
+		t.Fatalf("drain of an unknown region: %v, want a 400 APIError", err)
+	}
+	if err := c.Drain(ctx, "us-east", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Override(ctx, "ap-south", "us-east"); err != nil {
+		t.Fatal(err)
+	}
+	for home, want := range map[string]string{"us-east": "eu-west", "eu-west": "eu-west", "ap-south": "us-east"} {
+		if got, err := c.Answer(ctx, home); err != nil || got != want {
+			t.Errorf("clients of %s answered %q (%v), want %s", home, got, err, want)
+		}
+	}
+	if got, _ := answerOf(t, rig.sw, "127.0.1.10"); got != "127.0.2.1" {
+		t.Errorf("over DNS, drained us-east's clients got %s", got)
+	}
+	st, err := c.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := st.Print(&out, time.Now(), 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CLIENTS OF", "us-east     EU-WEST", "DRAINED", "override", "overrides map[ap-south:us-east]", "last changes:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the printed state lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := c.Drain(ctx, "us-east", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Override(ctx, "ap-south", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Answer(ctx, "ap-south"); err != nil || got != "ap-south" {
+		t.Errorf("after undrain and clear: ap-south answered %q (%v)", got, err)
+	}
+	if _, err := (&dnsswitch.Client{Addr: "127.0.0.1:1"}).State(ctx); err == nil {
+		t.Error("State from no switch: no error")
 	}
 }
