@@ -84,7 +84,9 @@ func (r *Region) Status(ctx context.Context) StatusData {
 	type target struct{ name, url string }
 	var targets []target
 	if r.cfg.SwitchAdmin != "" {
-		var st SwitchState
+		var st struct { // the part of the switch's state (dnsswitch.State) read here
+			Regions []struct{ Name, URL string }
+		}
 		raw, err := getJSON(ctx, "http://"+r.cfg.SwitchAdmin+"/v1/state", &st)
 		if err != nil {
 			d.SwitchE = err.Error()

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,11 +123,7 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 		return p.At, err
 	}
 	c.Drain = func(ctx context.Context, name string, on bool) error {
-		method := http.MethodPut
-		if !on {
-			method = http.MethodDelete
-		}
-		return switchChange(ctx, io.Discard, topo.SwitchAdmin, filepath.Join(dir, "api-key"), method, "/v1/drain/"+name)
+		return switchDrain(ctx, io.Discard, topo.SwitchAdmin, filepath.Join(dir, "api-key"), name, on)
 	}
 	c.SwitchAnswer = func(ctx context.Context, home string) (string, error) {
 		return switchAnswer(ctx, topo.SwitchAdmin, home)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"shortener/dnsswitch"
 	"shortener/region"
 	"shortener/region/regiontest"
 )
@@ -152,24 +153,30 @@ func TestClusterObservability(t *testing.T) {
 
 // startTestSwitch starts a DNS switch in this process whose admin API is
 // at admin, health-checking the cluster's regions.
-func startTestSwitch(t *testing.T, c *cluster, admin string) *region.Switch {
+func startTestSwitch(t *testing.T, c *cluster, admin string) *dnsswitch.Switch {
 	t.Helper()
-	cfg := region.SwitchConfig{Zone: devZone, DNSAddr: "127.0.0.1:0", AdminAddr: admin,
+	cfg := dnsswitch.Config{Zone: devZone, DNSAddr: "127.0.0.1:0", AdminAddr: admin,
 		APIKeyHashes: []string{region.HashAPIKey(regiontest.APIKey)}, StateFile: filepath.Join(c.dir, "switch-state.json")}
 	for i, n := range c.names {
 		addr := netip.MustParseAddr(c.hosts[i])
-		cfg.Regions = append(cfg.Regions, region.SwitchRegion{Name: n, Addr: addr,
+		cfg.Regions = append(cfg.Regions, dnsswitch.Region{Name: n, Addr: addr,
 			Home: netip.PrefixFrom(addr, 24).Masked(), ReadyURL: "http://" + c.hosts[i] + ":8080/readyz"})
 	}
-	sw, err := region.NewSwitch(cfg)
+	sw, err := dnsswitch.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := sw.Start(ctx); err != nil {
+	ran := make(chan error, 1)
+	go func() { ran <- sw.Run(context.Background()) }()
+	t.Cleanup(func() {
+		sw.Close()
+		if err := <-ran; err != nil {
+			t.Errorf("switch: %v", err)
+		}
+	})
+	if err := sw.WaitReady(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); sw.Close() })
 	return sw
 }
 

@@ -3,17 +3,17 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"shortener/dnsswitch"
 	"shortener/region"
 )
 
@@ -67,7 +67,7 @@ it comes back only after passing every check for --rise (hysteresis).
 			if err != nil {
 				return err
 			}
-			cfg := region.SwitchConfig{Zone: zone, DNSAddr: dnsAddr, AdminAddr: admin, TTL: ttl,
+			cfg := dnsswitch.Config{Zone: zone, DNSAddr: dnsAddr, AdminAddr: admin, TTL: ttl,
 				CheckInterval: interval, CheckTimeout: timeout, Fall: fall, Rise: rise, StateFile: stateFile,
 				Prefer: map[string][]string{}, Logger: log.With("component", "switch")}
 			if len(regions) == 0 {
@@ -93,7 +93,7 @@ it comes back only after passing every check for --rise (hysteresis).
 					return usageError{fmt.Errorf("--region %q: want NAME=IPv4", r)}
 				}
 				home, _ := a.Prefix(24)
-				cfg.Regions = append(cfg.Regions, region.SwitchRegion{Name: name, Addr: a, Home: home,
+				cfg.Regions = append(cfg.Regions, dnsswitch.Region{Name: name, Addr: a, Home: home,
 					ReadyURL: fmt.Sprintf("%s://%s:%d/readyz", scheme, a, httpPort)})
 			}
 			for _, p := range prefer {
@@ -108,16 +108,12 @@ it comes back only after passing every check for --rise (hysteresis).
 			} else {
 				log.Warn("no API key: drains and overrides are refused", "err", err)
 			}
-			sw, err := region.NewSwitch(cfg)
+			sw, err := dnsswitch.Open(cfg)
 			if err != nil {
 				return usageError{err}
 			}
-			if err := sw.Start(cmd.Context()); err != nil {
-				return err
-			}
-			<-cmd.Context().Done()
-			sw.Close()
-			return nil
+			defer sw.Close()
+			return sw.Run(cmd.Context())
 		},
 	}
 	fl := cmd.Flags()
@@ -155,16 +151,16 @@ func switchStatusCmd() *cobra.Command {
 
 func switchDrainCmd(drain bool) *cobra.Command {
 	var admin, keyFile string
-	use, short, method := "drain REGION", "Send nobody to REGION, whatever its health (its clients go to the next region)", http.MethodPut
+	use, short := "drain REGION", "Send nobody to REGION, whatever its health (its clients go to the next region)"
 	if !drain {
-		use, short, method = "undrain REGION", "Answer REGION again once it is healthy", http.MethodDelete
+		use, short = "undrain REGION", "Answer REGION again once it is healthy"
 	}
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
 		Args:  exactArgs(1, "REGION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return switchChange(cmd.Context(), cmd.OutOrStdout(), admin, keyFile, method, "/v1/drain/"+args[0])
+			return switchDrain(cmd.Context(), cmd.OutOrStdout(), admin, keyFile, args[0], drain)
 		},
 	}
 	cmd.Flags().StringVar(&admin, "admin", devSwitchAdmin, "the switch's admin address")
@@ -185,10 +181,13 @@ func switchOverrideCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if clear {
-				return switchChange(cmd.Context(), cmd.OutOrStdout(), admin, keyFile, http.MethodDelete, "/v1/override/"+args[0])
+			to := ""
+			if !clear {
+				to = args[1]
 			}
-			return switchChange(cmd.Context(), cmd.OutOrStdout(), admin, keyFile, http.MethodPut, "/v1/override/"+args[0]+"?to="+args[1])
+			return switchChange(cmd.Context(), cmd.OutOrStdout(), admin, keyFile, func(ctx context.Context, c *dnsswitch.Client) error {
+				return c.Override(ctx, args[0], to)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&admin, "admin", devSwitchAdmin, "the switch's admin address")
@@ -206,83 +205,42 @@ func exactArgs(n int, names string) cobra.PositionalArgs {
 	}
 }
 
-func switchChange(ctx context.Context, out io.Writer, admin, keyFile, method, path string) error {
+// switchChange makes a change through the switch's admin API with the API
+// key of keyFile, then prints the switch's state.
+func switchChange(ctx context.Context, out io.Writer, admin, keyFile string, change func(context.Context, *dnsswitch.Client) error) error {
 	key, err := apiKey(keyFile, false)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+admin+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("X-Api-Key", key)
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
+	c := &dnsswitch.Client{Addr: admin, APIKey: key, HTTP: &http.Client{Timeout: 5 * time.Second}}
+	if err := change(ctx, c); err != nil {
+		var refused *dnsswitch.APIError
+		if errors.As(err, &refused) {
+			return err
+		}
 		return fmt.Errorf("no switch answers at %s (is the cluster running? make run): %v", admin, shortErr(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var p struct{ Detail string }
-		_ = json.NewDecoder(resp.Body).Decode(&p)
-		return fmt.Errorf("switch: %s", p.Detail)
 	}
 	return printSwitch(ctx, out, admin, 3)
 }
 
+// switchDrain drains region (drain false: undrains it), then prints the
+// switch's state.
+func switchDrain(ctx context.Context, out io.Writer, admin, keyFile, region string, drain bool) error {
+	return switchChange(ctx, out, admin, keyFile, func(ctx context.Context, c *dnsswitch.Client) error {
+		return c.Drain(ctx, region, drain)
+	})
+}
+
 // printSwitch prints the switch's answers, regions and its last changes.
 func printSwitch(ctx context.Context, out io.Writer, admin string, changes int) error {
-	var st region.SwitchState
-	if err := getJSON(ctx, &http.Client{Timeout: 2 * time.Second}, "http://"+admin+"/v1/state", &st); err != nil {
+	st, err := (&dnsswitch.Client{Addr: admin, HTTP: &http.Client{Timeout: 2 * time.Second}}).State(ctx)
+	if err != nil {
 		return fmt.Errorf("no switch answers at %s (is the cluster running? make run): %v", admin, shortErr(err))
 	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "CLIENTS OF\tANSWERED\tADDRESS\tWHY\t\tREGION\tHEALTH\tSINCE\tLAST ERROR\n")
-	now := time.Now()
-	for i, a := range st.Answers {
-		r := st.Regions[i]
-		health := "healthy"
-		switch {
-		case r.Drained:
-			health = "DRAINED"
-		case !r.Healthy:
-			health = "DOWN"
-		case r.Fails > 0:
-			health = fmt.Sprintf("failing %d", r.Fails)
-		}
-		answered := a.Region
-		if a.Region != a.Clients {
-			answered = strings.ToUpper(a.Region)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t%s\t%s\t%s ago\t%s\n", a.Clients, answered, a.Addr, a.Why,
-			r.Name, health, now.Sub(r.Since).Round(100*time.Millisecond), r.LastError)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "zone %s, TTL %.0fs", strings.TrimSuffix(st.Zone, "."), st.TTLSeconds)
-	if len(st.Overrides) > 0 {
-		fmt.Fprintf(out, ", overrides %v", st.Overrides)
-	}
-	fmt.Fprintln(out)
-	if n := len(st.Transitions); n > 0 && changes > 0 {
-		fmt.Fprintln(out, "last changes:")
-		for _, tr := range st.Transitions[max(0, n-changes):] {
-			fmt.Fprintf(out, "  %s  %-9s %-16s %s\n", tr.Time.Local().Format("15:04:05.000"), tr.Region, tr.What, tr.Detail)
-		}
-	}
-	return nil
+	return st.Print(out, time.Now(), changes)
 }
 
 // switchAnswer returns the region the switch answers clients of home with.
 func switchAnswer(ctx context.Context, admin, home string) (string, error) {
-	var st region.SwitchState
-	if err := getJSON(ctx, &http.Client{Timeout: time.Second}, "http://"+admin+"/v1/state", &st); err != nil {
-		return "", err
-	}
-	for _, a := range st.Answers {
-		if a.Clients == home {
-			return a.Region, nil
-		}
-	}
-	return "", fmt.Errorf("the switch has no region %s", home)
+	return (&dnsswitch.Client{Addr: admin, HTTP: &http.Client{Timeout: time.Second}}).Answer(ctx, home)
 }

@@ -1,20 +1,24 @@
-package region_test
+package dnsswitch_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
-	"shortener/region"
+	"shortener/dnsswitch"
 	"shortener/region/regiontest"
 )
 
@@ -39,7 +43,7 @@ func newReadyServer(t *testing.T) *readyServer {
 }
 
 type switchRig struct {
-	sw    *region.Switch
+	sw    *dnsswitch.Switch
 	ready []*readyServer
 	names []string
 }
@@ -47,34 +51,53 @@ type switchRig struct {
 func startSwitch(t *testing.T, stateFile string) *switchRig {
 	t.Helper()
 	rig := &switchRig{names: []string{"us-east", "eu-west", "ap-south"}}
-	cfg := region.SwitchConfig{Zone: "short.test", DNSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+	cfg := dnsswitch.Config{Zone: "short.test", DNSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		TTL: time.Second, CheckInterval: 20 * time.Millisecond, CheckTimeout: 200 * time.Millisecond, Fall: 2, Rise: 400 * time.Millisecond,
 		Prefer:       map[string][]string{"us-east": {"eu-west", "ap-south"}, "eu-west": {"us-east", "ap-south"}, "ap-south": {"eu-west", "us-east"}},
 		StateFile:    stateFile,
-		APIKeyHashes: []string{region.HashAPIKey("operator-key")}}
+		APIKeyHashes: []string{hashKey("operator-key")}}
 	for i, n := range rig.names {
 		rs := newReadyServer(t)
 		rig.ready = append(rig.ready, rs)
-		cfg.Regions = append(cfg.Regions, region.SwitchRegion{Name: n,
+		cfg.Regions = append(cfg.Regions, dnsswitch.Region{Name: n,
 			Addr:     netip.MustParseAddr(fmt.Sprintf("127.0.%d.1", i+1)),
 			Home:     netip.MustParsePrefix(fmt.Sprintf("127.0.%d.0/24", i+1)),
 			ReadyURL: rs.URL + "/readyz"})
 	}
-	sw, err := region.NewSwitch(cfg)
+	sw, err := dnsswitch.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := sw.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); sw.Close() })
 	rig.sw = sw
+	serve(t, sw)
 	return rig
 }
 
+// serve runs sw until the test ends and waits until it serves; at the end
+// Run must have returned nil.
+func serve(t *testing.T, sw *dnsswitch.Switch) {
+	t.Helper()
+	ran := make(chan error, 1)
+	go func() { ran <- sw.Run(context.Background()) }()
+	t.Cleanup(func() {
+		sw.Close()
+		if err := <-ran; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	if err := sw.WaitReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hashKey is how the switch is given an API key: its hex SHA-256.
+func hashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
 // ask queries the switch from source address src over proto.
-func ask(t *testing.T, sw *region.Switch, src, proto, name string, qtype uint16) *dns.Msg {
+func ask(t *testing.T, sw *dnsswitch.Switch, src, proto, name string, qtype uint16) *dns.Msg {
 	t.Helper()
 	c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
 	if proto == "tcp" {
@@ -91,7 +114,7 @@ func ask(t *testing.T, sw *region.Switch, src, proto, name string, qtype uint16)
 	return r
 }
 
-func answerOf(t *testing.T, sw *region.Switch, src string) (string, uint32) {
+func answerOf(t *testing.T, sw *dnsswitch.Switch, src string) (string, uint32) {
 	t.Helper()
 	r := ask(t, sw, src, "udp", "short.test.", dns.TypeA)
 	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || !r.Authoritative {
@@ -101,7 +124,7 @@ func answerOf(t *testing.T, sw *region.Switch, src string) (string, uint32) {
 	return a.A.String(), a.Hdr.Ttl
 }
 
-func TestSwitchAnswersEachClientWithItsHome(t *testing.T) {
+func TestAnswersEachClientWithItsHome(t *testing.T) {
 	rig := startSwitch(t, "")
 	for i := range rig.names {
 		src := fmt.Sprintf("127.0.%d.10", i+1)
@@ -132,7 +155,7 @@ func TestSwitchAnswersEachClientWithItsHome(t *testing.T) {
 	}
 }
 
-func TestSwitchFailsOverWithHysteresis(t *testing.T) {
+func TestFailsOverWithHysteresis(t *testing.T) {
 	rig := startSwitch(t, "")
 	want := func(src, addr string, within time.Duration) {
 		t.Helper()
@@ -188,7 +211,7 @@ func TestSwitchFailsOverWithHysteresis(t *testing.T) {
 	}
 }
 
-func TestSwitchDrainAndOverrideSurviveRestart(t *testing.T) {
+func TestDrainAndOverrideSurviveRestart(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "switch.json")
 	rig := startSwitch(t, state)
 	admin := "http://" + rig.sw.AdminAddr()
@@ -244,5 +267,58 @@ func TestSwitchDrainAndOverrideSurviveRestart(t *testing.T) {
 	}
 	if got, _ := answerOf(t, rig2.sw, "127.0.3.10"); got != "127.0.3.1" {
 		t.Fatalf("override cleared: answered %s", got)
+	}
+}
+
+func TestClient(t *testing.T) {
+	rig := startSwitch(t, "")
+	ctx := context.Background()
+	c := &dnsswitch.Client{Addr: rig.sw.AdminAddr(), APIKey: "wrong"}
+	var refused *dnsswitch.APIError
+	if err := c.Drain(ctx, "us-east", true); !errors.As(err, &refused) || refused.Status != http.StatusUnauthorized {
+		t.Fatalf("drain with a bad key: %v, want a 401 APIError", err)
+	}
+	c.APIKey = "operator-key"
+	if err := c.Drain(ctx, "mars", true); !errors.As(err, &refused) || refused.Status != http.StatusBadRequest {
+		t.Fatalf("drain of an unknown region: %v, want a 400 APIError", err)
+	}
+	if err := c.Drain(ctx, "us-east", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Override(ctx, "ap-south", "us-east"); err != nil {
+		t.Fatal(err)
+	}
+	for home, want := range map[string]string{"us-east": "eu-west", "eu-west": "eu-west", "ap-south": "us-east"} {
+		if got, err := c.Answer(ctx, home); err != nil || got != want {
+			t.Errorf("clients of %s answered %q (%v), want %s", home, got, err, want)
+		}
+	}
+	if got, _ := answerOf(t, rig.sw, "127.0.1.10"); got != "127.0.2.1" {
+		t.Errorf("over DNS, drained us-east's clients got %s", got)
+	}
+	st, err := c.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := st.Print(&out, time.Now(), 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CLIENTS OF", "us-east     EU-WEST", "DRAINED", "override", "overrides map[ap-south:us-east]", "last changes:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the printed state lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := c.Drain(ctx, "us-east", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Override(ctx, "ap-south", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Answer(ctx, "ap-south"); err != nil || got != "ap-south" {
+		t.Errorf("after undrain and clear: ap-south answered %q (%v)", got, err)
+	}
+	if _, err := (&dnsswitch.Client{Addr: "127.0.0.1:1"}).State(ctx); err == nil {
+		t.Error("State from no switch: no error")
 	}
 }

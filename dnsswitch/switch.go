@@ -1,4 +1,4 @@
-package region
+package dnsswitch
 
 import (
 	"context"
@@ -15,13 +15,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
 )
 
-// SwitchRegion is one region behind the switch.
-type SwitchRegion struct {
+// Region is one region behind the switch.
+type Region struct {
 	Name string
 	// Addr is the address the switch answers for this region.
 	Addr netip.Addr
@@ -32,12 +33,12 @@ type SwitchRegion struct {
 	ReadyURL string
 }
 
-// SwitchConfig configures a Switch. Zero durations get the defaults.
-type SwitchConfig struct {
+// Config configures a Switch. Zero durations get the defaults.
+type Config struct {
 	Zone      string // "short.test"
 	DNSAddr   string // UDP and TCP, "127.0.0.1:8053"
 	AdminAddr string // HTTP, "127.0.0.1:8054"; "" for none
-	Regions   []SwitchRegion
+	Regions   []Region
 	// Prefer lists, per home region, the regions its clients go to when
 	// the home region is not healthy, in order. A region missing here falls
 	// back to the order of Regions.
@@ -67,16 +68,26 @@ type SwitchConfig struct {
 // one zone that answers each client with its home region while that region
 // is healthy and not drained, else with the next healthy region in the
 // home's preference list.
+//
+// Lifecycle: Open validates and loads the state file; Run binds and serves
+// until its context ends or Close is called, and returns only after every
+// goroutine it started has returned; Close stops Run and waits for it.
 type Switch struct {
-	cfg   SwitchConfig
-	zone  string // fully qualified, lower case
-	log   *slog.Logger
-	hc    *http.Client
-	udp   *dns.Server
-	tcp   *dns.Server
-	keys  *keyring
-	admin *http.Server
-	ln    net.Listener
+	cfg  Config
+	zone string // fully qualified, lower case
+	log  *slog.Logger
+	hc   *http.Client
+	keys *keyring
+
+	life      sync.Mutex    // guards running, closed, the addresses and the closing of done
+	running   bool          // Run was called
+	closed    bool          // Close was called
+	stop      chan struct{} // closed by Close
+	ready     chan struct{} // closed once Run's listeners serve
+	done      chan struct{} // closed when Run has returned, or by Close when Run never will
+	runErr    error         // what Run returned; read after done
+	dnsAddr   string
+	adminAddr string
 
 	mu          sync.Mutex
 	health      map[string]*regionHealth
@@ -103,8 +114,12 @@ type Transition struct {
 	Detail string    `json:"detail,omitempty"`
 }
 
-// NewSwitch validates cfg and returns a switch that is not serving yet.
-func NewSwitch(cfg SwitchConfig) (*Switch, error) {
+// ErrClosed is what Run returns when Close came first.
+var ErrClosed = errors.New("switch: closed")
+
+// Open validates cfg, fills in the defaults and reads the state file (the
+// drains and overrides kept across restarts). It binds nothing: Run does.
+func Open(cfg Config) (*Switch, error) {
 	if cfg.Zone == "" || len(cfg.Regions) == 0 {
 		return nil, errors.New("switch: a zone and at least one region are needed")
 	}
@@ -130,7 +145,8 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 		cfg.Now = time.Now
 	}
 	s := &Switch{cfg: cfg, zone: dns.Fqdn(strings.ToLower(cfg.Zone)), log: cfg.Logger,
-		hc:     &http.Client{Timeout: cfg.CheckTimeout, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: cfg.CheckTLS}},
+		hc:   &http.Client{Timeout: cfg.CheckTimeout, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: cfg.CheckTLS}},
+		stop: make(chan struct{}), ready: make(chan struct{}), done: make(chan struct{}),
 		health: map[string]*regionHealth{}, drained: map[string]bool{}, overrides: map[string]string{}}
 	for _, r := range cfg.Regions {
 		if _, dup := s.health[r.Name]; dup || r.Name == "" {
@@ -160,9 +176,45 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 	return s, nil
 }
 
-// Start opens the DNS listeners (UDP and TCP) and the admin API, and
-// starts the health checks; they run until ctx ends. Close waits.
-func (s *Switch) Start(ctx context.Context) error {
+// Run binds the DNS listeners (UDP and TCP on one port) and the admin API,
+// serves them and health-checks every region, until ctx ends or Close is
+// called. It returns only after every goroutine it started has returned:
+// nil when it was stopped, else the first error of a listener (a port
+// already taken, a serve loop that ended by itself); later errors are
+// logged. Run may be called once; after Close it returns ErrClosed.
+func (s *Switch) Run(ctx context.Context) (err error) {
+	s.life.Lock()
+	switch {
+	case s.closed:
+		s.life.Unlock()
+		return ErrClosed
+	case s.running:
+		s.life.Unlock()
+		return errors.New("switch: Run called twice")
+	}
+	s.running = true
+	s.life.Unlock()
+	defer func() {
+		s.runErr = err
+		close(s.done)
+	}()
+	return s.run(ctx)
+}
+
+// ended is what a listener's serve loop returned.
+type ended struct {
+	what string
+	err  error
+}
+
+// asked reports whether the loop ended because the switch stopped it.
+func (e ended) asked() bool { return e.err == nil || errors.Is(e.err, http.ErrServerClosed) }
+
+func (s *Switch) run(ctx context.Context) error {
+	pc, tl, ln, err := s.listen()
+	if err != nil {
+		return err
+	}
 	mux := dns.NewServeMux()
 	mux.HandleFunc(s.zone, s.serveDNS)
 	mux.HandleFunc(".", func(w dns.ResponseWriter, q *dns.Msg) {
@@ -170,54 +222,167 @@ func (s *Switch) Start(ctx context.Context) error {
 		m.SetRcode(q, dns.RcodeRefused)
 		_ = w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp", s.cfg.DNSAddr)
-	if err != nil {
-		return fmt.Errorf("switch: dns udp %s: %w", s.cfg.DNSAddr, err)
+	udp := &dns.Server{PacketConn: pc, Handler: mux}
+	tcp := &dns.Server{Listener: tl, Handler: mux}
+	var wg sync.WaitGroup
+	ends := make(chan ended, 3) // one per listener: a serve loop never blocks on it
+	udpUp := serveDNS(&wg, ends, "dns udp", udp)
+	tcpUp := serveDNS(&wg, ends, "dns tcp", tcp)
+	var admin *http.Server
+	if ln != nil {
+		admin = &http.Server{Handler: s.adminRoutes(), ReadHeaderTimeout: 5 * time.Second}
+		wg.Go(func() { ends <- ended{"admin http", admin.Serve(ln)} })
 	}
-	tl, err := net.Listen("tcp", pc.LocalAddr().String()) // the same port, also when asked for port 0
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("switch: dns tcp %s: %w", s.cfg.DNSAddr, err)
-	}
-	s.udp = &dns.Server{PacketConn: pc, Handler: mux}
-	s.tcp = &dns.Server{Listener: tl, Handler: mux}
-	go func() { _ = s.udp.ActivateAndServe() }()
-	go func() { _ = s.tcp.ActivateAndServe() }()
-	if s.cfg.AdminAddr != "" {
-		if s.ln, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
-			s.Close()
-			return fmt.Errorf("switch: admin %s: %w", s.cfg.AdminAddr, err)
-		}
-		s.admin = &http.Server{Handler: s.adminRoutes(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = s.admin.Serve(s.ln) }()
-	}
+	checks, stopChecks := context.WithCancel(ctx)
+	defer stopChecks()
 	for _, r := range s.cfg.Regions {
-		go s.check(ctx, r)
+		wg.Go(func() { s.check(checks, r) })
 	}
-	s.log.Info("switch serving", "zone", s.zone, "dns", s.cfg.DNSAddr, "admin", s.cfg.AdminAddr, "ttl", s.cfg.TTL)
-	return nil
+	<-udpUp
+	<-tcpUp
+	s.life.Lock()
+	s.dnsAddr = pc.LocalAddr().String()
+	if ln != nil {
+		s.adminAddr = ln.Addr().String()
+	}
+	close(s.ready)
+	s.life.Unlock()
+	s.log.Info("switch serving", "zone", s.zone, "dns", s.dnsAddr, "admin", s.adminAddr, "ttl", s.cfg.TTL)
+
+	var first error
+	select {
+	case <-ctx.Done():
+	case <-s.stop:
+	case e := <-ends:
+		first = fmt.Errorf("switch: %s stopped serving", e.what)
+		if !e.asked() {
+			first = fmt.Errorf("switch: %s: %w", e.what, e.err)
+		}
+	}
+	stopChecks()
+	_ = udp.Shutdown() // both have started (or failed): Shutdown does not race their start
+	_ = tcp.Shutdown()
+	if admin != nil {
+		_ = admin.Close()
+	}
+	wg.Wait()
+	// Closed already by their servers, unless one failed before serving.
+	pc.Close()
+	tl.Close()
+	if ln != nil {
+		ln.Close()
+	}
+	close(ends)
+	for e := range ends {
+		if e.asked() {
+			continue
+		}
+		if first == nil {
+			first = fmt.Errorf("switch: %s: %w", e.what, e.err)
+			continue
+		}
+		s.log.Error("switch listener failed", "listener", e.what, "err", e.err)
+	}
+	s.log.Info("switch stopped", "err", first)
+	return first
 }
 
-// Close stops the listeners.
+// listen binds the DNS port, UDP then TCP (the same port, also when asked
+// for port 0: then a port whose TCP twin is taken is given back and another
+// one tried), and the admin API's; on an error nothing stays bound.
+func (s *Switch) listen() (pc net.PacketConn, tl, admin net.Listener, err error) {
+	_, port, _ := net.SplitHostPort(s.cfg.DNSAddr)
+	for tries := 1; ; tries++ {
+		if pc, err = net.ListenPacket("udp", s.cfg.DNSAddr); err != nil {
+			return nil, nil, nil, fmt.Errorf("switch: dns udp %s: %w", s.cfg.DNSAddr, err)
+		}
+		if tl, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if port != "0" || !errors.Is(err, syscall.EADDRINUSE) || tries == 10 {
+			return nil, nil, nil, fmt.Errorf("switch: dns tcp %s: %w", s.cfg.DNSAddr, err)
+		}
+	}
+	if s.cfg.AdminAddr != "" {
+		if admin, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
+			pc.Close()
+			tl.Close()
+			return nil, nil, nil, fmt.Errorf("switch: admin %s: %w", s.cfg.AdminAddr, err)
+		}
+	}
+	return pc, tl, admin, nil
+}
+
+// serveDNS runs srv in a goroutine of wg that sends its end to ends. The
+// channel returned is closed once srv serves or has failed to: a dns.Server
+// shut down before it started would serve on regardless.
+func serveDNS(wg *sync.WaitGroup, ends chan<- ended, what string, srv *dns.Server) <-chan struct{} {
+	up := make(chan struct{})
+	var once sync.Once
+	srv.NotifyStartedFunc = func() { once.Do(func() { close(up) }) }
+	wg.Go(func() {
+		err := srv.ActivateAndServe()
+		once.Do(func() { close(up) })
+		ends <- ended{what, err}
+	})
+	return up
+}
+
+// WaitReady returns nil once Run serves, or Run's error if it ended before
+// serving (ErrClosed if Close came first), or ctx's error.
+func (s *Switch) WaitReady(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	case <-s.done:
+		select {
+		case <-s.ready:
+			return nil
+		default:
+		}
+		if s.runErr == nil {
+			return ErrClosed
+		}
+		return s.runErr
+	case <-ctx.Done():
+		return fmt.Errorf("switch not serving: %w", ctx.Err())
+	}
+}
+
+// Close stops Run, if it runs, and waits for it to return: every goroutine
+// Run started has then ended. It is safe to call more than once, before
+// Run, and concurrently with it.
 func (s *Switch) Close() {
-	if s.udp != nil {
-		_ = s.udp.Shutdown()
+	s.life.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.stop)
+		if !s.running {
+			s.runErr = ErrClosed
+			close(s.done)
+		}
 	}
-	if s.tcp != nil {
-		_ = s.tcp.Shutdown()
-	}
-	if s.admin != nil {
-		_ = s.admin.Close()
-	}
+	s.life.Unlock()
+	<-s.done
 }
 
-// DNSAddr is the address the DNS server listens on (useful with port 0).
-func (s *Switch) DNSAddr() string { return s.udp.PacketConn.LocalAddr().String() }
+// DNSAddr is the address the DNS server listens on (useful with port 0),
+// "" until Run serves.
+func (s *Switch) DNSAddr() string {
+	s.life.Lock()
+	defer s.life.Unlock()
+	return s.dnsAddr
+}
 
-// AdminAddr is the admin API's address.
-func (s *Switch) AdminAddr() string { return s.ln.Addr().String() }
+// AdminAddr is the admin API's address, "" until Run serves or without one.
+func (s *Switch) AdminAddr() string {
+	s.life.Lock()
+	defer s.life.Unlock()
+	return s.adminAddr
+}
 
-func (s *Switch) check(ctx context.Context, r SwitchRegion) {
+func (s *Switch) check(ctx context.Context, r Region) {
 	t := time.NewTicker(s.cfg.CheckInterval)
 	defer t.Stop()
 	for {
@@ -411,19 +576,19 @@ func (s *Switch) soa() dns.RR {
 		Minttl: uint32(max(1, s.cfg.TTL/time.Second))}
 }
 
-// SwitchState is what the admin API serves and `make status` prints.
-type SwitchState struct {
+// State is what the admin API serves and `make status` prints.
+type State struct {
 	Zone        string                 `json:"zone"`
 	TTLSeconds  float64                `json:"ttl_seconds"`
-	Regions     []SwitchRegionState    `json:"regions"`
-	Answers     []SwitchAnswer         `json:"answers"`
+	Regions     []RegionState          `json:"regions"`
+	Answers     []Answer               `json:"answers"`
 	Overrides   map[string]string      `json:"overrides"`
 	Transitions []Transition           `json:"transitions"`
 	Config      map[string]interface{} `json:"config"`
 }
 
-// SwitchRegionState is one region as the switch sees it.
-type SwitchRegionState struct {
+// RegionState is one region as the switch sees it.
+type RegionState struct {
 	Name    string `json:"name"`
 	Addr    string `json:"addr"`
 	URL     string `json:"url"` // the region's HTTP base, from its ReadyURL
@@ -431,8 +596,8 @@ type SwitchRegionState struct {
 	regionHealth
 }
 
-// SwitchAnswer is what clients of one home region are answered now.
-type SwitchAnswer struct {
+// Answer is what clients of one home region are answered now.
+type Answer struct {
 	Clients string `json:"clients"` // home region of the clients
 	Region  string `json:"region"`
 	Addr    string `json:"addr"`
@@ -440,10 +605,10 @@ type SwitchAnswer struct {
 }
 
 // State returns the switch's view now.
-func (s *Switch) State() SwitchState {
+func (s *Switch) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := SwitchState{Zone: s.zone, TTLSeconds: s.cfg.TTL.Seconds(), Overrides: map[string]string{},
+	st := State{Zone: s.zone, TTLSeconds: s.cfg.TTL.Seconds(), Overrides: map[string]string{},
 		Transitions: slices.Clone(s.transitions),
 		Config: map[string]interface{}{"check_interval": s.cfg.CheckInterval.String(), "check_timeout": s.cfg.CheckTimeout.String(),
 			"fall": s.cfg.Fall, "rise": s.cfg.Rise.String(), "prefer": s.cfg.Prefer}}
@@ -451,10 +616,10 @@ func (s *Switch) State() SwitchState {
 		st.Overrides[k] = v
 	}
 	for _, r := range s.cfg.Regions {
-		st.Regions = append(st.Regions, SwitchRegionState{Name: r.Name, Addr: r.Addr.String(), URL: strings.TrimSuffix(r.ReadyURL, "/readyz"),
+		st.Regions = append(st.Regions, RegionState{Name: r.Name, Addr: r.Addr.String(), URL: strings.TrimSuffix(r.ReadyURL, "/readyz"),
 			Drained: s.drained[r.Name], regionHealth: *s.health[r.Name]})
 		to, why := s.choose(r.Name)
-		st.Answers = append(st.Answers, SwitchAnswer{Clients: r.Name, Region: to, Addr: s.addrOf(to).String(), Why: why})
+		st.Answers = append(st.Answers, Answer{Clients: r.Name, Region: to, Addr: s.addrOf(to).String(), Why: why})
 	}
 	return st
 }
@@ -504,7 +669,7 @@ func (s *Switch) Override(home, to string) error {
 	return s.saveState()
 }
 
-type switchFile struct {
+type savedState struct {
 	Drained   []string          `json:"drained"`
 	Overrides map[string]string `json:"overrides"`
 }
@@ -520,7 +685,7 @@ func (s *Switch) loadState() error {
 	if err != nil {
 		return err
 	}
-	var f switchFile
+	var f savedState
 	if err := json.Unmarshal(data, &f); err != nil {
 		return fmt.Errorf("switch state %s: %w", s.cfg.StateFile, err)
 	}
@@ -542,7 +707,7 @@ func (s *Switch) saveState() error {
 	if s.cfg.StateFile == "" {
 		return nil
 	}
-	f := switchFile{Overrides: s.overrides}
+	f := savedState{Overrides: s.overrides}
 	for n := range s.drained {
 		f.Drained = append(f.Drained, n)
 	}
@@ -594,7 +759,7 @@ func (s *Switch) authorised(r *http.Request) bool {
 	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && key == "" {
 		key = b
 	}
-	return s.keys.check(key) != ""
+	return s.keys.check(key)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
