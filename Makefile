@@ -132,7 +132,7 @@ test-obs: ## observability: rules, runbook commands, /metrics and the status pag
 	$(GO) test -count=1 -run 'TestRunbook' ./cmd/shortener/
 	$(GO) test -count=1 -tags regions -timeout 10m -run 'TestClusterObservability' ./cmd/shortener/
 
-screenshot: ## the README's picture of /status (docs/status.png), taken in headless Chromium
+screenshot: ## the picture of /status in docs/observability.md (docs/status.png), taken in headless Chromium
 	STATUS_SCREENSHOT=$(CURDIR)/docs/status.png $(GO) test -count=1 -tags regions -timeout 10m -run 'TestClusterObservability' ./cmd/shortener/
 
 clean: ## remove bin/ and var/ (all dev state)

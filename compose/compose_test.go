@@ -262,7 +262,7 @@ func TestComposeStack(t *testing.T) {
 	}
 
 	// Mirrors go live up to ~40 s after a cold start (a nats-server retry,
-	// README): the failover below is only meaningful once they flow.
+	// docs/failover.md): the failover below is only meaningful once they flow.
 	for i := range regions[:3] {
 		eventually(t, 90*time.Second, "every mirror live in "+regions[i], func() error { return mirrorsLive(i) })
 	}

@@ -30,8 +30,8 @@ import (
 // after traffic and finds the series with plausible values; runs the
 // runbooks' read-only commands against them; and loads /status in headless
 // Chromium, checking that three regions and a chart render (with
-// $STATUS_SCREENSHOT set, the screenshot is written there: the README's
-// docs/status.png).
+// $STATUS_SCREENSHOT set, the screenshot is written there: the picture in
+// docs/observability.md, docs/status.png).
 func TestClusterObservability(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
