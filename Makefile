@@ -3,10 +3,11 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/shortener
 FUZZTIME ?= 15s
+STATICCHECK := v0.8.2
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help build run status chaos region-down region-stop region-up region-drain region-undrain audit drills drill drills-fresh backup restore compose-image compose-up compose-down compose-region-down compose-region-up test-compose rules test-obs screenshot test test-race test-regions fuzz bench clean
+.PHONY: help build run status chaos region-down region-stop region-up region-drain region-undrain audit drills drill drills-fresh backup restore compose-image compose-up compose-down compose-region-down compose-region-up test-compose rules test-obs screenshot test test-race tools lint test-regions fuzz bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,8 +50,18 @@ region-undrain: build ## answer a drained region again once healthy: make region
 test: ## the test suite: real NATS, Pebble, HTTP and child processes (about a minute)
 	$(GO) test -count=1 -timeout 15m ./...
 
-test-race: ## the fast packages again under the race detector
-	$(GO) test -count=1 -race -timeout 15m ./events/... ./projections/... ./chaos/... ./region/... ./dnsswitch/...
+test-race: ## every package's untagged tests again under the race detector (the regions, compose and namespace tiers run without it)
+	$(GO) test -count=1 -race -timeout 30m ./...
+
+tools: ## install staticcheck at its pinned version (through the Go module proxy) for make lint
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK)
+
+lint: ## go vet under every build tag, go mod tidy leaves no diff, staticcheck clean (make tools installs it)
+	$(GO) vet ./...
+	$(GO) vet -tags regions,compose ./...
+	@$(GO) mod tidy -diff || { echo "make lint: go mod tidy would change go.mod/go.sum (the diff above): run go mod tidy" >&2; exit 1; }
+	@sc=$$(command -v staticcheck || echo "$$($(GO) env GOPATH)/bin/staticcheck"); test -x "$$sc" || { echo "make lint: no staticcheck (make tools)" >&2; exit 1; }; \
+	echo "staticcheck -tags regions,compose ./..."; "$$sc" -tags regions,compose ./...
 
 test-regions: ## three regions as child processes: replication, alias races, kills, RPO (a few minutes)
 	$(GO) test -count=1 -tags regions -timeout 20m -run 'TestCluster' ./cmd/shortener/

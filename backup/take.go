@@ -317,10 +317,12 @@ type countWriter struct{ n *atomic.Int64 }
 
 func (c countWriter) Write(p []byte) (int, error) { c.n.Add(int64(len(p))); return len(p), nil }
 
-// ticker prints line() every second until stop is called.
+// ticker prints line() to w every second until stop is called; stop
+// returns once the ticker writes no more.
 func ticker(w io.Writer, line func() string) (stop func()) {
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(exited)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
@@ -337,6 +339,7 @@ func ticker(w io.Writer, line func() string) (stop func()) {
 		if once.CompareAndSwap(false, true) {
 			close(done)
 		}
+		<-exited // no line written after stop returns: w is the caller's again
 	}
 }
 

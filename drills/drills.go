@@ -235,9 +235,6 @@ func (r *Run) History() (*load.History, error) {
 func (r *Run) set(k string, v any) { r.mu.Lock(); r.state[k] = v; r.mu.Unlock() }
 func (r *Run) get(k string) any    { r.mu.Lock(); defer r.mu.Unlock(); return r.state[k] }
 
-// errAbort marks a drill stopped by an abort condition.
-var errAbort = errors.New("aborted")
-
 // RunDrills runs the drills named (all when empty) one after the other
 // and returns the report; Report.Passed tells whether every drill passed.
 func RunDrills(ctx context.Context, c *Cluster, names []string, o Options) (*Report, error) {

@@ -121,6 +121,8 @@ func restartJudge(ctx context.Context, r *Run) error {
 			measured += " (one was SIGKILLed: it did not exit within 15 s)"
 		}
 		r.Check("drained: in-flight requests finished, app exited", "within 5 s of SIGTERM, none forced", measured, !forced && slow <= 5*time.Second)
+	} else if r.Cluster.Stop != nil {
+		r.Check("drained: in-flight requests finished, app exited", "within 5 s of SIGTERM, none forced", "no region was stopped", false)
 	}
 	worst, _ := r.get("worstReady").(time.Duration)
 	readies, _ := r.get("readies").(string)

@@ -2,6 +2,7 @@ package region
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,8 +14,8 @@ import (
 // events before it serves without those that still have not arrived.
 const catchUpDeadline = 2 * time.Minute
 
-// peerReachGrace is how long a starting region tries to reach a peer
-// before it stops waiting for that peer's events.
+// peerReachGrace is how long a starting region tries to reach a peer,
+// once it reached another, before it stops waiting for that peer's events.
 const peerReachGrace = 15 * time.Second
 
 // catchUp is the start-up half of readiness: a region that comes back
@@ -27,6 +28,8 @@ type catchUp struct {
 	done    bool
 	note    string            // how it ended, for /readyz
 	targets map[string]uint64 // per peer: its last sequence when first seen
+	// reachedAt is when a peer was first reached (zero: none yet).
+	reachedAt time.Time
 
 	ownDone  bool      // the own stream was applied up to its end once
 	applied  uint64    // the own stream's applied sequence at the last check
@@ -77,43 +80,10 @@ func (r *Region) caughtUpWithPeers() string {
 	if r.monitor.Rounds() == 0 {
 		return "peers not looked at yet"
 	}
-	if c.targets == nil {
-		c.targets = map[string]uint64{}
-	}
-	var waiting, skipped []string
-	late := r.cfg.Now().Sub(r.opened) > catchUpDeadline
-	for _, o := range r.monitor.Snapshot() {
-		if o.Local {
-			continue
-		}
-		target, ok := c.targets[o.Origin]
-		if !ok {
-			if !o.OriginReachable {
-				// Right after a start the gateways may not be up yet: a peer
-				// not reached at the first looks is waited for a while
-				// before it counts as down (found by the compose test: a
-				// restarted region ready after 1 s, without the links made
-				// elsewhere during its outage).
-				if r.cfg.Now().Sub(r.opened) < peerReachGrace {
-					waiting = append(waiting, o.Origin+": not reached yet")
-					continue
-				}
-				skipped = append(skipped, o.Origin+" unreachable")
-				continue
-			}
-			target = o.OriginLastSeq
-			c.targets[o.Origin] = target
-		}
-		applied := r.store.Checkpoint(replicator.MirrorName(o.Origin, r.cfg.Name))
-		if applied >= target {
-			continue
-		}
-		if late {
-			skipped = append(skipped, fmt.Sprintf("%s at %d of %d after %s", o.Origin, applied, target, catchUpDeadline))
-			continue
-		}
-		waiting = append(waiting, fmt.Sprintf("%s: applied %d of %d (mirror holds %d, live %t)", o.Origin, applied, target, o.LastSeq, o.MirrorActive))
-	}
+	now := r.cfg.Now()
+	waiting, skipped := c.peers(r.monitor.Snapshot(), now.Sub(r.opened), now, func(origin string) uint64 {
+		return r.store.Checkpoint(replicator.MirrorName(origin, r.cfg.Name))
+	})
 	if len(waiting) > 0 {
 		return "catching up with " + strings.Join(waiting, "; ")
 	}
@@ -123,6 +93,56 @@ func (r *Region) caughtUpWithPeers() string {
 		c.note = "caught up, not waited for: " + strings.Join(skipped, "; ")
 		r.log.Warn("serving without having caught up with every peer", "skipped", skipped)
 	}
-	r.log.Info("caught up with peers", "after", r.cfg.Now().Sub(r.opened).Round(time.Millisecond), "targets", c.targets)
+	r.log.Info("caught up with peers", "after", now.Sub(r.opened).Round(time.Millisecond), "targets", c.targets)
 	return ""
+}
+
+// peers judges the peers' lags at now, up (time since the region opened)
+// after the start: waiting lists the peers still waited for, skipped the
+// ones given up on. applied is how far the projection applied a peer's
+// mirror. Called with c.mu held.
+//
+// A peer never reached is taken for down only peerReachGrace after this
+// region reached another one: until it reached any, it cannot tell its
+// peers being down from its own gateways and JetStream not having joined
+// the supercluster yet, and a grace counted from its own start let a
+// restarted region of the compose stack take its clients back before the
+// links made elsewhere during its outage resolved there. After
+// catchUpDeadline, nothing is waited for.
+func (c *catchUp) peers(lags []replicator.OriginLag, up time.Duration, now time.Time, applied func(origin string) uint64) (waiting, skipped []string) {
+	if c.targets == nil {
+		c.targets = map[string]uint64{}
+	}
+	late := up > catchUpDeadline
+	if c.reachedAt.IsZero() && slices.ContainsFunc(lags, func(o replicator.OriginLag) bool { return !o.Local && o.OriginReachable }) {
+		c.reachedAt = now
+	}
+	for _, o := range lags {
+		if o.Local {
+			continue
+		}
+		target, ok := c.targets[o.Origin]
+		if !ok {
+			if !o.OriginReachable {
+				if !late && (c.reachedAt.IsZero() || now.Sub(c.reachedAt) < peerReachGrace) {
+					waiting = append(waiting, o.Origin+": not reached yet")
+					continue
+				}
+				skipped = append(skipped, o.Origin+" unreachable")
+				continue
+			}
+			target = o.OriginLastSeq
+			c.targets[o.Origin] = target
+		}
+		got := applied(o.Origin)
+		if got >= target {
+			continue
+		}
+		if late {
+			skipped = append(skipped, fmt.Sprintf("%s at %d of %d after %s", o.Origin, got, target, catchUpDeadline))
+			continue
+		}
+		waiting = append(waiting, fmt.Sprintf("%s: applied %d of %d (mirror holds %d, live %t)", o.Origin, got, target, o.LastSeq, o.MirrorActive))
+	}
+	return waiting, skipped
 }

@@ -175,7 +175,7 @@ func TestFaultClockSkew(t *testing.T) {
 		if err != nil {
 			t.Fatalf("created_at %q: %v", resp.Str("created_at"), err)
 		}
-		if d := at.Sub(time.Now()); d < want-5*time.Second || d > want+5*time.Second {
+		if d := time.Until(at); d < want-5*time.Second || d > want+5*time.Second {
 			t.Fatalf("created_at %v is %v from now, want about %v", at, d, want)
 		}
 	}

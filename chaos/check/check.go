@@ -165,6 +165,9 @@ func Phantoms(h *load.History, final Final) chaos.Check {
 	}
 	c.OK = bad == 0 && checked > 0 && !unread
 	c.Measured = fmt.Sprintf("%d of %d redirects", bad, checked)
+	if checked == 0 {
+		c.Details = append(c.Details, "no redirect answered, during the run or at the end: nothing was tested")
+	}
 	return c
 }
 
@@ -200,13 +203,16 @@ func Availability(h *load.History, excluded []chaos.Window, target float64) chao
 		}
 		byErr[fmt.Sprintf("%s from %s clients at %s: %s", o.Op, o.Target, orUnknown(o.Region), why)]++
 	}
-	rate := 1.0
+	var rate float64 // no operation counted is no evidence of availability
 	if n > 0 {
 		rate = float64(ok) / float64(n)
 	}
 	c.OK = n > 0 && rate >= target
 	c.Measured = fmt.Sprintf("%.4f%% of %d (%d failed; %d in excluded windows, %d alias claims refused without quorum)",
 		100*rate, n, n-ok, skipped, no503)
+	if n == 0 {
+		c.Details = append(c.Details, "no operation of a client whose region was up: nothing was tested")
+	}
 	keys := sortedKeys(byErr)
 	slices.SortStableFunc(keys, func(a, b string) int { return byErr[b] - byErr[a] })
 	for _, k := range keys {
@@ -224,14 +230,19 @@ func inWindow(ws []chaos.Window, region string, t time.Time) bool {
 	return false
 }
 
-// Converged checks that every region's projection has the same digest.
+// Converged checks that every region's projection has the same digest:
+// at least two regions, none without a digest.
 func Converged(digests map[string]string) chaos.Check {
 	c := chaos.Check{Name: "projection digests equal across regions", Want: "one digest"}
 	distinct := map[string][]string{}
 	for _, r := range sortedKeys(digests) {
 		distinct[digests[r]] = append(distinct[digests[r]], r)
 	}
-	c.OK = len(distinct) == 1 && len(digests) > 1
+	_, blank := distinct[""] // a region that answered no digest
+	c.OK = len(distinct) == 1 && len(digests) > 1 && !blank
+	if len(digests) < 2 {
+		c.Details = append(c.Details, fmt.Sprintf("%d regions' digests: nothing to compare", len(digests)))
+	}
 	for _, d := range sortedKeys(distinct) {
 		c.Details = append(c.Details, fmt.Sprintf("%s: %s", strings.Join(distinct[d], ", "), short(d)))
 	}

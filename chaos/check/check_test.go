@@ -186,3 +186,41 @@ func TestConverged(t *testing.T) {
 		t.Fatal(c)
 	}
 }
+
+// Every checker fails when it is fed nothing: a check that saw no sample
+// has tested nothing and must not pass.
+func TestNothingFails(t *testing.T) {
+	empty := hist()
+	// A history without the operations a checker judges (a failed
+	// redirect only), and regions that answered nothing at the end.
+	failedOnly := hist(op(load.OpRedirect, "us-east", 0, 0.1, 0, "1abc", ""))
+	for _, tc := range []struct {
+		name string
+		c    chaos.Check
+	}{
+		{"acked: empty history", Acked(empty, Final{})},
+		{"acked: no acknowledged write", Acked(failedOnly, final(both, nil))},
+		{"phantoms: empty history", Phantoms(empty, Final{})},
+		{"phantoms: no redirect answered", Phantoms(failedOnly, final(both, nil))},
+		{"aliases: empty history", Aliases(empty, Final{}, nil)},
+		{"aliases: no alias claim", Aliases(failedOnly, final(both, nil), nil)},
+		{"availability: empty history", Availability(empty, nil, 0.9999)},
+		{"availability: every operation in an excluded window", Availability(failedOnly,
+			[]chaos.Window{{Region: "us-east", From: at(-1), To: at(1)}}, 0.9999)},
+		{"availability: only cut-off operations", Availability(hist(func() load.Op {
+			o := op(load.OpRedirect, "us-east", 0, 0.1, 0, "1abc", "")
+			o.Cut = true
+			return o
+		}()), nil, 0.9999)},
+		{"converged: no region", Converged(nil)},
+		{"converged: one region", Converged(map[string]string{"a": "x"})},
+		{"converged: no digest answered", Converged(map[string]string{"a": "", "b": ""})},
+	} {
+		if tc.c.OK {
+			t.Errorf("%s: passed: %+v", tc.name, tc.c)
+		}
+	}
+	if c := Availability(empty, nil, 0); c.OK || strings.HasPrefix(c.Measured, "100") {
+		t.Errorf("availability of nothing must not read as 100%%, even with a target of 0: %+v", c)
+	}
+}

@@ -322,18 +322,6 @@ func clientsOf(rs []*fakeRegion, sw *testSwitch) []Target {
 	return out
 }
 
-// waitFor polls cond every 10 ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestDNSClientsFollowTheSwitch(t *testing.T) {
 	rs := startFakeRegions(t, 2)
 	east, west := rs[0], rs[1]

@@ -68,7 +68,8 @@ type ClientStats struct {
 	// Ops counts its operations in the history, OK the successful ones.
 	Ops int64 `json:"ops"`
 	OK  int64 `json:"ok"`
-	// SuccessRate is OK / Ops (1 with no operations).
+	// SuccessRate is OK / Ops (0 with no operations: nothing seen is no
+	// evidence of success).
 	SuccessRate float64 `json:"success_rate"`
 	// LongestFailures is the longest run of consecutive failed operations
 	// (in intended-time order), from the intended time of its first to the
@@ -156,7 +157,6 @@ func Failover(h *History, dead string, killedAt, upAt time.Time) (*FailoverRepor
 	}
 	for _, name := range slices.Sorted(maps.Keys(clients)) {
 		cs := clients[name]
-		cs.SuccessRate = 1
 		if cs.Ops > 0 {
 			cs.SuccessRate = float64(cs.OK) / float64(cs.Ops)
 		}
@@ -203,6 +203,18 @@ func (fr *FailoverReport) AckedCodes() []string {
 		codes = append(codes, o.Code)
 	}
 	return codes
+}
+
+// Client returns the statistics of the clients named name, and whether
+// the history has an operation of theirs (one cut off by the run's end
+// does not count).
+func (fr *FailoverReport) Client(name string) (ClientStats, bool) {
+	for _, c := range fr.Clients {
+		if c.Client == name {
+			return c, c.Ops > 0
+		}
+	}
+	return ClientStats{Client: name}, false
 }
 
 // ReportedBy returns the RPO that region reported for the dead region.

@@ -187,6 +187,28 @@ func TestFailoverErrors(t *testing.T) {
 	}
 }
 
+// A client the history holds no answered operation of has no statistics
+// to pass a judge: it is not found, and its success rate is 0, not 1.
+func TestFailoverClientWithoutOperations(t *testing.T) {
+	now := time.Now()
+	h := &History{Ops: []Op{
+		{Target: "us-east", Op: "redirect", OK: true, End: now},
+		{Target: "eu-west", Op: "redirect", Cut: true, End: now}, // cut off: no answer of the service
+	}}
+	fr, err := Failover(h, "us-east", now, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"eu-west", "ap-south"} {
+		if c, ok := fr.Client(name); ok || c.Ops != 0 || c.SuccessRate != 0 {
+			t.Errorf("%s: found %t, %+v; want not found, 0 ops, success rate 0", name, ok, c)
+		}
+	}
+	if c, ok := fr.Client("us-east"); !ok || c.Ops != 1 || c.SuccessRate != 1 {
+		t.Errorf("us-east: found %t, %+v; want 1 op, success rate 1", ok, c)
+	}
+}
+
 func TestProbeCounts(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodHead {

@@ -79,6 +79,9 @@ func (w *writers) halt() []ack {
 // and the three projections have one digest.
 func converged(t *testing.T, c *cluster, acks []ack, timeout time.Duration) {
 	t.Helper()
+	if len(acks) == 0 {
+		t.Fatal("no acknowledged create: nothing to find in every region")
+	}
 	deadline := time.Now().Add(timeout)
 	for _, a := range acks {
 		for j := range c.names {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -31,7 +32,7 @@ own flag. docs/security.md has the threat model and the rotation procedure.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(regions) == 0 {
-				return usageError{fmt.Errorf("give the regions: --region us-east --region eu-west ...")}
+				return usageError{errors.New("give the regions: --region NAME, once for each (--region us-east --region eu-west)")}
 			}
 			if err := secrets.Generate(dir, secrets.Options{Regions: regions, Hosts: hosts, Validity: validity}); err != nil {
 				return usageError{err}
