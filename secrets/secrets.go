@@ -372,9 +372,16 @@ func ExportRegion(dir, region, out string) error {
 	return nil
 }
 
+// NextSeedFile is where AddKey writes a user's new seed until UseKey puts
+// it in use.
+func NextSeedFile(dir, user string) string { return SeedFile(dir, user) + ".next" }
+
 // AddKey gives user in the table of dir a fresh nkey, kept beside the old
-// ones, and writes its seed over the user's seed file: the first step of a
-// credential rotation. It returns the new public key.
+// ones, and writes its seed to NextSeedFile: the first step of a credential
+// rotation. It returns the new public key. The seed in use does not change
+// yet: a region signs its events with its seed, and every region must have
+// the table with the new key (be restarted with it) before any event is
+// signed with it, or those that do not know it yet refuse the events.
 func AddKey(dir, user string) (string, error) {
 	path := filepath.Join(dir, UsersFile)
 	users, err := LoadUsers(path)
@@ -384,6 +391,9 @@ func AddKey(dir, user string) (string, error) {
 	i := slices.IndexFunc(users.Users, func(x User) bool { return x.Name == user })
 	if i < 0 {
 		return "", fmt.Errorf("%s: no user %q", path, user)
+	}
+	if _, err := os.Stat(NextSeedFile(dir, user)); err == nil {
+		return "", fmt.Errorf("%s exists: a rotation of %s is under way (use-key, then retire-keys)", NextSeedFile(dir, user), user)
 	}
 	// The table first: a crash between the two leaves an extra key that
 	// servers admit (harmless, retired later), never a seed they refuse.
@@ -399,7 +409,35 @@ func AddKey(dir, user string) (string, error) {
 	if err := WriteUsers(path, users); err != nil {
 		return "", err
 	}
-	return pub, writeSeed(SeedFile(dir, user), kp)
+	return pub, writeSeed(NextSeedFile(dir, user), kp)
+}
+
+// UseKey puts the seed AddKey made in use (NextSeedFile over SeedFile): the
+// second step of a rotation, once every server and region has the table
+// with the new key. It returns the key now in use.
+func UseKey(dir, user string) (string, error) {
+	next := NextSeedFile(dir, user)
+	data, err := readPrivate(next)
+	if err != nil {
+		return "", fmt.Errorf("no new seed of %s to use (secrets add-key first): %w", user, err)
+	}
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(data))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", next, err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, UsersFile)
+	users, err := LoadUsers(path)
+	if err != nil {
+		return "", err
+	}
+	if u, ok := users.Find(user); !ok || !slices.Contains(u.Keys, pub) {
+		return "", fmt.Errorf("%s: its key %s is not a key of %s in %s", next, pub, user, path)
+	}
+	return pub, os.Rename(next, SeedFile(dir, user))
 }
 
 // RetireKeys drops every key of user but the newest from those servers
@@ -415,6 +453,9 @@ func RetireKeys(dir, user string) (retired int, err error) {
 	i := slices.IndexFunc(users.Users, func(x User) bool { return x.Name == user })
 	if i < 0 {
 		return 0, fmt.Errorf("%s: no user %q", path, user)
+	}
+	if _, err := os.Stat(NextSeedFile(dir, user)); err == nil {
+		return 0, fmt.Errorf("%s exists: put the new seed in use first (secrets use-key), or the seed in use would be retired", NextSeedFile(dir, user))
 	}
 	keys := users.Users[i].Keys
 	users.Users[i].Keys = keys[len(keys)-1:]

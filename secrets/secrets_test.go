@@ -113,8 +113,23 @@ func TestRotateKey(t *testing.T) {
 		t.Errorf("keys after AddKey: %v", keys)
 	}
 	c, err := secrets.LoadClient("region-eu-west", secrets.Paths{Dir: dir}.Resolve("region-eu-west"))
-	if err != nil || c.PublicKey() != pub {
-		t.Errorf("seed after AddKey: %v %v", err, c)
+	if err != nil || c.PublicKey() != oldPub {
+		t.Errorf("seed in use after AddKey: %v %v, want the old one still", err, c)
+	}
+	if _, err := secrets.AddKey(dir, "region-eu-west"); err == nil {
+		t.Error("a second AddKey during a rotation succeeded")
+	}
+	if _, err := secrets.RetireKeys(dir, "region-eu-west"); err == nil {
+		t.Error("RetireKeys before UseKey succeeded: it would retire the seed in use")
+	}
+	if got, err := secrets.UseKey(dir, "region-eu-west"); err != nil || got != pub {
+		t.Fatalf("UseKey: %s %v", got, err)
+	}
+	if c, err = secrets.LoadClient("region-eu-west", secrets.Paths{Dir: dir}.Resolve("region-eu-west")); err != nil || c.PublicKey() != pub {
+		t.Errorf("seed after UseKey: %v %v", err, c)
+	}
+	if _, err := secrets.UseKey(dir, "region-eu-west"); err == nil {
+		t.Error("UseKey with no new seed succeeded")
 	}
 	if n, err := secrets.RetireKeys(dir, "region-eu-west"); err != nil || n != 1 {
 		t.Errorf("RetireKeys: %d %v", n, err)
@@ -144,6 +159,9 @@ func TestRotateKey(t *testing.T) {
 	}
 	// A tool's retired keys are not kept.
 	if _, err := secrets.AddKey(dir, "audit"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := secrets.UseKey(dir, "audit"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := secrets.RetireKeys(dir, "audit"); err != nil {

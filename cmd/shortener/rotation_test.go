@@ -20,7 +20,8 @@ import (
 
 // TestClusterRotation walks the rotation procedure of docs/security.md with
 // the commands it names, one region at a time, on a running cluster: a new
-// servers' certificate, then a new key for eu-west's user and the old one
+// servers' certificate, then a new key for eu-west's user (added, rolled
+// out, put in use: eu-west then signs its events with it) and the old one
 // retired. After every restart the restarted region is ready and a link it
 // creates reaches the two others, whose servers still hold the old
 // certificate or users table: no step needs a full stop. At the end the
@@ -73,6 +74,8 @@ func TestClusterRotation(t *testing.T) {
 	}
 	t.Log(cli("secrets", "add-key", "--dir", dir, "region-eu-west"))
 	roll("eu-west's new key beside the old")
+	t.Log(cli("secrets", "use-key", "--dir", dir, "region-eu-west"))
+	roll("eu-west signs with its new key")
 	t.Log(cli("secrets", "retire-keys", "--dir", dir, "region-eu-west"))
 	roll("eu-west's old key retired")
 

@@ -95,14 +95,27 @@ own flag. docs/security.md has the threat model and the rotation procedure.`,
 
 	addKey := &cobra.Command{
 		Use:   "add-key USER",
-		Short: "Give a user a new nkey beside its old ones and write its new seed (rotation, step 1)",
+		Short: "Give a user a new nkey beside its old ones and write its seed to <user>.nk.next (rotation, step 1)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pub, err := secrets.AddKey(dir, args[0])
 			if err != nil {
 				return usageError{err}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "user %s: new key %s (old keys still accepted until retire-keys)\n", args[0], pub)
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s: new key %s, its seed in %s (restart every region with the new users table, then use-key)\n", args[0], pub, secrets.NextSeedFile(dir, args[0]))
+			return nil
+		},
+	}
+	useKey := &cobra.Command{
+		Use:   "use-key USER",
+		Short: "Put the new seed of add-key in use, once every region has the new users table (rotation, step 2)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pub, err := secrets.UseKey(dir, args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s: seed of key %s in use (old keys still accepted until retire-keys)\n", args[0], pub)
 			return nil
 		},
 	}
@@ -119,6 +132,6 @@ own flag. docs/security.md has the threat model and the rotation procedure.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(initCmd, certCmd, httpCmd, exportCmd, addKey, retire)
+	cmd.AddCommand(initCmd, certCmd, httpCmd, exportCmd, addKey, useKey, retire)
 	return cmd
 }
