@@ -3,6 +3,7 @@ package region_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +153,50 @@ func TestReplicatedCreateWithPeerDown(t *testing.T) {
 	n, err := regs[0].Store().Count()
 	if err != nil || n != 2 {
 		t.Fatalf("%d links here after the unreplicated create (%v), want 2: it is stored", n, err)
+	}
+}
+
+// PATCH answers in the order it always did, now that the handler only
+// decodes and calls UpdateLink: a missing or deleted link before any
+// complaint about the body, then the URL, the status, the expiry, and an
+// empty change last.
+func TestPatchAnswersInItsOrder(t *testing.T) {
+	reg := regiontest.Start(t, regiontest.Config("us-east", t.TempDir()))
+	c := regiontest.NewClient(reg.URL)
+	ctx := context.Background()
+	live, err := reg.CreateLink(ctx, "ops", region.CreateRequest{URL: "https://example.com/live"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := reg.CreateLink(ctx, "ops", region.CreateRequest{URL: "https://example.com/gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.DeleteLink(ctx, "ops", gone.Code); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, code, body string
+		status           int
+		field, reason    string
+	}{
+		{"missing link, bad body", "1zzzzzzz", `{"url":`, http.StatusNotFound, "", ""},
+		{"deleted link, unknown field", gone.Code, `{"password":"x"}`, http.StatusGone, "", ""},
+		{"deleted link, bad expiry", gone.Code, `{"expires_at":"soon"}`, http.StatusGone, "", ""},
+		{"bad body", live.Code, `{"url":`, http.StatusBadRequest, "body", "JSON"},
+		{"url before expiry", live.Code, `{"url":"javascript:x","expires_at":"soon"}`, http.StatusBadRequest, "url", "scheme"},
+		{"status before expiry", live.Code, `{"redirect_status":200,"expires_at":"soon"}`, http.StatusBadRequest, "redirect_status", "301"},
+		{"bad expiry", live.Code, `{"expires_at":"soon"}`, http.StatusBadRequest, "expires_at", "RFC 3339 time or null"},
+		{"past expiry", live.Code, `{"expires_at":"2001-01-01T00:00:00Z"}`, http.StatusBadRequest, "expires_at", "future"},
+		{"nothing to change", live.Code, `{}`, http.StatusBadRequest, "body", "nothing to change"},
+		{"clear the expiry", live.Code, `{"expires_at":null}`, http.StatusOK, "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := c.Do(ctx, http.MethodPatch, "/api/v1/links/"+tt.code, tt.body)
+			p := must(t, r, err, tt.status)
+			if p.Str("field") != tt.field || !strings.Contains(p.Str("detail"), tt.reason) {
+				t.Fatalf("answer %s: want field %q and a reason mentioning %q", p.Raw, tt.field, tt.reason)
+			}
+		})
 	}
 }
