@@ -9,7 +9,8 @@
 // backup (audit verify proves it), and a restored region's mirrors fill
 // again from the origins. Snapshots use JetStream's own API
 // ($JS.API.STREAM.SNAPSHOT / RESTORE, the protocol of `nats stream
-// backup`), so a backup restores into any NATS server.
+// backup`), so a backup restores into any NATS server; backup reaches
+// JetStream only through replicator (ListStreams, Snapshot, Restore).
 //
 // A backup is consistent in one direction: the projections are
 // checkpointed first and the streams snapshotted after, so the backup's

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"shortener/replicator"
 )
 
 // ManifestVersion is the version of the manifest format this package
@@ -42,14 +44,14 @@ type Manifest struct {
 
 // StreamFile is one stream's snapshot.
 type StreamFile struct {
-	Name   string          `json:"name"`
-	Kind   string          `json:"kind"` // log, clicks, aliases, other
-	Config json.RawMessage `json:"config"`
-	State  StreamState     `json:"state"`
-	File   string          `json:"file"` // relative to the backup's directory
-	Size   int64           `json:"size_bytes"`
-	SHA256 string          `json:"sha256"`
-	Took   time.Duration   `json:"took_ns"`
+	Name   string                 `json:"name"`
+	Kind   string                 `json:"kind"` // log, clicks, aliases, other
+	Config json.RawMessage        `json:"config"`
+	State  replicator.StreamState `json:"state"`
+	File   string                 `json:"file"` // relative to the backup's directory
+	Size   int64                  `json:"size_bytes"`
+	SHA256 string                 `json:"sha256"`
+	Took   time.Duration          `json:"took_ns"`
 }
 
 // ProjFile is one region's projection checkpoint.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"shortener/replicator"
 )
 
 // Staging is a fresh staging region a backup was restored into: a NATS
@@ -25,7 +27,7 @@ type Staging struct {
 	Conn        *nats.Conn
 	Manifest    *Manifest
 	Projections map[string]string // region -> store directory
-	Restored    map[string]StreamState
+	Restored    map[string]replicator.StreamState
 }
 
 // Close stops the staging server; the directory stays.
@@ -56,7 +58,7 @@ func Stage(ctx context.Context, dir, stagingDir, host string, progress io.Writer
 	if entries, err := os.ReadDir(stagingDir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("staging directory %s is not empty", stagingDir)
 	}
-	st := &Staging{Dir: stagingDir, Manifest: m, Projections: map[string]string{}, Restored: map[string]StreamState{}}
+	st := &Staging{Dir: stagingDir, Manifest: m, Projections: map[string]string{}, Restored: map[string]replicator.StreamState{}}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -103,10 +105,10 @@ func Stage(ctx context.Context, dir, stagingDir, host string, progress io.Writer
 }
 
 // restoreFile restores one stream from its snapshot file.
-func restoreFile(ctx context.Context, nc *nats.Conn, progress io.Writer, path string, s StreamFile, cfg json.RawMessage) (StreamState, error) {
+func restoreFile(ctx context.Context, nc *nats.Conn, progress io.Writer, path string, s StreamFile, cfg json.RawMessage) (replicator.StreamState, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return StreamState{}, err
+		return replicator.StreamState{}, err
 	}
 	defer f.Close()
 	var sent atomic.Int64
@@ -114,10 +116,10 @@ func restoreFile(ctx context.Context, nc *nats.Conn, progress io.Writer, path st
 		return fmt.Sprintf("restore %s: %s of %s", s.Name, human(sent.Load()), human(s.Size))
 	})
 	begin := time.Now()
-	got, err := Restore(ctx, nc, cfg, s.State, f, func(n int64) { sent.Store(n) })
+	got, err := replicator.Restore(ctx, nc, cfg, s.State, f, func(n int64) { sent.Store(n) })
 	stop()
 	if err != nil {
-		return StreamState{}, err
+		return replicator.StreamState{}, err
 	}
 	fmt.Fprintf(progress, "restored %-22s %d messages #%d..#%d (%s)\n", s.Name, got.Msgs, got.FirstSeq, got.LastSeq, time.Since(begin).Round(time.Millisecond))
 	return got, nil

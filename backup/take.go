@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/projections"
+	"shortener/replicator"
 )
 
 // Options says what to back up and where.
@@ -95,27 +95,21 @@ func Take(ctx context.Context, nc *nats.Conn, o Options) (*Manifest, string, err
 		fmt.Fprintf(o.Progress, "projection %-9s %s, %d links, checkpoints %s (%s)\n", r, human(p.Size), p.Links, cpString(p.Checkpoints), p.Took.Round(time.Millisecond))
 	}
 
-	js, err := jetstream.New(nc)
+	streams, err := replicator.ListStreams(ctx, nc)
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("list streams: %w", err)
 	}
 	var names []string
 	placed := map[string]string{} // stream -> cluster
-	lister := js.ListStreams(ctx)
-	for info := range lister.Info() {
-		if info.Config.Mirror != nil {
-			m.Mirrors = append(m.Mirrors, info.Config.Name)
+	for _, s := range streams {
+		if s.Mirror {
+			m.Mirrors = append(m.Mirrors, s.Name)
 			continue
 		}
-		names = append(names, info.Config.Name)
-		if info.Config.Placement != nil {
-			placed[info.Config.Name] = info.Config.Placement.Cluster
-		} else if info.Cluster != nil {
-			placed[info.Config.Name] = info.Cluster.Name
+		names = append(names, s.Name)
+		if s.Cluster != "" {
+			placed[s.Name] = s.Cluster
 		}
-	}
-	if err := lister.Err(); err != nil {
-		return nil, "", fmt.Errorf("list streams: %w", err)
 	}
 	sort.Strings(names)
 	sort.Strings(m.Mirrors)
@@ -180,7 +174,7 @@ func snapshotTo(ctx context.Context, nc *nats.Conn, progress io.Writer, dir, nam
 	var got atomic.Int64
 	stop := ticker(progress, func() string { return fmt.Sprintf("stream %s: %s so far", name, human(got.Load())) })
 	begin := time.Now()
-	cfg, state, err := Snapshot(ctx, nc, name, io.MultiWriter(f, h), func(n int64) { got.Store(n) })
+	cfg, state, err := replicator.Snapshot(ctx, nc, name, io.MultiWriter(f, h), func(n int64) { got.Store(n) })
 	stop()
 	if err != nil {
 		return StreamFile{}, err

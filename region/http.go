@@ -39,13 +39,6 @@ type LinkResponse struct {
 	Alias          bool       `json:"alias"`
 }
 
-type createRequest struct {
-	URL            string     `json:"url"`
-	Alias          string     `json:"alias"`
-	ExpiresAt      *time.Time `json:"expires_at"`
-	RedirectStatus int        `json:"redirect_status"`
-}
-
 type patchRequest struct {
 	URL            *string         `json:"url"`
 	ExpiresAt      json.RawMessage `json:"expires_at"` // a time, or null to remove the expiry
@@ -241,151 +234,18 @@ func decodeJSON(c echo.Context, v any) error {
 }
 
 func (r *Region) createLink(c echo.Context) error {
-	var req createRequest
+	var req CreateRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	now := r.cfg.Now()
-	url, err := events.NormalizeURL(req.URL, r.cfg.MaxURLLen)
+	l, err := r.CreateLink(c.Request().Context(), c.Get(actorKey).(string), req)
 	if err != nil {
 		return err
 	}
-	if req.Alias != "" {
-		if err := events.ValidateAlias(req.Alias); err != nil {
-			return err
-		}
-	}
-	if req.ExpiresAt != nil && !req.ExpiresAt.After(now) {
-		return events.FieldError("expires_at", "must be in the future")
-	}
-	if req.RedirectStatus == 0 {
-		req.RedirectStatus = events.DefaultRedirectStatus
-	} else if !events.ValidRedirectStatus(req.RedirectStatus) {
-		return events.FieldError("redirect_status", "must be 301, 302, 307 or 308")
-	}
-	payload := events.LinkCreated{URL: url, Alias: req.Alias != "", ExpiresAt: req.ExpiresAt, RedirectStatus: req.RedirectStatus}
-	actor := c.Get(actorKey).(string)
-
-	ctx, cancel := context.WithTimeout(c.Request().Context(), r.cfg.CreateTimeout)
-	defer cancel()
-	var code string
-	for attempt := 0; ; attempt++ {
-		code = req.Alias
-		if code == "" {
-			code = events.NewCode(r.cfg.Digit)
-		}
-		env, err := events.New(events.TypeLinkCreated, code, r.cfg.Name, actor, now, payload)
-		if err != nil {
-			return err
-		}
-		if req.Alias != "" {
-			// The register decides, before anything is written: one winner
-			// across every region, 409 for the rest, 503 without quorum.
-			claim := replicator.AliasClaim{Region: r.cfg.Name, EventID: env.ID, Time: env.Time}
-			sctx, span := r.tel.span(ctx, "alias.claim")
-			err := r.aliases.Claim(sctx, req.Alias, claim)
-			end(span, err)
-			if err != nil {
-				return err
-			}
-			// Remembered until the link is applied here: if the event is
-			// never written (a crash or a failed append right after the
-			// claim), the claim is released instead of holding the alias
-			// forever (region/claims.go).
-			if err := r.store.PutClaim(projections.PendingClaim{Alias: req.Alias, EventID: env.ID, Time: r.cfg.Now()}); err != nil {
-				// Nothing written and nothing to reconcile from: give the
-				// alias back now, or no link could ever have it.
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-				if _, rerr := r.aliases.Release(rctx, req.Alias, env.ID); rerr != nil {
-					r.log.Error("alias claimed, its claim not recorded and not released", "alias", req.Alias, "event", env.ID, "err", rerr)
-				}
-				cancel()
-				return &events.Error{Kind: events.Unavailable, RetryAfter: time.Second, Err: err,
-					Message: "the region cannot record the alias claim now; try again"}
-			}
-		}
-		var seq uint64
-		seq, err = r.write(ctx, env, true)
-		if err == nil && r.cfg.Durability == DurabilityReplicated {
-			err = r.replication.Wait(ctx, seq)
-		}
-		if events.KindOf(err) == events.Conflict {
-			if req.Alias != "" {
-				return &events.Error{Kind: events.Conflict, Field: "alias", Message: "this alias is already taken"}
-			}
-			if attempt < 5 {
-				continue // a generated code drawn twice: draw again
-			}
-		}
-		if err != nil {
-			return err
-		}
-		break
-	}
-	if req.Alias != "" {
-		_ = r.store.DropClaim(req.Alias) // applied: nothing left to reconcile
-	}
-	l, found, err := r.store.Get(code)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return events.Errorf(events.Internal, "link %s applied but not found", code)
-	}
-	c.Set(codeKey, code)
+	c.Set(codeKey, l.Code)
 	resp := r.linkResponse(l)
 	c.Response().Header().Set(echo.HeaderLocation, resp.ShortURL)
 	return c.JSON(http.StatusCreated, resp)
-}
-
-// write appends e and waits until the local projection has applied it.
-func (r *Region) write(ctx context.Context, e events.Envelope, create bool) (uint64, error) {
-	t := r.tel
-	start := time.Now()
-	pctx, span := t.span(ctx, "jetstream.publish", attribute.String("stream", r.stream), attribute.String("event.type", string(e.Type)))
-	seq, err := r.events.Append(pctx, e, create)
-	if span != nil && err == nil {
-		span.SetAttributes(attribute.Int64("stream.seq", int64(seq)))
-	}
-	end(span, err)
-	if err != nil {
-		t.publishDur.Record(ctx, time.Since(start).Seconds(), t.publishErr...)
-		return 0, err
-	}
-	t.publishDur.Record(ctx, time.Since(start).Seconds(), t.publishOK...)
-	start = time.Now()
-	wctx, span := t.span(ctx, "projection.wait", attribute.Int64("stream.seq", int64(seq)))
-	err = r.store.WaitApplied(wctx, r.stream, seq)
-	end(span, err)
-	if err != nil {
-		t.waitDur.Record(ctx, time.Since(start).Seconds(), t.waitErr...)
-	} else {
-		t.waitDur.Record(ctx, time.Since(start).Seconds(), t.waitOK...)
-	}
-	if err != nil {
-		return seq, &events.Error{Kind: events.Unavailable, RetryAfter: time.Second, Err: err,
-			Message: "the change is stored in the event log but not yet applied here; it will be shortly (code " + e.Code + ")"}
-	}
-	return seq, nil
-}
-
-// current returns the live state of code for an update or a delete: NotFound
-// if it was never created, Gone if deleted.
-func (r *Region) current(code string) (events.Link, error) {
-	if err := events.ValidateCode(code); err != nil {
-		return events.Link{}, events.Errorf(events.NotFound, "no link with this code")
-	}
-	l, found, err := r.store.Get(code)
-	if err != nil {
-		return l, err
-	}
-	if !found {
-		return l, events.Errorf(events.NotFound, "no link with this code")
-	}
-	if l.Deleted {
-		return l, events.Errorf(events.Gone, "this link was deleted")
-	}
-	return l, nil
 }
 
 func (r *Region) getLink(c echo.Context) error {
@@ -397,50 +257,30 @@ func (r *Region) getLink(c echo.Context) error {
 }
 
 func (r *Region) patchLink(c echo.Context) error {
-	l, err := r.current(c.Param("code"))
-	if err != nil {
-		return err
-	}
+	code := c.Param("code")
 	var req patchRequest
 	if err := decodeJSON(c, &req); err != nil {
+		// A missing or deleted link answers 404 or 410 whatever the body.
+		if _, cerr := r.current(code); cerr != nil {
+			return cerr
+		}
 		return err
 	}
-	now := r.cfg.Now()
-	var p events.LinkUpdated
-	if req.URL != nil {
-		url, err := events.NormalizeURL(*req.URL, r.cfg.MaxURLLen)
-		if err != nil {
-			return err
-		}
-		p.URL = &url
-	}
-	if req.RedirectStatus != nil {
-		if !events.ValidRedirectStatus(*req.RedirectStatus) {
-			return events.FieldError("redirect_status", "must be 301, 302, 307 or 308")
-		}
-		p.RedirectStatus = req.RedirectStatus
-	}
+	u := UpdateRequest{URL: req.URL, RedirectStatus: req.RedirectStatus}
+	var expiresErr error
 	switch raw := strings.TrimSpace(string(req.ExpiresAt)); raw {
 	case "":
 	case "null":
-		p.ClearExpiry = true
+		u.ClearExpiry = true
 	default:
 		var t time.Time
 		if err := json.Unmarshal(req.ExpiresAt, &t); err != nil {
-			return events.FieldError("expires_at", "must be an RFC 3339 time or null")
+			expiresErr = events.FieldError("expires_at", "must be an RFC 3339 time or null")
+		} else {
+			u.ExpiresAt = &t
 		}
-		if !t.After(now) {
-			return events.FieldError("expires_at", "must be in the future")
-		}
-		p.ExpiresAt = &t
 	}
-	if p.URL == nil && p.RedirectStatus == nil && p.ExpiresAt == nil && !p.ClearExpiry {
-		return events.FieldError("body", "nothing to change: give url, expires_at or redirect_status")
-	}
-	if err := r.change(c, l, events.TypeLinkUpdated, now, p); err != nil {
-		return err
-	}
-	l, _, err = r.store.Get(l.Code)
+	l, err := r.updateLink(c.Request().Context(), c.Get(actorKey).(string), code, u, expiresErr)
 	if err != nil {
 		return err
 	}
@@ -448,27 +288,10 @@ func (r *Region) patchLink(c echo.Context) error {
 }
 
 func (r *Region) deleteLink(c echo.Context) error {
-	l, err := r.current(c.Param("code"))
-	if err != nil {
-		return err
-	}
-	if err := r.change(c, l, events.TypeLinkDeleted, r.cfg.Now(), events.LinkDeleted{}); err != nil {
+	if err := r.DeleteLink(c.Request().Context(), c.Get(actorKey).(string), c.Param("code")); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
-}
-
-// change writes an update or a delete of the existing link l, timed to fold
-// after l's last event, and waits until the local projection applied it.
-func (r *Region) change(c echo.Context, l events.Link, typ events.Type, now time.Time, payload any) error {
-	env, err := events.New(typ, l.Code, r.cfg.Name, c.Get(actorKey).(string), events.NextTime(now, l), payload)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), r.cfg.CreateTimeout)
-	defer cancel()
-	_, err = r.write(ctx, env, false)
-	return err
 }
 
 func (r *Region) linkResponse(l events.Link) LinkResponse {

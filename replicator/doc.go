@@ -2,7 +2,8 @@
 // write stream LINKS_<REGION> (subjects links.<region>.>), appends with the
 // event id as Nats-Msg-Id, the fsync policy, and the durable pull consumers
 // that feed the projection. The next steps add the mirrors of the other
-// regions' streams, the alias register, heartbeats and lag accounting here.
+// regions' streams, the alias register, heartbeats and lag accounting here,
+// and the snapshots and restores of streams that backups are made of.
 //
 // Invariants: streams and consumers are created at start-up, never on the
 // request path; a consumer is never positioned past the projection's own

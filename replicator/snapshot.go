@@ -1,4 +1,4 @@
-package backup
+package replicator
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // StreamState is what JetStream reports of a stream's contents.
@@ -33,6 +34,11 @@ func (e *apiError) Error() string { return fmt.Sprintf("%s (%d/%d)", e.Descripti
 // chunkIdle bounds the wait for the next chunk of a snapshot or for the
 // answer to a restore chunk.
 const chunkIdle = 30 * time.Second
+
+// Snapshots and restores use JetStream's own API ($JS.API.STREAM.SNAPSHOT
+// and RESTORE, the protocol of `nats stream backup`), so a snapshot
+// restores into any NATS server; shortener backup and restore go through
+// them.
 
 // Snapshot streams a JetStream snapshot of stream (without consumers, the
 // message checksums checked first) into w and returns the stream's
@@ -183,4 +189,32 @@ func Restore(ctx context.Context, nc *nats.Conn, cfg json.RawMessage, state Stre
 		return StreamState{}, fmt.Errorf("restore %s: %w", stream, done.Error)
 	}
 	return done.State, nil
+}
+
+// StoredStream is a stream of a NATS deployment, as a backup lists them.
+type StoredStream struct {
+	Name    string
+	Mirror  bool   // a mirror of another stream: a copy, not an origin
+	Cluster string // the cluster it is placed in; empty if JetStream does not say
+}
+
+// ListStreams lists every stream of the JetStream nc is connected to, in
+// the order JetStream gives them.
+func ListStreams(ctx context.Context, nc *nats.Conn) ([]StoredStream, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	var out []StoredStream
+	lister := js.ListStreams(ctx)
+	for info := range lister.Info() {
+		s := StoredStream{Name: info.Config.Name, Mirror: info.Config.Mirror != nil}
+		if info.Config.Placement != nil {
+			s.Cluster = info.Config.Placement.Cluster
+		} else if info.Cluster != nil {
+			s.Cluster = info.Cluster.Name
+		}
+		out = append(out, s)
+	}
+	return out, lister.Err()
 }

@@ -1,0 +1,202 @@
+package region_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"shortener/events"
+	"shortener/region"
+	"shortener/region/regiontest"
+)
+
+// wantErr fails the test unless err is an *events.Error of kind k (and,
+// when field is not empty, naming field).
+func wantErr(t *testing.T, what string, err error, k events.Kind, field string) *events.Error {
+	t.Helper()
+	var e *events.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("%s: error %v, want an events.Error of kind %s", what, err, k)
+	}
+	if e.Kind != k || (field != "" && e.Field != field) {
+		t.Fatalf("%s: %s error on %q (%v), want %s on %q", what, e.Kind, e.Field, err, k, field)
+	}
+	return e
+}
+
+// The link workflow without HTTP: the methods the handlers call, against a
+// real region, with the errors a caller reads.
+func TestLinkWorkflowWithoutHTTP(t *testing.T) {
+	reg := regiontest.Start(t, regiontest.Config("us-east", t.TempDir()))
+	ctx := context.Background()
+
+	// A generated code: the region's digit, the actor in the event, applied
+	// here (signed, or the projection would have refused it).
+	l, err := reg.CreateLink(ctx, "ops", region.CreateRequest{URL: "https://example.com/a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(l.Code, "1") || l.URL != "https://example.com/a" || l.Origin != "us-east" ||
+		l.RedirectStatus != events.DefaultRedirectStatus || l.Alias {
+		t.Fatalf("created %+v", l)
+	}
+	evs, err := reg.Store().Events(l.Code)
+	if err != nil || len(evs) != 1 || evs[0].Actor != "ops" || evs[0].Type != events.TypeLinkCreated {
+		t.Fatalf("events of %s: %+v %v; want one creation by ops", l.Code, evs, err)
+	}
+
+	// An alias: one winner, then Conflict on the alias field; the claim
+	// record is gone once the link is applied.
+	if _, err := reg.CreateLink(ctx, "ops", region.CreateRequest{URL: "https://example.com/mine", Alias: "mine"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reg.CreateLink(ctx, "ops", region.CreateRequest{URL: "https://example.com/theirs", Alias: "mine"})
+	wantErr(t, "alias taken", err, events.Conflict, "alias")
+	if claims, err := reg.Store().Claims(); err != nil || len(claims) != 0 {
+		t.Fatalf("pending claims after the creates: %+v %v", claims, err)
+	}
+	if got, _, _ := reg.Store().Get("mine"); got.URL != "https://example.com/mine" {
+		t.Fatalf("the loser changed the alias: %+v", got)
+	}
+
+	// Invalid input, each on its field, and nothing written.
+	past := time.Now().Add(-time.Hour)
+	for _, c := range []struct {
+		req   region.CreateRequest
+		field string
+	}{
+		{region.CreateRequest{URL: "javascript:alert(1)"}, "url"},
+		{region.CreateRequest{URL: "not a url"}, "url"},
+		{region.CreateRequest{URL: "https://example.com/x", Alias: "a"}, "alias"},
+		{region.CreateRequest{URL: "https://example.com/x", ExpiresAt: &past}, "expires_at"},
+		{region.CreateRequest{URL: "https://example.com/x", RedirectStatus: 200}, "redirect_status"},
+	} {
+		_, err := reg.CreateLink(ctx, "ops", c.req)
+		wantErr(t, c.field, err, events.Invalid, c.field)
+	}
+	if n, err := reg.Store().Count(); err != nil || n != 2 {
+		t.Fatalf("%d links after the refused creates (%v), want 2", n, err)
+	}
+
+	// Update: the fields given change, the others stay.
+	url, status := "https://example.com/b", 307
+	later := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	u, err := reg.UpdateLink(ctx, "ops", l.Code, region.UpdateRequest{URL: &url, RedirectStatus: &status, ExpiresAt: &later})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.URL != url || u.RedirectStatus != status || u.ExpiresAt == nil || !u.ExpiresAt.Equal(later) || u.UpdatedAt.Before(l.UpdatedAt) {
+		t.Fatalf("updated %+v", u)
+	}
+	if u, err = reg.UpdateLink(ctx, "ops", l.Code, region.UpdateRequest{ClearExpiry: true}); err != nil || u.ExpiresAt != nil || u.URL != url {
+		t.Fatalf("cleared the expiry: %+v %v", u, err)
+	}
+	_, err = reg.UpdateLink(ctx, "ops", l.Code, region.UpdateRequest{})
+	wantErr(t, "empty update", err, events.Invalid, "body")
+	_, err = reg.UpdateLink(ctx, "ops", l.Code, region.UpdateRequest{ClearExpiry: true, ExpiresAt: &later})
+	wantErr(t, "expiry set and cleared", err, events.Invalid, "expires_at")
+	bad := "ftp://example.com"
+	_, err = reg.UpdateLink(ctx, "ops", l.Code, region.UpdateRequest{URL: &bad})
+	wantErr(t, "bad URL", err, events.Invalid, "url")
+	_, err = reg.UpdateLink(ctx, "ops", "1zzzzzzz", region.UpdateRequest{URL: &url})
+	wantErr(t, "never created", err, events.NotFound, "")
+
+	// Delete, then every change of the deleted link is Gone.
+	if err := reg.DeleteLink(ctx, "ops", l.Code); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reg.UpdateLink(ctx, "ops", l.Code, region.UpdateRequest{URL: &url})
+	wantErr(t, "update of a deleted link", err, events.Gone, "")
+	wantErr(t, "second delete", reg.DeleteLink(ctx, "ops", l.Code), events.Gone, "")
+	wantErr(t, "delete of a code never created", reg.DeleteLink(ctx, "ops", "no such code"), events.NotFound, "")
+	evs, err = reg.Store().Events(l.Code)
+	if err != nil || len(evs) != 4 || evs[3].Type != events.TypeLinkDeleted {
+		t.Fatalf("events of %s: %+v %v; want created, two updates, deleted", l.Code, evs, err)
+	}
+	if rej := reg.Store().Rejected(); len(rej) != 0 {
+		t.Fatalf("the projection refused the region's own events: %v", rej)
+	}
+}
+
+// In replicated durability a create returns once another region holds its
+// event; with the only peer down it returns Unavailable, with a retry
+// delay, and the link is nonetheless stored and served here.
+func TestReplicatedCreateWithPeerDown(t *testing.T) {
+	cfgs := regiontest.ClusterConfigs(t.TempDir(), "us-east", "eu-west")
+	for i := range cfgs {
+		cfgs[i].Durability = region.DurabilityReplicated
+		cfgs[i].CreateTimeout = 2 * time.Second
+	}
+	regs := regiontest.StartCluster(t, cfgs)
+	ctx := context.Background()
+
+	held, err := regs[0].CreateLink(ctx, "ops", region.CreateRequest{URL: "https://example.com/held"})
+	if err != nil {
+		t.Fatalf("create with the peer up: %v", err)
+	}
+	regiontest.WaitFor(t, 10*time.Second, func() error {
+		if _, found, err := regs[1].Store().Get(held.Code); err != nil || !found {
+			return errors.New("the peer does not have " + held.Code)
+		}
+		return nil
+	})
+
+	regs[1].Stop(t)
+	_, err = regs[0].CreateLink(ctx, "ops", region.CreateRequest{URL: "https://example.com/alone"})
+	e := wantErr(t, "create with the peer down", err, events.Unavailable, "")
+	if e.RetryAfter <= 0 || !strings.Contains(e.Message, "no other region holds it yet") {
+		t.Fatalf("create with the peer down: %v (retry after %s); want the replication wait's error", err, e.RetryAfter)
+	}
+	n, err := regs[0].Store().Count()
+	if err != nil || n != 2 {
+		t.Fatalf("%d links here after the unreplicated create (%v), want 2: it is stored", n, err)
+	}
+}
+
+// PATCH answers in the order it always did, now that the handler only
+// decodes and calls UpdateLink: a missing or deleted link before any
+// complaint about the body, then the URL, the status, the expiry, and an
+// empty change last.
+func TestPatchAnswersInItsOrder(t *testing.T) {
+	reg := regiontest.Start(t, regiontest.Config("us-east", t.TempDir()))
+	c := regiontest.NewClient(reg.URL)
+	ctx := context.Background()
+	live, err := reg.CreateLink(ctx, "ops", region.CreateRequest{URL: "https://example.com/live"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := reg.CreateLink(ctx, "ops", region.CreateRequest{URL: "https://example.com/gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.DeleteLink(ctx, "ops", gone.Code); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, code, body string
+		status           int
+		field, reason    string
+	}{
+		{"missing link, bad body", "1zzzzzzz", `{"url":`, http.StatusNotFound, "", ""},
+		{"deleted link, unknown field", gone.Code, `{"password":"x"}`, http.StatusGone, "", ""},
+		{"deleted link, bad expiry", gone.Code, `{"expires_at":"soon"}`, http.StatusGone, "", ""},
+		{"bad body", live.Code, `{"url":`, http.StatusBadRequest, "body", "JSON"},
+		{"url before expiry", live.Code, `{"url":"javascript:x","expires_at":"soon"}`, http.StatusBadRequest, "url", "scheme"},
+		{"status before expiry", live.Code, `{"redirect_status":200,"expires_at":"soon"}`, http.StatusBadRequest, "redirect_status", "301"},
+		{"bad expiry", live.Code, `{"expires_at":"soon"}`, http.StatusBadRequest, "expires_at", "RFC 3339 time or null"},
+		{"past expiry", live.Code, `{"expires_at":"2001-01-01T00:00:00Z"}`, http.StatusBadRequest, "expires_at", "future"},
+		{"nothing to change", live.Code, `{}`, http.StatusBadRequest, "body", "nothing to change"},
+		{"clear the expiry", live.Code, `{"expires_at":null}`, http.StatusOK, "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := c.Do(ctx, http.MethodPatch, "/api/v1/links/"+tt.code, tt.body)
+			p := must(t, r, err, tt.status)
+			if p.Str("field") != tt.field || !strings.Contains(p.Str("detail"), tt.reason) {
+				t.Fatalf("answer %s: want field %q and a reason mentioning %q", p.Raw, tt.field, tt.reason)
+			}
+		})
+	}
+}
