@@ -13,17 +13,6 @@ import (
 	"shortener/region"
 )
 
-// control asks the running dev cluster's supervisor (procs.Control).
-func control(ctx context.Context, dir, path string) (procInfo, error) {
-	return procs.Control(ctx, dir, path)
-}
-
-// lastOutage returns the last region-down of region in the journal and the
-// region-up after it (zero if none yet).
-func lastOutage(dir, region string) (down, up time.Time, err error) {
-	return procs.LastOutage(dir, region)
-}
-
 func stamp(t time.Time) string { return t.Format("15:04:05.000") }
 
 func devDownCmd() *cobra.Command {
@@ -34,7 +23,7 @@ func devDownCmd() *cobra.Command {
 		Args:  exactArgs(1, "REGION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, out, name := cmd.Context(), cmd.OutOrStdout(), args[0]
-			topo, err := loadTopology(dir)
+			topo, err := procs.LoadTopology(dir)
 			if err != nil {
 				return err
 			}
@@ -44,7 +33,7 @@ func devDownCmd() *cobra.Command {
 			// What the others would lose if this region never came back: the
 			// RPO they report just before the kill.
 			rpos := reportedRPOs(ctx, topo, name)
-			p, err := control(ctx, dir, "/down/"+name)
+			p, err := procs.Control(ctx, dir, "/down/"+name)
 			if err != nil {
 				return err
 			}
@@ -74,7 +63,7 @@ func devUpCmd() *cobra.Command {
 		Args:  exactArgs(1, "REGION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, out, name := cmd.Context(), cmd.OutOrStdout(), args[0]
-			topo, err := loadTopology(dir)
+			topo, err := procs.LoadTopology(dir)
 			if err != nil {
 				return err
 			}
@@ -82,7 +71,7 @@ func devUpCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := control(ctx, dir, "/up/"+name)
+			p, err := procs.Control(ctx, dir, "/up/"+name)
 			if err != nil {
 				return err
 			}
@@ -110,7 +99,7 @@ type reportedRPO struct{ region, text string }
 
 // reportedRPOs asks every other dev region for the RPO bound it reports
 // for origin now.
-func reportedRPOs(ctx context.Context, topo devTopology, origin string) []reportedRPO {
+func reportedRPOs(ctx context.Context, topo procs.Topology, origin string) []reportedRPO {
 	var out []reportedRPO
 	hc := &http.Client{Timeout: time.Second}
 	for _, r := range topo.Regions {
@@ -173,14 +162,14 @@ elsewhere; make region-up starts it again.`,
 		Args: exactArgs(1, "REGION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, out, name := cmd.Context(), cmd.OutOrStdout(), args[0]
-			topo, err := loadTopology(dir)
+			topo, err := procs.LoadTopology(dir)
 			if err != nil {
 				return err
 			}
 			if _, err := topologyRegion(topo, name); err != nil {
 				return err
 			}
-			p, err := control(ctx, dir, "/stop/"+name)
+			p, err := procs.Control(ctx, dir, "/stop/"+name)
 			if err != nil {
 				return err
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"shortener/drills"
+	"shortener/procs"
 )
 
 // drillsCmd is `shortener drills`: the DR drills against the running dev
@@ -91,7 +92,7 @@ histories next to it. Exits 1 when a drill does not pass.`,
 // region-down/up through the supervisor's control socket, the switch's
 // admin API, audit verify.
 func devDrillCluster(dir string) (*drills.Cluster, error) {
-	topo, err := loadTopology(dir)
+	topo, err := procs.LoadTopology(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -108,19 +109,19 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 		endpoints = append(endpoints, r.Name+"=http://"+r.Host+":8080")
 	}
 	c.Down = func(ctx context.Context, name string) (time.Time, error) {
-		p, err := control(ctx, dir, "/down/"+name)
+		p, err := procs.Control(ctx, dir, "/down/"+name)
 		return p.At, err
 	}
 	c.Stop = func(ctx context.Context, name string) (time.Time, time.Duration, bool, error) {
-		p, err := control(ctx, dir, "/stop/"+name)
+		p, err := procs.Control(ctx, dir, "/stop/"+name)
 		return p.At, p.Exited.Sub(p.At), p.Forced, err
 	}
 	c.ResetProjection = func(ctx context.Context, name string) error {
-		_, err := control(ctx, dir, "/reset-projection/"+name)
+		_, err := procs.Control(ctx, dir, "/reset-projection/"+name)
 		return err
 	}
 	c.Up = func(ctx context.Context, name string) (time.Time, error) {
-		p, err := control(ctx, dir, "/up/"+name)
+		p, err := procs.Control(ctx, dir, "/up/"+name)
 		return p.At, err
 	}
 	c.Drain = func(ctx context.Context, name string, on bool) error {
@@ -137,7 +138,7 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		o := &auditOpts{nats: strings.Join(natsURLs, ","), endpoints: endpoints, keyFile: filepath.Join(dir, "api-key"), key: key,
-			creds: natsSecretFlags{Secrets: devSecrets(dir)}}
+			creds: natsSecretFlags{Secrets: procs.SecretsDir(dir)}}
 		a, err := openAuditor(ctx, o, io.Discard)
 		if err != nil {
 			return "", err
@@ -188,4 +189,13 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 		return out, nil
 	}
 	return c, nil
+}
+
+// verifyDev runs audit verify on the dev cluster under dir.
+func verifyDev(ctx context.Context, dir string) (string, error) {
+	dc, err := devDrillCluster(dir)
+	if err != nil {
+		return "", err
+	}
+	return dc.Verify(ctx)
 }
