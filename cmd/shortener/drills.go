@@ -88,9 +88,9 @@ histories next to it. Exits 1 when a drill does not pass.`,
 	return cmd
 }
 
-// devDrillCluster is the dev cluster on dir as the drills see it: make
-// region-down/up through the supervisor's control socket, the switch's
-// admin API, audit verify.
+// devDrillCluster is the dev cluster on dir as the drills see it
+// (drills.DevCluster) with the switch's admin API, audit verify and the
+// backup and restore into staging.
 func devDrillCluster(dir string) (*drills.Cluster, error) {
 	topo, err := procs.LoadTopology(dir)
 	if err != nil {
@@ -100,29 +100,11 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &drills.Cluster{Zone: topo.Zone, SwitchDNS: topo.SwitchDNS, APIKey: key}
+	c := drills.DevCluster(dir, topo, key)
 	var natsURLs, endpoints []string
 	for _, r := range topo.Regions {
-		c.Regions = append(c.Regions, drills.Region{Name: r.Name, URL: "http://" + r.Host + ":8080",
-			ClientAddr: strings.TrimSuffix(r.Host, ".1") + ".10"})
 		natsURLs = append(natsURLs, "nats://"+r.Host+":4222")
 		endpoints = append(endpoints, r.Name+"=http://"+r.Host+":8080")
-	}
-	c.Down = func(ctx context.Context, name string) (time.Time, error) {
-		p, err := procs.Control(ctx, dir, "/down/"+name)
-		return p.At, err
-	}
-	c.Stop = func(ctx context.Context, name string) (time.Time, time.Duration, bool, error) {
-		p, err := procs.Control(ctx, dir, "/stop/"+name)
-		return p.At, p.Exited.Sub(p.At), p.Forced, err
-	}
-	c.ResetProjection = func(ctx context.Context, name string) error {
-		_, err := procs.Control(ctx, dir, "/reset-projection/"+name)
-		return err
-	}
-	c.Up = func(ctx context.Context, name string) (time.Time, error) {
-		p, err := procs.Control(ctx, dir, "/up/"+name)
-		return p.At, err
 	}
 	c.Drain = func(ctx context.Context, name string, on bool) error {
 		method := http.MethodPut
