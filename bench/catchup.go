@@ -132,7 +132,9 @@ func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) err
 
 	origin, mirror := replicator.StreamName("us-east"), replicator.MirrorName("us-east", "ap-south")
 	fmt.Fprintf(progress, "killing ap-south (SIGKILL)\n")
-	bc.kill(apSouth)
+	if err := bc.kill(apSouth); err != nil {
+		return err
+	}
 	// The mirror cannot move while ap-south is down: what us-east holds
 	// now is the most it can have, and passing it means it has resumed.
 	before, err := lastSeq(ctx, js, origin)
@@ -163,12 +165,12 @@ func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) err
 	readyc := make(chan time.Duration, 1)
 	go func() {
 		// Readiness is context only: the region answers before its mirrors resume.
-		if waitHTTPReady(ctx, bc.url(apSouth)+"/readyz", bc.procs[apSouth].done, 5*time.Minute) == nil {
+		if bc.proc[apSouth].WaitReady(ctx, bc.url(apSouth)+"/readyz", 5*time.Minute) == nil {
 			readyc <- time.Since(restarted)
 		}
 		close(readyc)
 	}()
-	if res.Region, err = followMirror(ctx, js, mirror, restarted, before, target, bc.procs[apSouth].done); err != nil {
+	if res.Region, err = followMirror(ctx, js, mirror, restarted, before, target, bc.proc[apSouth].Done()); err != nil {
 		return fmt.Errorf("ap-south: %w", err)
 	}
 

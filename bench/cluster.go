@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/events"
+	"shortener/procs"
 	"shortener/region"
 	"shortener/secrets"
 )
@@ -25,25 +26,16 @@ import (
 // given to the children.
 const benchKey = "bench-key"
 
-// regionSpec is one region of a benchmark cluster: its name, the digit of
-// the codes it generates, and the address its HTTP API and NATS server
-// listen on (its member of "global" takes the next address).
-type regionSpec struct {
-	Name  string
-	Digit byte
-	Host  string
-}
-
-// cluster is one or more regions run as child processes of a benchmark,
-// each with its state and log under dir/<region>. The arguments are those
-// of a dev region but for no rate limit, the bench key and warnings only in
-// the log. Starting, killing and stopping the processes is process.go's.
+// cluster is one or more regions run as child processes of a benchmark
+// (package procs), each with its state and log under dir/<region>. The
+// arguments are those of a dev region but for no rate limit, the bench key
+// and warnings only in the log.
 type cluster struct {
 	self    string
 	dir     string
 	fsync   string
-	regions []regionSpec
-	procs   []*proc // index-aligned with regions; nil while not started
+	regions []procs.Region
+	proc    []*procs.Proc // index-aligned with regions; nil while not started
 	// progress gets what stopping the children has to say.
 	progress io.Writer
 	// plaintext runs the regions on open, plaintext NATS (--insecure-nats):
@@ -54,13 +46,13 @@ type cluster struct {
 // newCluster wipes dir and checks that no earlier run still holds the
 // addresses: a stale region answering /readyz would be benchmarked instead
 // of ours.
-func newCluster(dir, fsync string, regions []regionSpec, progress io.Writer) (*cluster, error) {
+func newCluster(dir, fsync string, regions []procs.Region, progress io.Writer) (*cluster, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	for _, r := range regions {
-		for _, addr := range []string{r.Host + ":8080", r.Host + ":4222", globalHost(r.Host) + ":4222"} {
+		for _, addr := range []string{r.Host + ":8080", r.Host + ":4222", procs.GlobalHost(r.Host) + ":4222"} {
 			if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 				c.Close()
 				return nil, fmt.Errorf("%s is already in use: is an earlier benchmark still running?", addr)
@@ -78,38 +70,37 @@ func newCluster(dir, fsync string, regions []regionSpec, progress io.Writer) (*c
 		return nil, err
 	}
 	return &cluster{self: self, dir: dir, fsync: fsync, regions: regions,
-		procs: make([]*proc, len(regions)), progress: progress}, nil
-}
-
-// globalHost is where a region's member of "global" listens: the address
-// after its regional server (region.Config's default).
-func globalHost(host string) string {
-	ip := net.ParseIP(host).To4()
-	return net.IPv4(ip[0], ip[1], ip[2], ip[3]+1).String()
+		proc: make([]*procs.Proc, len(regions)), progress: progress}, nil
 }
 
 // args is region i's command line after the binary: shortener region ...
 func (b *cluster) args(i int) []string {
 	r := b.regions[i]
-	args := []string{"region", "--name", r.Name, "--digit", string(r.Digit), "--http", r.Host + ":8080",
-		"--data", filepath.Join(b.dir, r.Name), "--fsync", b.fsync, "--rate-limit", "-1",
-		"--api-key-hash", region.HashAPIKey(benchKey), "--log-level", "warn"}
-	if b.plaintext {
-		args = append(args, "--insecure-nats")
-	} else {
-		args = append(args, "--secrets", b.secrets())
-	}
-	for _, p := range b.regions {
-		if p.Name != r.Name {
-			args = append(args, "--peer", p.Name+"="+p.Host)
-		}
-	}
+	cfg := procs.RegionConfig{Name: r.Name, Digit: r.Digit, HTTP: r.Host + ":8080", Data: filepath.Join(b.dir, r.Name),
+		Fsync: b.fsync, NoRateLimit: true, APIKeyHash: region.HashAPIKey(benchKey), LogLevel: "warn",
+		Secrets: b.secrets(), InsecureNATS: b.plaintext, Peers: b.regions}
 	// Extra region flags for a look inside a benchmark, e.g.
 	// SHORTENER_BENCH_REGION_ARGS="--cpu-profile=/tmp/{region}.prof".
 	for _, a := range strings.Fields(os.Getenv("SHORTENER_BENCH_REGION_ARGS")) {
-		args = append(args, strings.ReplaceAll(a, "{region}", r.Name))
+		cfg.Extra = append(cfg.Extra, strings.ReplaceAll(a, "{region}", r.Name))
 	}
-	return args
+	return cfg.Args()
+}
+
+// start starts region i (again, after a kill: same arguments, same state),
+// its output appended to its log.
+func (b *cluster) start(i int) error {
+	r := b.regions[i]
+	// Group: Ctrl-C reaches only the benchmark, which stops the children
+	// itself. DieWithParent: a region left behind by a benchmark that died
+	// would hold its addresses and answer the next run's readiness checks.
+	p, err := procs.Start(procs.Spec{Name: r.Name, Bin: b.self, Args: b.args(i), Dir: filepath.Join(b.dir, r.Name),
+		Log: b.logPath(i), Group: true, DieWithParent: true})
+	if err != nil {
+		return err
+	}
+	b.proc[i] = p
+	return nil
 }
 
 func (b *cluster) startAll() error {
@@ -121,6 +112,20 @@ func (b *cluster) startAll() error {
 	return nil
 }
 
+// kill SIGKILLs region i and waits until it is gone.
+func (b *cluster) kill(i int) error { return b.proc[i].Kill(10 * time.Second) }
+
+// stop stops every running child: SIGTERM, SIGKILL after 10 s.
+func (b *cluster) stop() {
+	var running []*procs.Proc
+	for _, p := range b.proc {
+		if p != nil {
+			running = append(running, p)
+		}
+	}
+	procs.StopAll(b.progress, running, 10*time.Second)
+}
+
 func (b *cluster) logPath(i int) string {
 	return filepath.Join(b.dir, b.regions[i].Name, "region.log")
 }
@@ -128,7 +133,7 @@ func (b *cluster) url(i int) string     { return "http://" + b.regions[i].Host +
 func (b *cluster) natsURL(i int) string { return "nats://" + b.regions[i].Host + ":4222" }
 
 func (b *cluster) waitReady(ctx context.Context, i int) error {
-	if err := waitHTTPReady(ctx, b.url(i)+"/readyz", b.procs[i].done, 90*time.Second); err != nil {
+	if err := b.proc[i].WaitReady(ctx, b.url(i)+"/readyz", 90*time.Second); err != nil {
 		return fmt.Errorf("%s: %w (see %s)", b.regions[i].Name, err, b.logPath(i))
 	}
 	return nil
@@ -195,10 +200,10 @@ func (b *cluster) waitMirrorsLive(ctx context.Context) error {
 // threeRegions is the topology of the multi-region benchmarks: the dev
 // cluster's names and digits on 127.0.8.0/24, two addresses apart so that
 // each global member (the next address) is free.
-func threeRegions(first int) []regionSpec {
-	var out []regionSpec
+func threeRegions(first int) []procs.Region {
+	var out []procs.Region
 	for i, name := range []string{"us-east", "eu-west", "ap-south"} {
-		out = append(out, regionSpec{Name: name, Digit: events.DefaultDigits[name], Host: fmt.Sprintf("127.0.8.%d", first+2*i)})
+		out = append(out, procs.Region{Name: name, Digit: events.DefaultDigits[name], Host: fmt.Sprintf("127.0.8.%d", first+2*i)})
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 
 	"shortener/chaos/load"
 	"shortener/events"
+	"shortener/procs"
 	"shortener/replicator"
 )
 
@@ -76,7 +77,7 @@ type createResult struct {
 
 func create(ctx context.Context, out, progress io.Writer, o CreateOptions) error {
 	loadavg := readLoadavg()
-	bc, err := newCluster(o.Dir, o.Fsync, []regionSpec{{Name: "us-east", Digit: '1', Host: "127.0.7.1"}}, progress)
+	bc, err := newCluster(o.Dir, o.Fsync, []procs.Region{{Name: "us-east", Digit: '1', Host: "127.0.7.1"}}, progress)
 	if err != nil {
 		return err
 	}
@@ -87,7 +88,7 @@ func create(ctx context.Context, out, progress io.Writer, o CreateOptions) error
 	}
 	// The same region on open, plaintext NATS, beside it: what TLS and
 	// authentication cost.
-	pc, err := newCluster(o.Dir+"-plaintext", o.Fsync, []regionSpec{{Name: "us-east", Digit: '1', Host: "127.0.7.3"}}, progress)
+	pc, err := newCluster(o.Dir+"-plaintext", o.Fsync, []procs.Region{{Name: "us-east", Digit: '1', Host: "127.0.7.3"}}, progress)
 	if err != nil {
 		return err
 	}

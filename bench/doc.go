@@ -8,8 +8,9 @@
 //
 // The regions measured run as child processes of this process's own binary
 // (shortener region), on fixed loopback addresses, with their state and
-// logs under a scratch directory each run wipes. Every child is started and
-// stopped in process.go. The package imports the domain and the region's
+// logs under a scratch directory each run wipes. Every child is started,
+// killed, stopped and waited for with package procs, and its command line
+// built by procs.RegionConfig. The package imports the domain and the region's
 // API types; never cmd, nor the auditor (bench replay is given the replay
 // it measures).
 package bench

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"shortener/chaos/load"
+	"shortener/procs"
 	"shortener/region"
 	"shortener/secrets"
 )
@@ -90,41 +91,47 @@ func Redirect(ctx context.Context, out, progress io.Writer, o RedirectOptions) e
 	servers := []server{{name: "bare net/http 301", url: "http://127.0.9.1:8181", args: []string{"baseline", "--addr", "127.0.9.1:8181"}}}
 	addRegion := func(name string, env []string, n int) {
 		host := fmt.Sprintf("127.0.9.%d", 10+2*n) // its global member takes the next address
-		args := []string{"region",
-			"--name", "us-east", "--http", host + ":8080", "--data", filepath.Join(o.Dir, fmt.Sprint(n)), "--fsync", "interval",
-			"--rate-limit", "-1", "--cache-size", fmt.Sprint(max(100000, o.Links)), "--log-level", "warn",
-			"--api-key-hash", region.HashAPIKey(key), "--secrets", secretsDir}
+		cfg := procs.RegionConfig{Name: "us-east", HTTP: host + ":8080", Data: filepath.Join(o.Dir, fmt.Sprint(n)), Fsync: "interval",
+			NoRateLimit: true, LogLevel: "warn", APIKeyHash: region.HashAPIKey(key), Secrets: secretsDir,
+			Extra: []string{"--cache-size", fmt.Sprint(max(100000, o.Links))}}
 		var vars []string
 		for _, e := range env { // a variant's "--flag" items are region flags, the rest environment
 			if strings.HasPrefix(e, "--") {
-				args = append(args, e)
+				cfg.Extra = append(cfg.Extra, e)
 			} else {
 				vars = append(vars, e)
 			}
 		}
-		servers = append(servers, server{name: name, env: vars, url: "http://" + host + ":8080", args: args})
+		servers = append(servers, server{name: name, env: vars, url: "http://" + host + ":8080", args: cfg.Args()})
 	}
 	addRegion("region", nil, 0)
 	for i, v := range o.Variants {
 		name, env, _ := strings.Cut(v, "=")
 		addRegion("region ("+name+")", strings.Split(env, ","), i+1)
 	}
+	// Each server is limited to one core (GOMAXPROCS=1) and, with taskset,
+	// pinned to CPU 0; their output goes to progress.
 	taskset, _ := exec.LookPath("taskset")
-	var procs []*exec.Cmd
-	defer func() { stopPinned(procs) }()
+	var running []*procs.Proc
+	defer func() { procs.StopAll(progress, running, 10*time.Second) }()
 	for _, s := range servers {
-		c, err := startPinned(self, taskset, s.args, s.env, progress)
+		spec := procs.Spec{Name: s.name, Bin: self, Args: s.args, Env: append([]string{"GOMAXPROCS=1"}, s.env...),
+			Output: progress, Group: true, DieWithParent: true}
+		if taskset != "" {
+			spec.Bin, spec.Args = taskset, append([]string{"-c", "0", self}, s.args...)
+		}
+		p, err := procs.Start(spec)
 		if err != nil {
 			return err
 		}
-		procs = append(procs, c)
+		running = append(running, p)
 	}
-	for _, s := range servers {
+	for i, s := range servers {
 		path, want := "/readyz", http.StatusOK
 		if s.args[0] == "baseline" {
 			path, want = "/", http.StatusMovedPermanently
 		}
-		if err := waitHTTP(ctx, s.url+path, nil, 60*time.Second, want); err != nil {
+		if err := procs.WaitHTTP(ctx, s.url+path, running[i].Done(), 60*time.Second, want); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/events"
+	"shortener/procs"
 	"shortener/region"
 	"shortener/replicator"
 	"shortener/secrets"
@@ -90,7 +91,7 @@ type replayBenchResult struct {
 
 func replay(ctx context.Context, out, progress io.Writer, o ReplayOptions) error {
 	loadavg := readLoadavg()
-	bc, err := newCluster(o.Dir, "interval", []regionSpec{{Name: "us-east", Digit: '1', Host: o.Host}}, progress)
+	bc, err := newCluster(o.Dir, "interval", []procs.Region{{Name: "us-east", Digit: '1', Host: o.Host}}, progress)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,7 @@
 // steady-state hypothesis, a method, a rollback that always runs, abort
 // conditions and a journal, and the package writes the DR report.
 //
-// Empty until the DR drills issue; it will drive regions through the same
-// interfaces as operators (the binary, the API, chaos/load), never through
-// package internals.
+// It drives regions through the same interfaces as operators (the dev
+// cluster's control socket of package procs, the API, chaos/load), never
+// through package internals.
 package drills

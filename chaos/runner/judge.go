@@ -47,7 +47,7 @@ func (c *run) measureRPO(ctx context.Context, step int, region string, killedAt 
 		}
 	}
 	l.Acked = len(codes)
-	for _, r := range c.o.Regions {
+	for _, r := range c.o.Topology.Regions {
 		if r.Name == region {
 			continue
 		}
@@ -93,10 +93,10 @@ func (c *run) judge(ctx context.Context, h *load.History) []chaos.Check {
 	checks = append(checks, conv)
 
 	codes := check.Codes(h)
-	c.logf("reading %d codes in each of %d regions", len(codes), len(c.o.Regions))
+	c.logf("reading %d codes in each of %d regions", len(codes), len(c.o.Topology.Regions))
 	final := check.Final{}
 	var readErrs []string
-	for _, r := range c.o.Regions {
+	for _, r := range c.o.Topology.Regions {
 		m, err := readFinal(ctx, "http://"+r.Host+":8080", codes)
 		if err != nil {
 			readErrs = append(readErrs, fmt.Sprintf("%s: %v", r.Name, err))
@@ -162,7 +162,7 @@ func (c *run) converge(ctx context.Context) (map[string]string, error) {
 	for {
 		cur := map[string]string{}
 		var errs []string
-		for _, r := range c.o.Regions {
+		for _, r := range c.o.Topology.Regions {
 			var info struct {
 				Digest string `json:"digest"`
 				Links  int    `json:"links"`
@@ -173,7 +173,7 @@ func (c *run) converge(ctx context.Context) (map[string]string, error) {
 			}
 			cur[r.Name] = info.Digest
 		}
-		same := len(errs) == 0 && len(cur) == len(c.o.Regions)
+		same := len(errs) == 0 && len(cur) == len(c.o.Topology.Regions)
 		for _, d := range cur {
 			for _, e := range cur {
 				same = same && d == e

@@ -18,29 +18,8 @@ import (
 	"shortener/chaos"
 	"shortener/chaos/check"
 	"shortener/chaos/load"
+	"shortener/procs"
 )
-
-// Processes runs a cluster's regions as processes, with fault proxies on
-// every NATS link and fault injection on, and acts on them through its
-// control API. The dev cluster's supervisor is the one there is.
-type Processes interface {
-	// Run runs the cluster with its state under dir and its log to log,
-	// closes ready once every region answers, and returns once ctx is
-	// done and every process has stopped.
-	Run(ctx context.Context, log io.Writer, dir string, ready chan<- struct{}) error
-	// Control asks the supervisor of the cluster running under dir:
-	// method and path of its control API, the answer decoded into out
-	// (nil: discarded).
-	Control(ctx context.Context, dir, method, path string, out any) error
-	// APIKey returns the API key of the cluster running under dir.
-	APIKey(dir string) (string, error)
-}
-
-// Region is a region of the run's cluster: its HTTP API on Host:8080.
-type Region struct {
-	Name string
-	Host string
-}
 
 // Options are the settings of one chaos run.
 type Options struct {
@@ -52,12 +31,12 @@ type Options struct {
 	Warmup   time.Duration // load before the first fault
 	Tail     time.Duration // load after the last fault, everything healed
 
-	// The cluster: its regions, the service's name and the DNS switch
-	// that answers it, and what runs its processes.
-	Regions   []Region
-	Zone      string
-	SwitchDNS string
-	Processes Processes
+	// The cluster: where its regions and DNS switch are and the name it
+	// serves (Topology), where the clients of a region go when it is
+	// unavailable (Prefer). Run starts it with NewSupervisor under
+	// RunDir()/dev, fsync always and durability local.
+	Topology procs.Topology
+	Prefer   map[string][]string
 	// Verify checks the cluster under dir at the end: every mirror
 	// against its origin, every projection against a replay of the log
 	// (audit verify). Its output is kept in audit-verify.txt.
@@ -97,13 +76,13 @@ type run struct {
 // (written to o.RunDir() too). An error is a run that could not be made;
 // a run that was made and failed is a report that did not pass.
 func Run(ctx context.Context, out io.Writer, o Options) (*chaos.Report, error) {
-	if o.Processes == nil || o.Verify == nil {
-		return nil, errors.New("chaos run: Options.Processes and Options.Verify are required")
+	if len(o.Topology.Regions) == 0 || o.Verify == nil {
+		return nil, errors.New("chaos run: Options.Topology and Options.Verify are required")
 	}
 	c := &run{o: o, out: out, dir: o.RunDir(), hc: &http.Client{Timeout: 10 * time.Second}}
 	c.devDir = filepath.Join(c.dir, "dev")
 	var names []string
-	for _, r := range o.Regions {
+	for _, r := range o.Topology.Regions {
 		names = append(names, r.Name)
 	}
 	steps, err := chaos.Plan(o.Seed, names, o.Kinds, o.Duration)
@@ -133,17 +112,22 @@ func Run(ctx context.Context, out io.Writer, o Options) (*chaos.Report, error) {
 		return nil, err
 	}
 	defer devLog.Close()
+	if c.key, err = procs.APIKey(filepath.Join(c.devDir, "api-key"), true); err != nil {
+		return nil, err
+	}
 	devCtx, stopDev := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	devDone := make(chan error, 1)
-	go func() { devDone <- o.Processes.Run(devCtx, devLog, c.devDir, ready) }()
+	sv := NewSupervisor(procs.Options{Dir: c.devDir, Key: c.key, Topology: o.Topology, Prefer: o.Prefer,
+		Fsync: "always", Durability: "local", Out: devLog, Ready: ready})
+	go func() { devDone <- sv.Run(devCtx) }()
 	defer func() {
 		stopDev()
 		if err := <-devDone; err != nil {
 			c.logf("dev cluster: %v", err)
 		}
 	}()
-	c.logf("starting a dev cluster with fault proxies on %s (log %s)", proxyNet(o.Regions), devLog.Name())
+	c.logf("starting a dev cluster with fault proxies on %s (log %s)", proxyNet(o.Topology.Regions), devLog.Name())
 	select {
 	case <-ready:
 	case err := <-devDone:
@@ -153,9 +137,6 @@ func Run(ctx context.Context, out io.Writer, o Options) (*chaos.Report, error) {
 		return nil, fmt.Errorf("dev cluster not ready after 3 min (see %s)", devLog.Name())
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	}
-	if c.key, err = o.Processes.APIKey(c.devDir); err != nil {
-		return nil, err
 	}
 	c.logf("cluster ready")
 
@@ -174,9 +155,9 @@ func Run(ctx context.Context, out io.Writer, o Options) (*chaos.Report, error) {
 	cfg := load.Config{Rate: o.Rate, Duration: 24 * time.Hour, CreateRatio: 0.2, APIKey: c.key, Seed: o.Seed,
 		History: c.ops, Progress: progress, Timeout: 3 * time.Second}
 	configureAliases(&cfg)
-	for _, r := range o.Regions {
-		cfg.Targets = append(cfg.Targets, load.Target{Name: r.Name, BaseURL: "http://" + o.Zone + ":8080",
-			DNS: o.SwitchDNS, LocalAddr: strings.TrimSuffix(r.Host, ".1") + ".10"})
+	for _, r := range o.Topology.Regions {
+		cfg.Targets = append(cfg.Targets, load.Target{Name: r.Name, BaseURL: "http://" + o.Topology.Zone + ":8080",
+			DNS: o.Topology.SwitchDNS, LocalAddr: strings.TrimSuffix(r.Host, ".1") + ".10"})
 		cfg.Regions = append(cfg.Regions, load.Region{Name: r.Name, BaseURL: "http://" + r.Host + ":8080"})
 	}
 	loadCtx, stopLoad := context.WithCancel(context.Background())
@@ -235,7 +216,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*chaos.Report, error) {
 
 // proxyNet names the addresses of the cluster's fault proxies for the
 // journal: "127.7.N.x" for regions on 127.7.N.1.
-func proxyNet(regions []Region) string {
+func proxyNet(regions []procs.Region) string {
 	if len(regions) == 0 {
 		return "?"
 	}
@@ -317,41 +298,14 @@ func (o *opCounter) Write(p []byte) (int, error) {
 }
 
 func (c *run) host(name string) string {
-	for _, r := range c.o.Regions {
-		if r.Name == name {
-			return r.Host
-		}
-	}
-	return ""
+	r, _ := c.o.Topology.Region(name)
+	return r.Host
 }
 
 // waitReady waits until name answers ready and returns when.
 func (c *run) waitReady(ctx context.Context, name string) (time.Time, error) {
-	err := waitHTTPReady(ctx, "http://"+c.host(name)+":8080/readyz", 3*time.Minute)
+	err := procs.WaitHTTP(ctx, "http://"+c.host(name)+":8080/readyz", nil, 3*time.Minute, http.StatusOK)
 	return time.Now(), err
-}
-
-// waitHTTPReady polls url until it answers 200 (redirects not followed).
-func waitHTTPReady(ctx context.Context, url string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not ready after %s", timeout)
-		case <-t.C:
-		}
-	}
 }
 
 // The run is the faults' chaos.Target.
@@ -362,20 +316,17 @@ func (c *run) Control(ctx context.Context, path string) (time.Time, error) {
 	var p struct {
 		At time.Time `json:"at"`
 	}
-	err := c.o.Processes.Control(ctx, c.devDir, http.MethodPost, path, &p)
+	err := procs.Call(ctx, c.devDir, http.MethodPost, path, &p)
 	return p.At, err
 }
 
 // Running reports whether the supervisor sees name's process running.
 func (c *run) Running(ctx context.Context, name string) (bool, error) {
-	var procs []struct {
-		Name    string `json:"name"`
-		Running bool   `json:"running"`
-	}
-	if err := c.o.Processes.Control(ctx, c.devDir, http.MethodGet, "/procs", &procs); err != nil {
+	var ps []procs.ProcInfo
+	if err := procs.Call(ctx, c.devDir, http.MethodGet, "/procs", &ps); err != nil {
 		return false, err
 	}
-	for _, p := range procs {
+	for _, p := range ps {
 		if p.Name == name {
 			return p.Running, nil
 		}
@@ -406,7 +357,7 @@ func (c *run) Inject(ctx context.Context, name, path string, body any) error {
 
 // control posts path to the supervisor, the answer discarded.
 func (c *run) control(ctx context.Context, path string) error {
-	return c.o.Processes.Control(ctx, c.devDir, http.MethodPost, path, nil)
+	return procs.Call(ctx, c.devDir, http.MethodPost, path, nil)
 }
 
 // apply runs one step: the fault, its hold, its end, and the wait for the
@@ -469,8 +420,9 @@ func (c *run) healAll(ctx context.Context) {
 	if err := c.control(ctx, "/net/heal-all"); err != nil {
 		c.problem("heal all links: %v", err)
 	}
-	for _, r := range c.o.Regions {
-		for _, o := range c.o.Regions {
+	regions := c.o.Topology.Regions
+	for _, r := range regions {
+		for _, o := range regions {
 			if r.Name < o.Name {
 				_ = c.control(ctx, "/net/restore/"+r.Name+"/"+o.Name)
 			}
@@ -481,7 +433,7 @@ func (c *run) healAll(ctx context.Context) {
 			_ = c.control(ctx, "/up/"+r.Name)
 		}
 	}
-	for _, r := range c.o.Regions {
+	for _, r := range regions {
 		if _, err := c.waitReady(ctx, r.Name); err != nil {
 			c.problem("%s not ready after the run: %v", r.Name, err)
 			continue

@@ -19,6 +19,7 @@ import (
 	"shortener/auditor"
 	"shortener/backup"
 	"shortener/events"
+	"shortener/procs"
 )
 
 // clusterFlags say which cluster a backup or a restore check talks to:
@@ -55,7 +56,7 @@ type liveCluster struct {
 func (f *clusterFlags) keys() (*events.KeyRing, error) {
 	creds := f.creds
 	if creds.Secrets == "" {
-		creds.Secrets = devSecrets(f.dir)
+		creds.Secrets = procs.SecretsDir(f.dir)
 	}
 	return creds.keys("restore")
 }
@@ -63,13 +64,13 @@ func (f *clusterFlags) keys() (*events.KeyRing, error) {
 func (f *clusterFlags) resolve() (*liveCluster, error) {
 	lc := &liveCluster{endpoints: map[string]string{}, clusterURLs: map[string]string{}, keyFile: f.keyFile, creds: f.creds}
 	if lc.creds.Secrets == "" {
-		lc.creds.Secrets = devSecrets(f.dir)
+		lc.creds.Secrets = procs.SecretsDir(f.dir)
 	}
 	if lc.keyFile == "" {
 		lc.keyFile = filepath.Join(f.dir, "api-key")
 	}
 	if f.nats == "" || len(f.endpoints) == 0 {
-		topo, err := loadTopology(f.dir)
+		topo, err := procs.LoadTopology(f.dir)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("%w, or give --nats and --endpoint", err)}
 		}
@@ -270,7 +271,7 @@ to start a region on (DIR/projection must not exist or be empty).`,
 			case into != "":
 				creds := cf.creds
 				if creds.Secrets == "" {
-					creds.Secrets = devSecrets(cf.dir)
+					creds.Secrets = procs.SecretsDir(cf.dir)
 				}
 				cred, err := creds.client("restore")
 				if err != nil {

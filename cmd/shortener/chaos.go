@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"path/filepath"
 	"regexp"
@@ -55,12 +53,7 @@ replays the same schedule.`,
 			if !cmd.Flags().Changed("seed") {
 				o.Seed = rand.Int64N(1_000_000)
 			}
-			topo := topologyOn(netPrefix, 3)
-			for _, r := range topo.Regions {
-				o.Regions = append(o.Regions, runner.Region{Name: r.Name, Host: r.Host})
-			}
-			o.Zone, o.SwitchDNS = topo.Zone, topo.SwitchDNS
-			o.Processes, o.Verify = devProcesses{topo}, verifyDev
+			o.Topology, o.Prefer, o.Verify = topologyOn(netPrefix, 3), devPrefer, verifyDev
 			rep, err := runner.Run(cmd.Context(), cmd.OutOrStdout(), o)
 			if err != nil {
 				return err
@@ -89,30 +82,4 @@ func kindNames() []string {
 		s = append(s, string(k))
 	}
 	return s
-}
-
-// devProcesses runs the chaos run's cluster with the dev supervisor
-// (dev.go), fault proxies and fault injection on; the run acts on it
-// through its control socket (devctl.go, devchaos.go).
-type devProcesses struct{ topo devTopology }
-
-func (d devProcesses) Run(ctx context.Context, log io.Writer, dir string, ready chan<- struct{}) error {
-	return runDev(ctx, log, devOptions{dir: dir, fsync: "always", durability: "local", chaos: true, ready: ready}, d.topo)
-}
-
-func (devProcesses) Control(ctx context.Context, dir, method, path string, out any) error {
-	return controlDo(ctx, dir, method, path, out)
-}
-
-func (devProcesses) APIKey(dir string) (string, error) {
-	return apiKey(filepath.Join(dir, "api-key"), false)
-}
-
-// verifyDev runs audit verify on the dev cluster under dir.
-func verifyDev(ctx context.Context, dir string) (string, error) {
-	dc, err := devDrillCluster(dir)
-	if err != nil {
-		return "", err
-	}
-	return dc.Verify(ctx)
 }

@@ -1,31 +1,15 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"shortener/chaos/netfault"
+	"shortener/chaos/runner"
 	"shortener/procs"
-)
-
-// The dev cluster's names as the rest of cmd (and the files moving out of
-// it) use them: the engine is package procs.
-type (
-	devRegion   = procs.Region
-	devTopology = procs.Topology
-	procInfo    = procs.ProcInfo
 )
 
 // devRegions is the dev topology of DESIGN.md. "Region core" runs the first
@@ -35,13 +19,11 @@ var devRegions = procs.DevRegions
 // topologyOn places the dev regions on network prefix net ("127.0": region
 // N on 127.0.N.1, the switch on 127.0.0.1): tests use another prefix so
 // that they never meet a cluster of make run.
-func topologyOn(net string, count int) devTopology { return procs.TopologyOn(net, devZone, count) }
-
-func loadTopology(dir string) (devTopology, error) { return procs.LoadTopology(dir) }
+func topologyOn(net string, count int) procs.Topology { return procs.TopologyOn(net, devZone, count) }
 
 // topologyRegion finds a region of the running cluster, or says which
 // regions there are.
-func topologyRegion(t devTopology, name string) (devRegion, error) {
+func topologyRegion(t procs.Topology, name string) (procs.Region, error) {
 	if r, ok := t.Region(name); ok {
 		return r, nil
 	}
@@ -49,18 +31,8 @@ func topologyRegion(t devTopology, name string) (devRegion, error) {
 	for _, r := range t.Regions {
 		names = append(names, r.Name)
 	}
-	return devRegion{}, usageError{fmt.Errorf("no region %q: the dev regions are %s", name, strings.Join(names, ", "))}
+	return procs.Region{}, usageError{fmt.Errorf("no region %q: the dev regions are %s", name, strings.Join(names, ", "))}
 }
-
-func devRegionNamed(regions []devRegion, name string) (devRegion, bool) {
-	return procs.RegionNamed(regions, name)
-}
-
-// controlSocket is the control socket of the dev cluster on dir.
-func controlSocket(dir string) string { return procs.ControlSocket(dir) }
-
-// devSecrets is the NATS credentials folder of the dev cluster on dir.
-func devSecrets(dir string) string { return procs.SecretsDir(dir) }
 
 func devCmd() *cobra.Command {
 	var dir, fsync, durability, netPrefix string
@@ -77,7 +49,16 @@ func devCmd() *cobra.Command {
 			if !regexp.MustCompile(`^127\.\d{1,3}$`).MatchString(netPrefix) {
 				return usageError{fmt.Errorf("--net %q: want 127.X", netPrefix)}
 			}
-			return runDev(cmd.Context(), cmd.OutOrStdout(), devOptions{dir: dir, fsync: fsync, durability: durability, chaos: withChaos}, topologyOn(netPrefix, count))
+			key, err := apiKey(filepath.Join(dir, "api-key"), true)
+			if err != nil {
+				return err
+			}
+			newSupervisor := procs.NewSupervisor
+			if withChaos { // fault proxies on every NATS link, fault injection on
+				newSupervisor = runner.NewSupervisor
+			}
+			return newSupervisor(procs.Options{Dir: dir, Key: key, Topology: topologyOn(netPrefix, count), Prefer: devPrefer,
+				Fsync: fsync, Durability: durability, Out: cmd.OutOrStdout()}).Run(cmd.Context())
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "var/dev", "state directory of the dev cluster")
@@ -89,88 +70,4 @@ func devCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&withChaos, "chaos", false, "put fault proxies on every NATS link (127.0.N.3 and .4) and turn fault injection on, as shortener chaos does")
 	cmd.AddCommand(devDownCmd(), devStopCmd(), devUpCmd())
 	return cmd
-}
-
-type devOptions struct {
-	dir, fsync, durability string
-	// chaos puts fault proxies in front of every NATS gateway and route
-	// listener and starts the regions with --fault-injection (devchaos.go).
-	chaos bool
-	// ready, when set, is closed once every region and the switch answer.
-	ready chan<- struct{}
-}
-
-// supervisor is the dev cluster's procs.Supervisor with what a --chaos
-// cluster adds to it (devchaos.go): the fault proxies and their endpoints
-// on the control socket.
-type supervisor struct {
-	*procs.Supervisor
-	regions []devRegion
-	net     *netfault.Net // the fault proxies of a --chaos cluster, else nil
-}
-
-func (sv *supervisor) appendJournal(line []byte) { sv.Journal(line) }
-
-func writeCtlError(w http.ResponseWriter, err error) { procs.WriteError(w, err) }
-
-// runDev runs the dev cluster of topo until ctx ends.
-func runDev(ctx context.Context, out io.Writer, o devOptions, topo devTopology) error {
-	key, err := apiKey(filepath.Join(o.dir, "api-key"), true)
-	if err != nil {
-		return err
-	}
-	sv := &supervisor{regions: topo.Regions}
-	po := procs.Options{Dir: o.dir, Key: key, Topology: topo, Prefer: devPrefer, Fsync: o.fsync,
-		Durability: o.durability, Out: out, Ready: o.ready}
-	if o.chaos {
-		po.Network = func() (io.Closer, error) {
-			if err := sv.startChaosNet(slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))); err != nil {
-				return nil, err
-			}
-			return sv.net, nil
-		}
-		po.RegionArgs = chaosRegionArgs
-		po.Routes = sv.chaosRoutes
-	}
-	sv.Supervisor = procs.NewSupervisor(po)
-	return sv.Run(ctx)
-}
-
-// waitHTTPReady polls url until it answers 200, the process ends (exited)
-// or the timeout passes.
-func waitHTTPReady(ctx context.Context, url string, exited <-chan struct{}, timeout time.Duration) error {
-	return procs.WaitHTTP(ctx, url, exited, timeout, http.StatusOK)
-}
-
-// waitHTTP polls url until it answers want.
-func waitHTTP(ctx context.Context, url string, exited <-chan struct{}, timeout time.Duration, want int) error {
-	return procs.WaitHTTP(ctx, url, exited, timeout, want)
-}
-
-// child and stopChildren are the bench cluster's processes (bench_regions.go)
-// until it starts them with procs.Start and stops them with procs.StopAll.
-type child struct {
-	name string
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-func stopChildren(out io.Writer, children []*child) {
-	for _, c := range children {
-		_ = c.cmd.Process.Signal(syscall.SIGCONT)
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	}
-	deadline := time.After(10 * time.Second)
-	for _, c := range children {
-		select {
-		case <-c.done:
-		case <-deadline:
-			fmt.Fprintf(out, "%s did not stop in 10s: killing it\n", c.name)
-			_ = c.cmd.Process.Kill()
-			<-c.done
-		}
-		_ = os.Remove(filepath.Join(c.dir, "pid"))
-	}
 }

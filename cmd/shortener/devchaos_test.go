@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"shortener/chaos/netfault"
+	"shortener/procs"
 	"shortener/region"
 	"shortener/region/regiontest"
 	"shortener/replicator"
@@ -43,7 +44,7 @@ func TestClusterChaosPartition(t *testing.T) {
 		return replicator.OriginLag{}, fmt.Errorf("no origin %s", origin)
 	}
 	bypassing(t, d)
-	if err := controlDo(ctx, d.dir, http.MethodPost, "/net/cut/us-east/eu-west", nil); err != nil {
+	if err := procs.Call(ctx, d.dir, http.MethodPost, "/net/cut/us-east/eu-west", nil); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -62,14 +63,14 @@ func TestClusterChaosPartition(t *testing.T) {
 		t.Fatal("a link created in eu-west reached us-east across the cut")
 	}
 	var st netfault.State
-	if err := controlDo(ctx, d.dir, http.MethodGet, "/net", &st); err != nil {
+	if err := procs.Call(ctx, d.dir, http.MethodGet, "/net", &st); err != nil {
 		t.Fatal(err)
 	}
 	if l := st.Link("eu-west", "us-east"); !l.Cut || l.Open != 0 || l.Refused == 0 {
 		t.Fatalf("eu-west/us-east during the cut: %+v", l)
 	}
 
-	if err := controlDo(ctx, d.dir, http.MethodPost, "/net/heal/us-east/eu-west", nil); err != nil {
+	if err := procs.Call(ctx, d.dir, http.MethodPost, "/net/heal/us-east/eu-west", nil); err != nil {
 		t.Fatal(err)
 	}
 	start = time.Now()
@@ -115,19 +116,19 @@ func resolvesAt(hc *http.Client, base, code string) error {
 // sockets of each process from /proc, for 10 s, as gossip spreads.
 func bypassing(t *testing.T, d *devCluster) {
 	t.Helper()
-	var procs []procInfo
-	if err := controlDo(context.Background(), d.dir, http.MethodGet, "/procs", &procs); err != nil {
+	var ps []procs.ProcInfo
+	if err := procs.Call(context.Background(), d.dir, http.MethodGet, "/procs", &ps); err != nil {
 		t.Fatal(err)
 	}
 	direct := map[string]string{} // ip:port (as in /proc/net/tcp) -> region
 	for _, r := range d.topo.Regions {
-		for _, a := range []string{r.Host + ":7222", globalHost(r.Host) + ":7222", globalHost(r.Host) + ":6222"} {
+		for _, a := range []string{r.Host + ":7222", procs.GlobalHost(r.Host) + ":7222", procs.GlobalHost(r.Host) + ":6222"} {
 			direct[procNetAddr(a)] = r.Name
 		}
 	}
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
 		remotes := procRemotes(t) // socket inode -> remote address
-		for _, p := range procs {
+		for _, p := range ps {
 			fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.PID))
 			for _, fd := range fds {
 				l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", p.PID, fd.Name()))

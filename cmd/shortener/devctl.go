@@ -3,26 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"shortener/procs"
-	"shortener/region"
+	"shortener/status"
 )
-
-// control asks the running dev cluster's supervisor (procs.Control).
-func control(ctx context.Context, dir, path string) (procInfo, error) {
-	return procs.Control(ctx, dir, path)
-}
-
-// lastOutage returns the last region-down of region in the journal and the
-// region-up after it (zero if none yet).
-func lastOutage(dir, region string) (down, up time.Time, err error) {
-	return procs.LastOutage(dir, region)
-}
 
 func stamp(t time.Time) string { return t.Format("15:04:05.000") }
 
@@ -34,7 +22,7 @@ func devDownCmd() *cobra.Command {
 		Args:  exactArgs(1, "REGION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, out, name := cmd.Context(), cmd.OutOrStdout(), args[0]
-			topo, err := loadTopology(dir)
+			topo, err := procs.LoadTopology(dir)
 			if err != nil {
 				return err
 			}
@@ -43,14 +31,18 @@ func devDownCmd() *cobra.Command {
 			}
 			// What the others would lose if this region never came back: the
 			// RPO they report just before the kill.
-			rpos := reportedRPOs(ctx, topo, name)
-			p, err := control(ctx, dir, "/down/"+name)
+			var others []status.Target
+			for _, r := range topo.Regions {
+				others = append(others, status.Target{Name: r.Name, URL: "http://" + r.Host + ":8080"})
+			}
+			rpos := status.ReportedRPOs(ctx, others, name)
+			p, err := procs.Control(ctx, dir, "/down/"+name)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "%s  %s killed with SIGKILL (pid %d) at %s\n", stamp(p.At), name, p.PID, p.At.UTC().Format(time.RFC3339Nano))
 			for _, r := range rpos {
-				fmt.Fprintf(out, "              RPO %s reported for %s just before: %s\n", r.region, name, r.text)
+				fmt.Fprintf(out, "              RPO %s reported for %s just before: %s\n", r.Region, name, r.Text)
 			}
 			to, at, err := waitSwitch(ctx, topo.SwitchAdmin, name, func(answer string) bool { return answer != name }, 15*time.Second)
 			if err != nil {
@@ -74,7 +66,7 @@ func devUpCmd() *cobra.Command {
 		Args:  exactArgs(1, "REGION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, out, name := cmd.Context(), cmd.OutOrStdout(), args[0]
-			topo, err := loadTopology(dir)
+			topo, err := procs.LoadTopology(dir)
 			if err != nil {
 				return err
 			}
@@ -82,7 +74,7 @@ func devUpCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := control(ctx, dir, "/up/"+name)
+			p, err := procs.Control(ctx, dir, "/up/"+name)
 			if err != nil {
 				return err
 			}
@@ -104,36 +96,6 @@ func devUpCmd() *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", "var/dev", "state directory of the dev cluster")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for the region to be ready")
 	return cmd
-}
-
-type reportedRPO struct{ region, text string }
-
-// reportedRPOs asks every other dev region for the RPO bound it reports
-// for origin now.
-func reportedRPOs(ctx context.Context, topo devTopology, origin string) []reportedRPO {
-	var out []reportedRPO
-	hc := &http.Client{Timeout: time.Second}
-	for _, r := range topo.Regions {
-		if r.Name == origin {
-			continue
-		}
-		var rr region.RegionsResponse
-		if err := getJSON(ctx, hc, "http://"+r.Host+":8080/api/v1/regions", &rr); err != nil {
-			out = append(out, reportedRPO{r.Name, "unreachable"})
-			continue
-		}
-		for _, o := range rr.Origins {
-			if o.Origin != origin {
-				continue
-			}
-			text := fmt.Sprintf("at most %d events, %.1f s (lag %d events)", o.RPOEvents, o.RPOSeconds, o.LagEvents)
-			if !o.RPOKnown {
-				text = "UNKNOWN (mirror never seen live)"
-			}
-			out = append(out, reportedRPO{r.Name, text})
-		}
-	}
-	return out
 }
 
 // waitSwitch polls the switch until its answer to home's clients
@@ -173,14 +135,14 @@ elsewhere; make region-up starts it again.`,
 		Args: exactArgs(1, "REGION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, out, name := cmd.Context(), cmd.OutOrStdout(), args[0]
-			topo, err := loadTopology(dir)
+			topo, err := procs.LoadTopology(dir)
 			if err != nil {
 				return err
 			}
 			if _, err := topologyRegion(topo, name); err != nil {
 				return err
 			}
-			p, err := control(ctx, dir, "/stop/"+name)
+			p, err := procs.Control(ctx, dir, "/stop/"+name)
 			if err != nil {
 				return err
 			}

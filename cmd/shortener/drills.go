@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"shortener/drills"
+	"shortener/procs"
 )
 
 // drillsCmd is `shortener drills`: the DR drills against the running dev
@@ -86,11 +87,11 @@ histories next to it. Exits 1 when a drill does not pass.`,
 	return cmd
 }
 
-// devDrillCluster is the dev cluster on dir as the drills see it: make
-// region-down/up through the supervisor's control socket, the switch's
-// admin API, audit verify.
+// devDrillCluster is the dev cluster on dir as the drills see it
+// (drills.DevCluster) with the switch's admin API, audit verify and the
+// backup and restore into staging.
 func devDrillCluster(dir string) (*drills.Cluster, error) {
-	topo, err := loadTopology(dir)
+	topo, err := procs.LoadTopology(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -98,29 +99,11 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &drills.Cluster{Zone: topo.Zone, SwitchDNS: topo.SwitchDNS, APIKey: key}
+	c := drills.DevCluster(dir, topo, key)
 	var natsURLs, endpoints []string
 	for _, r := range topo.Regions {
-		c.Regions = append(c.Regions, drills.Region{Name: r.Name, URL: "http://" + r.Host + ":8080",
-			ClientAddr: strings.TrimSuffix(r.Host, ".1") + ".10"})
 		natsURLs = append(natsURLs, "nats://"+r.Host+":4222")
 		endpoints = append(endpoints, r.Name+"=http://"+r.Host+":8080")
-	}
-	c.Down = func(ctx context.Context, name string) (time.Time, error) {
-		p, err := control(ctx, dir, "/down/"+name)
-		return p.At, err
-	}
-	c.Stop = func(ctx context.Context, name string) (time.Time, time.Duration, bool, error) {
-		p, err := control(ctx, dir, "/stop/"+name)
-		return p.At, p.Exited.Sub(p.At), p.Forced, err
-	}
-	c.ResetProjection = func(ctx context.Context, name string) error {
-		_, err := control(ctx, dir, "/reset-projection/"+name)
-		return err
-	}
-	c.Up = func(ctx context.Context, name string) (time.Time, error) {
-		p, err := control(ctx, dir, "/up/"+name)
-		return p.At, err
 	}
 	c.Drain = func(ctx context.Context, name string, on bool) error {
 		return switchDrain(ctx, io.Discard, topo.SwitchAdmin, filepath.Join(dir, "api-key"), name, on)
@@ -132,7 +115,7 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		o := &auditOpts{nats: strings.Join(natsURLs, ","), endpoints: endpoints, keyFile: filepath.Join(dir, "api-key"), key: key,
-			creds: natsSecretFlags{Secrets: devSecrets(dir)}}
+			creds: natsSecretFlags{Secrets: procs.SecretsDir(dir)}}
 		a, err := openAuditor(ctx, o, io.Discard)
 		if err != nil {
 			return "", err
@@ -183,4 +166,13 @@ func devDrillCluster(dir string) (*drills.Cluster, error) {
 		return out, nil
 	}
 	return c, nil
+}
+
+// verifyDev runs audit verify on the dev cluster under dir.
+func verifyDev(ctx context.Context, dir string) (string, error) {
+	dc, err := devDrillCluster(dir)
+	if err != nil {
+		return "", err
+	}
+	return dc.Verify(ctx)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"shortener/chaos/load"
+	"shortener/procs"
 )
 
 func loadCmd() *cobra.Command {
@@ -230,7 +231,7 @@ one of those creates at that region and count the 404s: the measured RPO.
 			var err error
 			if killedAt == "" {
 				// The last region-down of the dev cluster, and its region-up.
-				if killed, up, err = lastOutage(devDir, region); err != nil {
+				if killed, up, err = procs.LastOutage(devDir, region); err != nil {
 					return usageError{err}
 				}
 			} else if killed, err = time.Parse(time.RFC3339Nano, killedAt); err != nil {

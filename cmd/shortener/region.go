@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
@@ -22,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"shortener/events"
+	"shortener/procs"
 	"shortener/region"
 	"shortener/replicator"
 	"shortener/secrets"
@@ -362,36 +360,12 @@ func (f regionFlags) config() (region.Config, error) {
 }
 
 // apiKey returns $SHORTENER_API_KEY, else the key in file; with generate
-// set, a missing file is created with a fresh key.
+// set, a missing file is created with a fresh key (procs.APIKey).
 func apiKey(file string, generate bool) (string, error) {
-	if k := strings.TrimSpace(os.Getenv("SHORTENER_API_KEY")); k != "" {
-		return k, nil
-	}
-	if file == "" {
+	if file == "" && strings.TrimSpace(os.Getenv("SHORTENER_API_KEY")) == "" {
 		return "", usageError{errors.New("no API key: set $SHORTENER_API_KEY, --api-key-file or --api-key-hash")}
 	}
-	data, err := os.ReadFile(file)
-	if err == nil {
-		if k := strings.TrimSpace(string(data)); k != "" {
-			return k, nil
-		}
-		return "", fmt.Errorf("API key file %s is empty", file)
-	}
-	if !errors.Is(err, os.ErrNotExist) || !generate {
-		return "", fmt.Errorf("API key: %w", err)
-	}
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	key := "sk_dev_" + base64.RawURLEncoding.EncodeToString(b[:])
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(file, []byte(key+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write API key: %w", err)
-	}
-	return key, nil
+	return procs.APIKey(file, generate)
 }
 
 // tuneGC optionally turns the collector off until the heap nears a limit.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"shortener/drills"
+	"shortener/procs"
 	"slices"
 	"strings"
 	"testing"
@@ -163,7 +164,7 @@ func checkRunbookCmd(c runbookCmd, targets map[string]bool) error {
 			case !ok:
 				return fmt.Errorf("make %s: %q is not VAR=value", a[1], v)
 			case name == "REGION":
-				if _, ok := devRegionNamed(devRegions, val); !ok {
+				if _, ok := procs.RegionNamed(devRegions, val); !ok {
 					return fmt.Errorf("make %s: no dev region %q", a[1], val)
 				}
 			case name == "BACKUP" && a[1] == "restore":

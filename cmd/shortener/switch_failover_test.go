@@ -32,7 +32,7 @@ type devCluster struct {
 	t    *testing.T
 	dir  string
 	key  string
-	topo devTopology
+	topo procs.Topology
 	proc *procs.Proc
 	out  *syncBuffer
 }
