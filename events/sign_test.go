@@ -3,6 +3,7 @@ package events_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -100,6 +101,37 @@ func TestNewKeyRingRefuses(t *testing.T) {
 	} {
 		if _, err := events.NewKeyRing(keys); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// A Remembering signer's signatures verify (remembered), and the memory
+// accepts nothing it did not sign: other data under the same signature, the
+// same signature under another key name or origin.
+func TestRememberingSigner(t *testing.T) {
+	us, usPub := newSigner(t, "UUS")
+	_, euPub := newSigner(t, "UEU")
+	ring, _ := events.NewKeyRing(map[string]map[string]ed25519.PublicKey{"us-east": {"UUS": usPub}, "eu-west": {"UEU": euPub}})
+	rs := ring.Remembering(us)
+	for i := 0; i < 5000; i++ { // more than the ring remembers: the old ones are verified the long way
+		data := []byte(fmt.Sprintf(`{"n":%d}`, i))
+		sig, err := events.Sign(rs, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rej := ring.Verify("us-east", data, sig); rej != nil {
+			t.Fatalf("#%d: %v", i, rej)
+		}
+		if i%1000 == 0 {
+			if rej := ring.Verify("us-east", []byte(`{"n":-1}`), sig); rej == nil {
+				t.Fatalf("#%d: a remembered signature accepted for other data", i)
+			}
+			if rej := ring.Verify("eu-west", data, sig); rej == nil {
+				t.Fatalf("#%d: accepted for another origin", i)
+			}
+			if rej := ring.Verify("eu-west", data, "UEU:"+strings.SplitN(sig, ":", 2)[1]); rej == nil {
+				t.Fatalf("#%d: accepted under another key name", i)
+			}
 		}
 	}
 }

@@ -387,6 +387,9 @@ func (c Config) signer() events.Signer {
 	if c.NATSClientSecrets == nil {
 		return nil
 	}
+	if c.Keys != nil {
+		return c.Keys.Remembering(c.NATSClientSecrets)
+	}
 	return c.NATSClientSecrets
 }
 

@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -131,6 +132,7 @@ type Client struct {
 	CA   *x509.CertPool
 	key  nkeys.KeyPair
 	pub  string
+	priv ed25519.PrivateKey // key's, expanded once: nkeys expands it on every signature
 }
 
 // LoadClient reads the CA certificates and a user's seed.
@@ -158,7 +160,11 @@ func LoadClient(user string, p Paths) (*Client, error) {
 	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
 		return nil, fmt.Errorf("seed %s: not a user nkey seed", p.Seed)
 	}
-	return &Client{User: user, CA: pool, key: kp, pub: pub}, nil
+	_, raw, err := nkeys.DecodeSeed(bytes.TrimSpace(data))
+	if err != nil || len(raw) != ed25519.SeedSize {
+		return nil, fmt.Errorf("seed %s: not an ed25519 seed", p.Seed)
+	}
+	return &Client{User: user, CA: pool, key: kp, pub: pub, priv: ed25519.NewKeyFromSeed(raw)}, nil
 }
 
 // PublicKey is the user's public nkey.
@@ -166,7 +172,7 @@ func (c *Client) PublicKey() string { return c.pub }
 
 // Sign signs data with the user's key: a region signs the events it writes
 // (events.Signer).
-func (c *Client) Sign(data []byte) ([]byte, error) { return c.key.Sign(data) }
+func (c *Client) Sign(data []byte) ([]byte, error) { return ed25519.Sign(c.priv, data), nil }
 
 // TLS is the client side of a connection to a NATS server of the cluster.
 func (c *Client) TLS() *tls.Config {

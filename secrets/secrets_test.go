@@ -1,10 +1,13 @@
 package secrets_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nkeys"
 
 	"shortener/events"
 	"shortener/secrets"
@@ -231,5 +234,30 @@ func TestExportRegion(t *testing.T) {
 	}
 	if err := secrets.ExportRegion(dir, "nowhere", filepath.Join(t.TempDir(), "x")); err == nil {
 		t.Error("an export for a region without a user succeeded")
+	}
+}
+
+// Client.Sign is the nkey's signature: the same bytes nkeys makes, and
+// nkeys verifies them.
+func TestClientSignIsTheNkeys(t *testing.T) {
+	dir := generate(t)
+	p := secrets.Paths{Dir: dir}.Resolve("region-us-east")
+	c, err := secrets.LoadClient("region-us-east", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := os.ReadFile(p.Seed)
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(`{"id":"x"}`)
+	got, err := c.Sign(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := kp.Sign(data)
+	if !bytes.Equal(got, want) || kp.Verify(data, got) != nil {
+		t.Fatal("Client.Sign is not the nkey's signature")
 	}
 }
