@@ -124,7 +124,15 @@ func (r *Region) Open(ctx context.Context) (err error) {
 			r.servers = append(r.servers, ns)
 		}
 	}
-	r.nc, err = nats.Connect(r.NATSURL(), append(r.cfg.NATSClientSecrets.NATSOptions(),
+	// The application talks to its own embedded server in process: no TCP
+	// and no TLS on that hop (nats-server does not require TLS of an
+	// in-process connection), still as the region's user with its
+	// permissions. An external NATS is dialled over TLS.
+	copts := r.cfg.NATSClientSecrets.NATSOptions()
+	if len(r.servers) > 0 {
+		copts = append(r.cfg.NATSClientSecrets.NkeyOptions(), nats.InProcessServer(r.servers[0]))
+	}
+	r.nc, err = nats.Connect(r.NATSURL(), append(copts,
 		nats.Name("shortener "+r.cfg.Name+"/"+r.cfg.Instance),
 		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
 		nats.RetryOnFailedConnect(true))...)

@@ -189,6 +189,16 @@ func (c *Client) NATSOptions() []nats.Option {
 	return []nats.Option{nats.Secure(c.TLS()), nats.Nkey(c.pub, c.key.Sign)}
 }
 
+// NkeyOptions authenticate as the user without TLS: for an in-process
+// connection to an embedded server, which has no network to protect. Nil
+// for a nil Client.
+func (c *Client) NkeyOptions() []nats.Option {
+	if c == nil {
+		return nil
+	}
+	return []nats.Option{nats.Nkey(c.pub, c.key.Sign)}
+}
+
 // CAPool reads the CA certificates of a PEM file into a pool.
 func CAPool(path string) (*x509.CertPool, error) {
 	cas, err := readCerts(path)
