@@ -110,7 +110,11 @@ func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) err
 		Storage: jetstream.FileStorage, Replicas: 1, Duplicates: 2 * time.Minute, Placement: &jetstream.Placement{Cluster: "us-east"}}); err != nil {
 		return fmt.Errorf("create BENCH_ORIGIN: %w", err)
 	}
-	if res.EventBytes, err = writeLinkEvents(ctx, nc, bc.signer(usEast), o.Events, o.Window, func(code string) string { return "bench.origin." + code }); err != nil {
+	signer, err := bc.signer(usEast)
+	if err != nil {
+		return err
+	}
+	if res.EventBytes, err = writeLinkEvents(ctx, nc, signer, o.Events, o.Window, func(code string) string { return "bench.origin." + code }); err != nil {
 		return fmt.Errorf("write BENCH_ORIGIN: %w", err)
 	}
 	fmt.Fprintf(progress, "baseline: creating BENCH_MIRROR in ap-south\n")
@@ -148,7 +152,7 @@ func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) err
 	}
 	defer wnc.Close()
 	wstart := time.Now()
-	if _, err := writeLinkEvents(ctx, wnc, bc.signer(usEast), o.Events, o.Window, func(code string) string { return replicator.Subject("us-east", code) }); err != nil {
+	if _, err := writeLinkEvents(ctx, wnc, signer, o.Events, o.Window, func(code string) string { return replicator.Subject("us-east", code) }); err != nil {
 		return fmt.Errorf("write %s: %w", origin, err)
 	}
 	res.WriteRate = float64(o.Events) / time.Since(wstart).Seconds()

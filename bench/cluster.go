@@ -20,6 +20,7 @@ import (
 	"shortener/procs"
 	"shortener/region"
 	"shortener/secrets"
+	"shortener/status"
 )
 
 // benchKey is the API key of every benchmark region; only its hash is
@@ -166,7 +167,7 @@ func (b *cluster) pollRegions(ctx context.Context, what string, cond func(region
 	for i, r := range b.regions {
 		err := poll(ctx, 60*time.Second, 50*time.Millisecond, r.Name+": "+what, func(ctx context.Context) (bool, error) {
 			var rr region.RegionsResponse
-			if err := getJSON(ctx, client, b.url(i)+"/api/v1/regions", &rr); err != nil {
+			if err := status.GetJSON(ctx, client, b.url(i)+"/api/v1/regions", &rr); err != nil {
 				return false, err
 			}
 			err := cond(rr)
@@ -243,15 +244,16 @@ func (b *cluster) connectAs(i int, user string) (*nats.Conn, jetstream.JetStream
 
 // signer is what region i signs its events with, as the region itself
 // does (nil on plaintext NATS).
-func (b *cluster) signer(i int) events.Signer {
+func (b *cluster) signer(i int) (events.Signer, error) {
 	if b.plaintext {
-		return nil
+		return nil, nil
 	}
-	c, err := secrets.LoadClient(secrets.RegionUser(b.regions[i].Name), secrets.Paths{Dir: b.secrets()}.Resolve(secrets.RegionUser(b.regions[i].Name)))
+	user := secrets.RegionUser(b.regions[i].Name)
+	c, err := secrets.LoadClient(user, secrets.Paths{Dir: b.secrets()}.Resolve(user))
 	if err != nil {
-		return nil // connectAs as the same user has failed already
+		return nil, err
 	}
-	return c
+	return c, nil
 }
 
 // keys are the regions' keys of the cluster's users table (nil on

@@ -19,6 +19,7 @@ import (
 	"shortener/region"
 	"shortener/replicator"
 	"shortener/secrets"
+	"shortener/status"
 )
 
 // ReplayOptions are the flags of bench replay, and the replay it measures.
@@ -118,7 +119,11 @@ func replay(ctx context.Context, out, progress io.Writer, o ReplayOptions) error
 	}
 	defer wnc.Close()
 	wstart := time.Now()
-	if res.EventBytes, err = writeLinkEvents(ctx, wnc, bc.signer(0), o.Events, o.Window, func(code string) string { return replicator.Subject("us-east", code) }); err != nil {
+	signer, err := bc.signer(0)
+	if err != nil {
+		return err
+	}
+	if res.EventBytes, err = writeLinkEvents(ctx, wnc, signer, o.Events, o.Window, func(code string) string { return replicator.Subject("us-east", code) }); err != nil {
 		return fmt.Errorf("write %s: %w", stream, err)
 	}
 	fmt.Fprintf(progress, "wrote them in %.1fs\n", time.Since(wstart).Seconds())
@@ -134,7 +139,7 @@ func replay(ctx context.Context, out, progress io.Writer, o ReplayOptions) error
 		var rd struct {
 			AppliedSeq uint64 `json:"applied_seq"`
 		}
-		err := getJSON(ctx, client, bc.url(0)+"/readyz", &rd)
+		err := status.GetJSON(ctx, client, bc.url(0)+"/readyz", &rd)
 		return err == nil && rd.AppliedSeq >= cut, err
 	})
 	if err != nil {
