@@ -224,3 +224,25 @@ func previous(root, id string) (*Manifest, bool) {
 	}
 	return nil, false
 }
+
+// Messages is the number of messages in the backed-up streams.
+func (m *Manifest) Messages() uint64 {
+	var n uint64
+	for _, s := range m.Streams {
+		n += s.State.Msgs
+	}
+	return n
+}
+
+// WriteSummary writes what shortener backup prints of the backup m in dir:
+// its streams, size, growth since the previous one, and how long it took.
+func (m *Manifest) WriteSummary(w io.Writer, dir string) {
+	fmt.Fprintf(w, "backup %s in %s\n", m.ID, dir)
+	fmt.Fprintf(w, "  %d streams, %d messages; %d projections; mirrors not backed up: %d\n", len(m.Streams), m.Messages(), len(m.Projections), len(m.Mirrors))
+	growth := "first backup in " + filepath.Dir(dir)
+	if m.Previous != "" {
+		growth = fmt.Sprintf("%+d bytes since %s (%s)", m.Growth, m.Previous, Human(m.PrevSize))
+	}
+	fmt.Fprintf(w, "  size %s (%d bytes); growth: %s\n", Human(m.Size), m.Size, growth)
+	fmt.Fprintf(w, "  took %s\n", m.Finished.Sub(m.Started).Round(time.Millisecond))
+}

@@ -68,6 +68,31 @@ func (c *Client) Answer(ctx context.Context, home string) (string, error) {
 	return "", fmt.Errorf("the switch has no region %s", home)
 }
 
+// WaitAnswer polls the switch every 50 ms until its answer to home's
+// clients satisfies ok, for at most timeout, and returns that answer and
+// when it was seen. It fails with the last answer, or the last error.
+func (c *Client) WaitAnswer(ctx context.Context, home string, ok func(string) bool, timeout time.Duration) (string, time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	var last string
+	var lastErr error
+	for time.Now().Before(deadline) {
+		a, err := c.Answer(ctx, home)
+		if err == nil && ok(a) {
+			return a, time.Now(), nil
+		}
+		last, lastErr = a, err
+		select {
+		case <-ctx.Done():
+			return "", time.Time{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if lastErr != nil {
+		return "", time.Time{}, lastErr
+	}
+	return "", time.Time{}, fmt.Errorf("still %s after %s", last, timeout)
+}
+
 // Drain sends nobody to region, whatever its health (drain false: answer it
 // again once healthy). A refusal is an *APIError.
 func (c *Client) Drain(ctx context.Context, region string, drain bool) error {

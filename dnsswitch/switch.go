@@ -775,3 +775,27 @@ func writeProblem(w http.ResponseWriter, status int, detail string) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail})
 }
+
+// ParseRegion reads a region behind the switch as the command line gives
+// it, NAME=IPv4: its clients are the /24 of its address, and its health is
+// <scheme>://ADDR:<port>/readyz.
+func ParseRegion(spec, scheme string, port int) (Region, error) {
+	name, addr, ok := strings.Cut(spec, "=")
+	a, err := netip.ParseAddr(addr)
+	if !ok || name == "" || err != nil || !a.Is4() {
+		return Region{}, fmt.Errorf("--region %q: want NAME=IPv4", spec)
+	}
+	home, _ := a.Prefix(24)
+	return Region{Name: name, Addr: a, Home: home, ReadyURL: fmt.Sprintf("%s://%s:%d/readyz", scheme, a, port)}, nil
+}
+
+// ParsePrefer reads where a home region's clients go when it is down,
+// HOME=REGION,REGION, into prefer.
+func ParsePrefer(spec string, prefer map[string][]string) error {
+	home, list, ok := strings.Cut(spec, "=")
+	if !ok || home == "" || list == "" {
+		return fmt.Errorf("--prefer %q: want HOME=REGION,REGION", spec)
+	}
+	prefer[home] = strings.Split(list, ",")
+	return nil
+}

@@ -17,7 +17,7 @@ import (
 func DevCluster(dir string, topo procs.Topology, key string) *Cluster {
 	c := &Cluster{Zone: topo.Zone, SwitchDNS: topo.SwitchDNS, APIKey: key}
 	for _, r := range topo.Regions {
-		c.Regions = append(c.Regions, Region{Name: r.Name, URL: "http://" + r.Host + ":8080",
+		c.Regions = append(c.Regions, Region{Name: r.Name, URL: r.URL(),
 			ClientAddr: strings.TrimSuffix(r.Host, ".1") + ".10"})
 	}
 	c.Down = func(ctx context.Context, name string) (time.Time, error) {

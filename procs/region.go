@@ -148,3 +148,46 @@ func LoadTopology(dir string) (Topology, error) {
 
 // Region finds a region of t by name.
 func (t Topology) Region(name string) (Region, bool) { return RegionNamed(t.Regions, name) }
+
+// The ports every dev region listens on (DESIGN.md, the dev topology).
+const (
+	devNATSPort = "4222"
+	devHTTPPort = "8080"
+)
+
+// URL is the region's API and redirect base URL.
+func (r Region) URL() string { return "http://" + r.Host + ":" + devHTTPPort }
+
+// NATSURL is the region's regional NATS server.
+func (r Region) NATSURL() string { return "nats://" + r.Host + ":" + devNATSPort }
+
+// NATSURLs are the regions' NATS client URLs, in region order.
+func (t Topology) NATSURLs() []string {
+	var urls []string
+	for _, r := range t.Regions {
+		urls = append(urls, r.NATSURL())
+	}
+	return urls
+}
+
+// ClusterURLs map each NATS cluster (a region, and "global", whose member
+// is on a region's GlobalHost) to a URL in it.
+func (t Topology) ClusterURLs() map[string]string {
+	m := map[string]string{}
+	for _, r := range t.Regions {
+		m[r.Name] = r.NATSURL()
+		if _, ok := m["global"]; !ok {
+			m["global"] = "nats://" + GlobalHost(r.Host) + ":" + devNATSPort
+		}
+	}
+	return m
+}
+
+// Endpoints map each region's name to its URL.
+func (t Topology) Endpoints() map[string]string {
+	m := map[string]string{}
+	for _, r := range t.Regions {
+		m[r.Name] = r.URL()
+	}
+	return m
+}

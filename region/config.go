@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -396,4 +397,26 @@ func (c Config) signer() events.Signer {
 // projection is the configuration of the region's projection store.
 func (c Config) projection(log *slog.Logger) projections.Options {
 	return projections.Options{CacheSize: c.CacheSize, Logger: log, SyncWrites: true, Rules: c.rules(), MaxSchema: c.MaxSchema}
+}
+
+// ParsePeer reads a peer as the command line gives it, NAME=HOST[,GLOBALHOST].
+func ParsePeer(spec string) (Peer, error) {
+	name, hosts, ok := strings.Cut(spec, "=")
+	host, global, _ := strings.Cut(hosts, ",")
+	if !ok || name == "" || host == "" {
+		return Peer{}, fmt.Errorf("--peer %q: want NAME=HOST[,GLOBALHOST]", spec)
+	}
+	return Peer{Name: name, Host: host, GlobalHost: global}, nil
+}
+
+// DialPeerAt makes this region dial peer name's NATS gateways and routes at
+// hosts, HOST[,GLOBALHOST], instead of its own hosts (a fault proxy's).
+func DialPeerAt(peers []Peer, name, hosts string) error {
+	host, global, _ := strings.Cut(hosts, ",")
+	i := slices.IndexFunc(peers, func(q Peer) bool { return q.Name == name })
+	if name == "" || host == "" || i < 0 {
+		return fmt.Errorf("--peer-nats %q: want NAME=HOST[,GLOBALHOST] for a region given with --peer", name+"="+hosts)
+	}
+	peers[i].NATSHost, peers[i].NATSGlobalHost = host, global
+	return nil
 }

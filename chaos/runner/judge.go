@@ -52,7 +52,7 @@ func (c *run) measureRPO(ctx context.Context, step int, region string, killedAt 
 			continue
 		}
 		s := check.Survivor{Region: r.Name}
-		pr, err := load.Probe(ctx, "http://"+r.Host+":8080", codes)
+		pr, err := load.Probe(ctx, r.URL(), codes)
 		if err != nil {
 			s.ProbeErr = err.Error()
 		} else {
@@ -97,7 +97,7 @@ func (c *run) judge(ctx context.Context, h *load.History) []chaos.Check {
 	final := check.Final{}
 	var readErrs []string
 	for _, r := range c.o.Topology.Regions {
-		m, err := readFinal(ctx, "http://"+r.Host+":8080", codes)
+		m, err := readFinal(ctx, r.URL(), codes)
 		if err != nil {
 			readErrs = append(readErrs, fmt.Sprintf("%s: %v", r.Name, err))
 			continue

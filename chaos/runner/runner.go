@@ -158,7 +158,7 @@ func Run(ctx context.Context, out io.Writer, o Options) (*chaos.Report, error) {
 	for _, r := range o.Topology.Regions {
 		cfg.Targets = append(cfg.Targets, load.Target{Name: r.Name, BaseURL: "http://" + o.Topology.Zone + ":8080",
 			DNS: o.Topology.SwitchDNS, LocalAddr: strings.TrimSuffix(r.Host, ".1") + ".10"})
-		cfg.Regions = append(cfg.Regions, load.Region{Name: r.Name, BaseURL: "http://" + r.Host + ":8080"})
+		cfg.Regions = append(cfg.Regions, load.Region{Name: r.Name, BaseURL: r.URL()})
 	}
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()

@@ -43,7 +43,7 @@ Progress goes to stderr; errors are one line and a non-zero exit status.`,
 	pf := cmd.PersistentFlags()
 	var urls []string
 	for _, r := range devRegions {
-		urls = append(urls, "nats://"+r.Host+":4222")
+		urls = append(urls, r.NATSURL())
 	}
 	pf.StringVar(&o.nats, "nats", strings.Join(urls, ","), "NATS URLs of the supercluster, comma-separated (any one reachable server will do)")
 	pf.StringArrayVar(&o.endpoints, "endpoint", nil, "a region's API, NAME=http://host:port (repeatable; default the dev cluster's)")
@@ -69,7 +69,7 @@ func openAuditor(ctx context.Context, o *auditOpts, progress io.Writer) (*audito
 	endpoints := map[string]string{}
 	if len(o.endpoints) == 0 {
 		for _, r := range devRegions {
-			endpoints[r.Name] = "http://" + r.Host + ":8080"
+			endpoints[r.Name] = r.URL()
 		}
 	}
 	for _, e := range o.endpoints {

@@ -74,20 +74,12 @@ func (f *clusterFlags) resolve() (*liveCluster, error) {
 		if err != nil {
 			return nil, usageError{fmt.Errorf("%w, or give --nats and --endpoint", err)}
 		}
-		var urls []string
-		for _, r := range topo.Regions {
-			u := "nats://" + r.Host + ":4222"
-			urls = append(urls, u)
-			lc.clusterURLs[r.Name] = u
-			if _, ok := lc.clusterURLs["global"]; !ok {
-				lc.clusterURLs["global"] = "nats://" + strings.TrimSuffix(r.Host, ".1") + ".2:4222"
-			}
-			if len(f.endpoints) == 0 {
-				lc.endpoints[r.Name] = "http://" + r.Host + ":8080"
-			}
+		lc.clusterURLs = topo.ClusterURLs()
+		if len(f.endpoints) == 0 {
+			lc.endpoints = topo.Endpoints()
 		}
 		if f.nats == "" {
-			lc.nats = strings.Join(urls, ",")
+			lc.nats = strings.Join(topo.NATSURLs(), ",")
 		}
 	}
 	if f.nats != "" {
@@ -190,7 +182,7 @@ Check a backup with: shortener restore DIR (into a fresh staging region).`,
 			if err != nil {
 				return err
 			}
-			printManifest(cmd.OutOrStdout(), m, dir)
+			m.WriteSummary(cmd.OutOrStdout(), dir)
 			return nil
 		},
 	}
@@ -198,21 +190,6 @@ Check a backup with: shortener restore DIR (into a fresh staging region).`,
 	cmd.Flags().StringVar(&out, "out", "var/backups", "directory of backups; this one goes to a new directory in it")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "bound on the whole backup")
 	return cmd
-}
-
-func printManifest(w io.Writer, m *backup.Manifest, dir string) {
-	var msgs uint64
-	for _, s := range m.Streams {
-		msgs += s.State.Msgs
-	}
-	fmt.Fprintf(w, "backup %s in %s\n", m.ID, dir)
-	fmt.Fprintf(w, "  %d streams, %d messages; %d projections; mirrors not backed up: %d\n", len(m.Streams), msgs, len(m.Projections), len(m.Mirrors))
-	growth := "first backup in " + filepath.Dir(dir)
-	if m.Previous != "" {
-		growth = fmt.Sprintf("%+d bytes since %s (%s)", m.Growth, m.Previous, backup.Human(m.PrevSize))
-	}
-	fmt.Fprintf(w, "  size %s (%d bytes); growth: %s\n", backup.Human(m.Size), m.Size, growth)
-	fmt.Fprintf(w, "  took %s\n", m.Finished.Sub(m.Started).Round(time.Millisecond))
 }
 
 func restoreCmd() *cobra.Command {

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"shortener/dnsswitch"
 	"shortener/procs"
 	"shortener/status"
 )
@@ -33,7 +35,7 @@ func devDownCmd() *cobra.Command {
 			// RPO they report just before the kill.
 			var others []status.Target
 			for _, r := range topo.Regions {
-				others = append(others, status.Target{Name: r.Name, URL: "http://" + r.Host + ":8080"})
+				others = append(others, status.Target{Name: r.Name, URL: r.URL()})
 			}
 			rpos := status.ReportedRPOs(ctx, others, name)
 			p, err := procs.Control(ctx, dir, "/down/"+name)
@@ -79,7 +81,7 @@ func devUpCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(out, "%s  %s started (pid %d) on its state in %s\n", stamp(p.At), name, p.PID, filepath.Join(dir, name))
-			readyAt, err := procs.WaitReadyVerbose(ctx, out, "http://"+r.Host+":8080/readyz", p.At, timeout)
+			readyAt, err := procs.WaitReadyVerbose(ctx, out, r.URL()+"/readyz", p.At, timeout)
 			if err != nil {
 				return fmt.Errorf("%s: %w (see %s)", name, err, filepath.Join(dir, name, "region.log"))
 			}
@@ -101,25 +103,7 @@ func devUpCmd() *cobra.Command {
 // waitSwitch polls the switch until its answer to home's clients
 // satisfies ok, and returns it and when it was seen.
 func waitSwitch(ctx context.Context, admin, home string, ok func(string) bool, timeout time.Duration) (string, time.Time, error) {
-	deadline := time.Now().Add(timeout)
-	var last string
-	var lastErr error
-	for time.Now().Before(deadline) {
-		a, err := switchAnswer(ctx, admin, home)
-		if err == nil && ok(a) {
-			return a, time.Now(), nil
-		}
-		last, lastErr = a, err
-		select {
-		case <-ctx.Done():
-			return "", time.Time{}, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	if lastErr != nil {
-		return "", time.Time{}, lastErr
-	}
-	return "", time.Time{}, fmt.Errorf("still %s after %s", last, timeout)
+	return (&dnsswitch.Client{Addr: admin, HTTP: &http.Client{Timeout: time.Second}}).WaitAnswer(ctx, home, ok, timeout)
 }
 
 func devStopCmd() *cobra.Command {

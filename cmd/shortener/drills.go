@@ -1,20 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"shortener/drills"
-	"shortener/procs"
 )
 
 // drillsCmd is `shortener drills`: the DR drills against the running dev
@@ -45,7 +39,7 @@ histories next to it. Exits 1 when a drill does not pass.`,
 				}
 			}
 			out := cmd.OutOrStdout()
-			cl, err := devDrillCluster(dir)
+			cl, err := drills.OpenDev(dir)
 			if err != nil {
 				return err
 			}
@@ -87,90 +81,9 @@ histories next to it. Exits 1 when a drill does not pass.`,
 	return cmd
 }
 
-// devDrillCluster is the dev cluster on dir as the drills see it
-// (drills.DevCluster) with the switch's admin API, audit verify and the
-// backup and restore into staging.
-func devDrillCluster(dir string) (*drills.Cluster, error) {
-	topo, err := procs.LoadTopology(dir)
-	if err != nil {
-		return nil, err
-	}
-	key, err := apiKey(filepath.Join(dir, "api-key"), false)
-	if err != nil {
-		return nil, err
-	}
-	c := drills.DevCluster(dir, topo, key)
-	var natsURLs, endpoints []string
-	for _, r := range topo.Regions {
-		natsURLs = append(natsURLs, "nats://"+r.Host+":4222")
-		endpoints = append(endpoints, r.Name+"=http://"+r.Host+":8080")
-	}
-	c.Drain = func(ctx context.Context, name string, on bool) error {
-		return switchDrain(ctx, io.Discard, topo.SwitchAdmin, filepath.Join(dir, "api-key"), name, on)
-	}
-	c.SwitchAnswer = func(ctx context.Context, home string) (string, error) {
-		return switchAnswer(ctx, topo.SwitchAdmin, home)
-	}
-	c.Verify = func(ctx context.Context) (string, error) {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		o := &auditOpts{nats: strings.Join(natsURLs, ","), endpoints: endpoints, keyFile: filepath.Join(dir, "api-key"), key: key,
-			creds: natsSecretFlags{Secrets: procs.SecretsDir(dir)}}
-		a, err := openAuditor(ctx, o, io.Discard)
-		if err != nil {
-			return "", err
-		}
-		defer a.Close()
-		var out bytes.Buffer
-		err = a.Verify(ctx, &out, 4096)
-		if err != nil && errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("audit verify did not finish in 2 min: %w", err)
-		}
-		return out.String(), err
-	}
-	c.BackupRestore = func(ctx context.Context, root string, log io.Writer) (*drills.BackupOutcome, error) {
-		lc, err := (&clusterFlags{dir: dir}).resolve()
-		if err != nil {
-			return nil, err
-		}
-		begin := time.Now()
-		m, bdir, err := takeBackup(ctx, lc, root, log)
-		if err != nil {
-			return nil, fmt.Errorf("backup: %w", err)
-		}
-		out := &drills.BackupOutcome{ID: m.ID, Dir: bdir, Size: m.Size, Growth: m.Growth, Previous: m.Previous,
-			Streams: len(m.Streams), Projections: len(m.Projections), Took: time.Since(begin)}
-		for _, s := range m.Streams {
-			out.Messages += s.State.Msgs
-		}
-		out.Staging = filepath.Join(root, "staging-"+m.ID)
-		begin = time.Now()
-		keys, err := lc.creds.keys("restore")
-		if err != nil {
-			return nil, err
-		}
-		res, st, err := stageAndCheck(ctx, bdir, out.Staging, "127.0.0.1", lc, keys, 20, io.Discard, log)
-		if st != nil {
-			st.Close()
-		}
-		out.StageTook = time.Since(begin)
-		for _, c := range res {
-			out.Checks = append(out.Checks, drills.Criterion(c))
-		}
-		if err != nil {
-			return out, fmt.Errorf("restore into staging: %w", err)
-		}
-		if res.Passed() {
-			os.RemoveAll(out.Staging) // a copy of the backup; kept when a check failed
-		}
-		return out, nil
-	}
-	return c, nil
-}
-
 // verifyDev runs audit verify on the dev cluster under dir.
 func verifyDev(ctx context.Context, dir string) (string, error) {
-	dc, err := devDrillCluster(dir)
+	dc, err := drills.OpenDev(dir)
 	if err != nil {
 		return "", err
 	}

@@ -82,30 +82,13 @@ throughput). "shortener load analyze" measures a failover from a history.`,
 			if len(clients) > 0 && len(targets) > 0 {
 				return usageError{fmt.Errorf("give either --target or --client/--clients-dev, not both")}
 			}
-			for _, t := range targets {
-				name, url, ok := strings.Cut(t, "=")
-				if !ok {
-					name, url = "", t
-				}
-				if !strings.Contains(url, "://") {
-					return usageError{fmt.Errorf("--target %q: want NAME=http://host:port", t)}
-				}
-				cfg.Targets = append(cfg.Targets, load.Target{Name: name, BaseURL: url})
-				if name != "" {
-					cfg.Regions = append(cfg.Regions, load.Region{Name: name, BaseURL: url})
-				}
+			var err error
+			if cfg.Targets, cfg.Regions, err = load.ParseTargets(targets); err != nil {
+				return usageError{err}
 			}
 			if len(clients) > 0 {
-				if port < 1 || port > 65535 {
-					return usageError{fmt.Errorf("--port %d: want 1 to 65535", port)}
-				}
-				base := "http://" + net.JoinHostPort(dnsName, strconv.Itoa(port))
-				for _, c := range clients {
-					name, ip, ok := strings.Cut(c, "=")
-					if !ok || name == "" || net.ParseIP(ip) == nil {
-						return usageError{fmt.Errorf("--client %q: want REGION=SOURCE-IP, e.g. us-east=127.0.1.10", c)}
-					}
-					cfg.Targets = append(cfg.Targets, load.Target{Name: name, BaseURL: base, DNS: dnsServer, LocalAddr: ip})
+				if cfg.Targets, err = load.ClientTargets(clients, dnsServer, dnsName, port); err != nil {
+					return usageError{err}
 				}
 				for _, r := range devRegions {
 					cfg.Regions = append(cfg.Regions, load.Region{Name: r.Name,
@@ -116,13 +99,8 @@ throughput). "shortener load analyze" measures a failover from a history.`,
 				return usageError{fmt.Errorf("give --clients-dev, --client REGION=SOURCE-IP or --target NAME=http://host:port")}
 			}
 			if len(regions) > 0 {
-				cfg.Regions = nil
-				for _, r := range regions {
-					name, url, ok := strings.Cut(r, "=")
-					if !ok || name == "" || !strings.Contains(url, "://") {
-						return usageError{fmt.Errorf("--region %q: want NAME=http://host:port", r)}
-					}
-					cfg.Regions = append(cfg.Regions, load.Region{Name: name, BaseURL: url})
+				if cfg.Regions, err = load.ParseRegions(regions); err != nil {
+					return usageError{err}
 				}
 			}
 			if codesFile != "" {

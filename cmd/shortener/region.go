@@ -10,7 +10,6 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -283,22 +282,18 @@ func (f regionFlags) config() (region.Config, error) {
 		}
 	}
 	var peers []region.Peer
-	for _, p := range f.Peers {
-		name, hosts, ok := strings.Cut(p, "=")
-		host, global, _ := strings.Cut(hosts, ",")
-		if !ok || name == "" || host == "" {
-			return region.Config{}, usageError{fmt.Errorf("--peer %q: want NAME=HOST[,GLOBALHOST]", p)}
+	for _, spec := range f.Peers {
+		p, err := region.ParsePeer(spec)
+		if err != nil {
+			return region.Config{}, usageError{err}
 		}
-		peers = append(peers, region.Peer{Name: name, Host: host, GlobalHost: global})
+		peers = append(peers, p)
 	}
-	for _, p := range f.PeerNATS {
-		name, hosts, ok := strings.Cut(p, "=")
-		host, global, _ := strings.Cut(hosts, ",")
-		i := slices.IndexFunc(peers, func(q region.Peer) bool { return q.Name == name })
-		if !ok || host == "" || i < 0 {
-			return region.Config{}, usageError{fmt.Errorf("--peer-nats %q: want NAME=HOST[,GLOBALHOST] for a region given with --peer", p)}
+	for _, spec := range f.PeerNATS {
+		name, hosts, _ := strings.Cut(spec, "=")
+		if err := region.DialPeerAt(peers, name, hosts); err != nil {
+			return region.Config{}, usageError{err}
 		}
-		peers[i].NATSHost, peers[i].NATSGlobalHost = host, global
 	}
 	hashes := f.KeyHashes
 	if len(hashes) == 0 {

@@ -42,7 +42,7 @@ asks the dev cluster of make run.`,
 			}
 			if len(ts) == 0 {
 				for _, r := range devRegions {
-					ts = append(ts, status.Target{Name: r.Name, URL: "http://" + r.Host + ":8080"})
+					ts = append(ts, status.Target{Name: r.Name, URL: r.URL()})
 				}
 			}
 			return status.Print(cmd.Context(), out, ts)

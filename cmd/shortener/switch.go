@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -86,22 +84,17 @@ it comes back only after passing every check for --rise (hysteresis).
 				}
 				scheme, cfg.CheckTLS = "https", &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 			}
-			for _, r := range regions {
-				name, addr, ok := strings.Cut(r, "=")
-				a, err := netip.ParseAddr(addr)
-				if !ok || err != nil || !a.Is4() {
-					return usageError{fmt.Errorf("--region %q: want NAME=IPv4", r)}
+			for _, spec := range regions {
+				r, err := dnsswitch.ParseRegion(spec, scheme, httpPort)
+				if err != nil {
+					return usageError{err}
 				}
-				home, _ := a.Prefix(24)
-				cfg.Regions = append(cfg.Regions, dnsswitch.Region{Name: name, Addr: a, Home: home,
-					ReadyURL: fmt.Sprintf("%s://%s:%d/readyz", scheme, a, httpPort)})
+				cfg.Regions = append(cfg.Regions, r)
 			}
 			for _, p := range prefer {
-				home, list, ok := strings.Cut(p, "=")
-				if !ok || list == "" {
-					return usageError{fmt.Errorf("--prefer %q: want HOME=REGION,REGION", p)}
+				if err := dnsswitch.ParsePrefer(p, cfg.Prefer); err != nil {
+					return usageError{err}
 				}
-				cfg.Prefer[home] = strings.Split(list, ",")
 			}
 			if key, err := apiKey(keyFile, false); err == nil {
 				cfg.APIKeyHashes = []string{region.HashAPIKey(key)}
