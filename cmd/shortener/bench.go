@@ -21,7 +21,7 @@ func benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks measured as ratios against a baseline run side by side",
 	}
-	cmd.AddCommand(benchRedirectCmd(), benchCreateCmd(), benchReplicationCmd(), benchCatchupCmd(), benchReplayCmd())
+	cmd.AddCommand(benchRedirectCmd(), benchCreateCmd(), benchReplicationCmd(), benchCatchupCmd(), benchReplayCmd(), benchTraceCmd())
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"time"
@@ -128,7 +129,7 @@ func (s natsSecretFlags) client(user string) (*secrets.Client, error) {
 
 func regionCmd() *cobra.Command {
 	var f regionFlags
-	var configFile, cpuProfile string
+	var configFile, cpuProfile, execTrace string
 	cmd := &cobra.Command{
 		Use:   "region",
 		Short: "Run one region: embedded NATS, projection, HTTP API and redirects",
@@ -155,6 +156,13 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 			cfg.Logger = log
 			if cpuProfile != "" {
 				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return usageError{err}
+				}
+				defer stop()
+			}
+			if execTrace != "" {
+				stop, err := startExecTrace(execTrace)
 				if err != nil {
 					return usageError{err}
 				}
@@ -225,6 +233,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&f.OTLP, "otlp-endpoint", "", "send traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (default: tracing off)")
 	fl.Float64Var(&f.TraceSample, "trace-sample", 1, "share of new traces sampled when --otlp-endpoint is set, 0 to 1")
 	fl.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (written at a graceful stop; for benchmarks)")
+	fl.StringVar(&execTrace, "exec-trace", "", "write an execution trace (runtime/trace) of the whole run to this file (written at a graceful stop; for finding stalls, go tool trace)")
 	f.natsSecretFlags.register(fl, true)
 	fl.BoolVar(&f.InsecureNATS, "insecure-nats", false, "benchmarks only: embedded NATS without TLS or users, writable by anyone (the plaintext baseline of bench create)")
 	_ = fl.MarkHidden("insecure-nats")
@@ -413,6 +422,23 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}
 	return func() {
 		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// startExecTrace traces the process's execution into path until the
+// returned stop.
+func startExecTrace(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--exec-trace: %w", err)
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--exec-trace: %w", err)
+	}
+	return func() {
+		trace.Stop()
 		f.Close()
 	}, nil
 }
