@@ -208,7 +208,9 @@ func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) err
 	case res.ReadyAfter = <-readyc: // zero if it never answered
 	default: // still not ready: reported as such
 	}
-	res.Ratio = res.Region.Rate / res.Baseline.Rate
+	if res.Baseline.Rate > 0 && res.Region.Copied > 0 {
+		res.Ratio = res.Region.Rate / res.Baseline.Rate // else 0: no ratio, and the verdict fails
+	}
 
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 	fmt.Fprintf(out, "mirror catch-up: %d events of %d bytes, us-east -> ap-south, fsync always\n", o.Events, res.EventBytes)
@@ -228,7 +230,7 @@ func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) err
 		}
 	}
 	fmt.Fprintf(out, "events were written to us-east at %.0f/s while ap-south was down\n", res.WriteRate)
-	fmt.Fprintf(out, "\ntarget: region catch-up rate >= 0.5x JetStream mirror baseline: %s (%.2fx)\n", verdict(res.Ratio >= 0.5), res.Ratio)
+	fmt.Fprintf(out, "\ntarget: region catch-up rate >= 0.5x JetStream mirror baseline: %s (%.2fx)\n", verdict(catchupPasses(*res)), res.Ratio)
 	fmt.Fprintf(out, "machine: %s; three regions and the benchmark share it\n", machine(loadavg))
 	return writeJSON(o.JSON, res)
 }
@@ -285,4 +287,10 @@ func followMirror(ctx context.Context, js jetstream.JetStream, mirror string, st
 		return true, nil
 	})
 	return p, err
+}
+
+// catchupPasses is the verdict: both mirrors copied something, and the
+// region at least half as fast as the baseline. Nothing measured fails.
+func catchupPasses(r catchupResult) bool {
+	return r.Baseline.Copied > 0 && r.Region.Copied > 0 && r.Baseline.Rate > 0 && r.Ratio >= 0.5
 }
