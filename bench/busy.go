@@ -1,0 +1,201 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// A peak-throughput round measures the server only when the server's core
+// was saturated: when the load client cannot send fast enough, the server
+// idles between requests and the round measures the client. The check
+// reads /proc: how busy the measured CPU was (from /proc/stat) and how much
+// CPU time the server process got (from /proc/<pid>/stat), each as two
+// samples around the round.
+
+// minBusy is the share of the round's time the measured core (or, without
+// pinning, the server process) must have been busy for a peak to count.
+const minBusy = 0.95
+
+// cpuTimes is one CPU's line of /proc/stat, in USER_HZ ticks.
+type cpuTimes struct {
+	idle  uint64 // idle + iowait
+	total uint64 // every field but guest and guest_nice (already in user and nice)
+}
+
+// parseProcStat returns the per-CPU lines ("cpu0", "cpu1", ...) of a
+// /proc/stat text by CPU number; the aggregate "cpu" line is left out.
+// Fields: user nice system idle iowait irq softirq steal [guest guest_nice].
+func parseProcStat(text string) (map[int]cpuTimes, error) {
+	out := map[int]cpuTimes{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20) // the intr line is long
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimPrefix(f[0], "cpu"))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("/proc/stat: bad CPU name %q", f[0])
+		}
+		if len(f) < 5 {
+			return nil, fmt.Errorf("/proc/stat: %s has %d fields, want at least 4", f[0], len(f)-1)
+		}
+		var t cpuTimes
+		for i, s := range f[1:min(len(f), 9)] { // up to steal
+			v, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("/proc/stat: %s field %d: %q is not a count", f[0], i+1, s)
+			}
+			t.total += v
+			if i == 3 || i == 4 { // idle, iowait
+				t.idle += v
+			}
+		}
+		out[n] = t
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("/proc/stat: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("/proc/stat: no per-CPU line")
+	}
+	return out, nil
+}
+
+// readCPU reads CPU cpu's times from /proc/stat.
+func readCPU(cpu int) (cpuTimes, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, err
+	}
+	all, err := parseProcStat(string(data))
+	if err != nil {
+		return cpuTimes{}, err
+	}
+	t, ok := all[cpu]
+	if !ok {
+		return cpuTimes{}, fmt.Errorf("/proc/stat: no cpu%d", cpu)
+	}
+	return t, nil
+}
+
+// busyShare is the share of the time between two samples of one CPU that
+// it was not idle, in [0, 1]; an error when no time passed or the counters
+// went back (not two samples of the same CPU).
+func busyShare(before, after cpuTimes) (float64, error) {
+	if after.total < before.total || after.idle < before.idle {
+		return 0, fmt.Errorf("/proc/stat went back: %+v then %+v", before, after)
+	}
+	dt := after.total - before.total
+	if dt == 0 {
+		return 0, fmt.Errorf("/proc/stat: no time passed between the samples")
+	}
+	di := after.idle - before.idle
+	if di > dt {
+		return 0, fmt.Errorf("/proc/stat: idle grew by %d of %d ticks", di, dt)
+	}
+	return float64(dt-di) / float64(dt), nil
+}
+
+// userHZ is the unit of /proc's CPU times: USER_HZ, 100 on every Linux
+// architecture Go supports (part of the kernel's ABI, whatever CONFIG_HZ).
+const userHZ = 100
+
+// parseProcessCPU returns utime + stime, in USER_HZ ticks, of a
+// /proc/<pid>/stat text. The second field (the command name, in
+// parentheses) may itself hold spaces and parentheses: the fields are
+// counted after the last ')'.
+func parseProcessCPU(text string) (uint64, error) {
+	i := strings.LastIndexByte(text, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/<pid>/stat: no command name in %q", text)
+	}
+	f := strings.Fields(text[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/<pid>/stat: %d fields after the command name, want at least 13", len(f))
+	}
+	var sum uint64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/<pid>/stat: %q is not a count", s)
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+// readProcessCPU reads process pid's CPU time (user and system, all its
+// threads) in USER_HZ ticks.
+func readProcessCPU(pid int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcessCPU(string(data))
+}
+
+// busySample is what busyProbe reads before a round.
+type busySample struct {
+	cpu     cpuTimes
+	process uint64
+}
+
+// busyProbe samples a server's core and process around a round.
+type busyProbe struct {
+	cpu int // the measured CPU; -1 when the server is not pinned
+	pid int
+}
+
+func (p busyProbe) sample() (busySample, error) {
+	var s busySample
+	var err error
+	if p.cpu >= 0 {
+		if s.cpu, err = readCPU(p.cpu); err != nil {
+			return s, err
+		}
+	}
+	s.process, err = readProcessCPU(p.pid)
+	return s, err
+}
+
+// busyRound is what the samples around one round say.
+type busyRound struct {
+	// Core is the share of the round the measured CPU was busy (/proc/stat);
+	// -1 when the server was not pinned to one.
+	Core float64 `json:"core_busy"`
+	// Server is the server process's CPU time over the round's wall time:
+	// with GOMAXPROCS=1 and one core, at most about 1.
+	Server float64 `json:"server_cpu"`
+}
+
+// counts reports whether a peak round with these figures measured the
+// server: its core (or, unpinned, the server itself) busy at least minBusy.
+func (b busyRound) counts() bool {
+	if b.Core >= 0 {
+		return b.Core >= minBusy
+	}
+	return b.Server >= minBusy
+}
+
+// measure compares two samples taken wall seconds apart.
+func (p busyProbe) measure(before, after busySample, wall float64) (busyRound, error) {
+	r := busyRound{Core: -1}
+	if p.cpu >= 0 {
+		share, err := busyShare(before.cpu, after.cpu)
+		if err != nil {
+			return r, err
+		}
+		r.Core = share
+	}
+	if wall <= 0 || after.process < before.process {
+		return r, fmt.Errorf("server CPU time: %d then %d ticks over %.3f s", before.process, after.process, wall)
+	}
+	r.Server = float64(after.process-before.process) / userHZ / wall
+	return r, nil
+}
