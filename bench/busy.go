@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -11,9 +12,12 @@ import (
 // A peak-throughput round measures the server only when the server's core
 // was saturated: when the load client cannot send fast enough, the server
 // idles between requests and the round measures the client. The check
-// reads /proc: how busy the measured CPU was (from /proc/stat) and how much
-// CPU time the server process got (from /proc/<pid>/stat), each as two
-// samples around the round.
+// reads /proc, two samples around the round: how busy the measured CPU was
+// (/proc/stat), how much CPU time the server process got
+// (/proc/<pid>/stat), and how long its threads wanted a CPU, running or
+// waiting for one (/proc/<pid>/task/*/schedstat). On a machine shared with
+// other work the core is busy whatever the server does: then only the
+// server's demand tells whether it was waiting for requests.
 
 // minBusy is the share of the round's time the measured core (or, without
 // pinning, the server process) must have been busy for a peak to count.
@@ -140,10 +144,74 @@ func readProcessCPU(pid int) (uint64, error) {
 	return parseProcessCPU(string(data))
 }
 
+// parseSchedstat returns the time on a CPU plus the time waiting on a run
+// queue, in ns, of a /proc/<pid>/task/<tid>/schedstat text ("run wait
+// timeslices"): how long the thread wanted a CPU.
+func parseSchedstat(text string) (uint64, error) {
+	f := strings.Fields(text)
+	if len(f) < 2 {
+		return 0, fmt.Errorf("schedstat %q: want run, wait and timeslices", text)
+	}
+	var sum uint64
+	for _, s := range f[:2] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("schedstat %q: %q is not a count", text, s)
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+// readDemand reads, per thread of process pid, how long it wanted a CPU
+// (ran or was runnable), in ns; nil when the kernel keeps no schedstat.
+func readDemand(pid int) (map[string]uint64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for _, t := range tasks {
+		data, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if errors.Is(err, os.ErrNotExist) && len(out) == 0 {
+			return nil, nil // no CONFIG_SCHED_INFO, or the thread just exited
+		}
+		if err != nil {
+			continue // a thread that exited between the listing and the read
+		}
+		v, err := parseSchedstat(string(data))
+		if err != nil {
+			return nil, err
+		}
+		out[t.Name()] = v
+	}
+	return out, nil
+}
+
+// demandShare is the share of wall seconds the process's threads wanted
+// a CPU, from two readDemand samples (a thread born in between started at
+// 0; one that ended is lost). With GOMAXPROCS=1 only one thread serves at
+// a time, but the runtime's others (sysmon, a thread in a syscall) add a
+// little: the share can pass 1. -1 without samples.
+func demandShare(before, after map[string]uint64, wall float64) float64 {
+	if before == nil || after == nil || wall <= 0 {
+		return -1
+	}
+	var ns uint64
+	for tid, a := range after {
+		if b := before[tid]; a >= b {
+			ns += a - b
+		}
+	}
+	return float64(ns) / 1e9 / wall
+}
+
 // busySample is what busyProbe reads before a round.
 type busySample struct {
 	cpu     cpuTimes
 	process uint64
+	demand  map[string]uint64 // per thread, ns ran or runnable; nil unknown
 }
 
 // busyProbe samples a server's core and process around a round.
@@ -160,7 +228,10 @@ func (p busyProbe) sample() (busySample, error) {
 			return s, err
 		}
 	}
-	s.process, err = readProcessCPU(p.pid)
+	if s.process, err = readProcessCPU(p.pid); err != nil {
+		return s, err
+	}
+	s.demand, err = readDemand(p.pid)
 	return s, err
 }
 
@@ -169,18 +240,30 @@ type busyRound struct {
 	// Core is the share of the round the measured CPU was busy (/proc/stat);
 	// -1 when the server was not pinned to one.
 	Core float64 `json:"core_busy"`
-	// Server is the server process's CPU time over the round's wall time:
-	// with GOMAXPROCS=1 and one core, at most about 1.
+	// Server is the server process's CPU time over the round's wall time
+	// (utime + stime): with GOMAXPROCS=1 and one core, at most about 1.
+	// Other work on the same core (a neighbour's build) lowers it.
 	Server float64 `json:"server_cpu"`
+	// Demand is the time the server's threads ran or waited on a run
+	// queue over the wall time (/proc/<pid>/task/*/schedstat): at least
+	// minBusy when the server always had requests to answer, whether or not
+	// a neighbour took part of the core. -1 when the kernel keeps no
+	// schedstat.
+	Demand float64 `json:"server_demand"`
 }
 
 // counts reports whether a peak round with these figures measured the
-// server: its core (or, unpinned, the server itself) busy at least minBusy.
+// server rather than the load client: the measured core busy at least
+// minBusy (when pinned) and the server wanting a CPU at least minBusy of
+// the time (when the kernel says; else, unpinned, its CPU time).
 func (b busyRound) counts() bool {
-	if b.Core >= 0 {
-		return b.Core >= minBusy
+	if b.Core >= 0 && b.Core < minBusy {
+		return false
 	}
-	return b.Server >= minBusy
+	if b.Demand >= 0 {
+		return b.Demand >= minBusy
+	}
+	return b.Core >= 0 || b.Server >= minBusy
 }
 
 // measure compares two samples taken wall seconds apart.
@@ -197,5 +280,6 @@ func (p busyProbe) measure(before, after busySample, wall float64) (busyRound, e
 		return r, fmt.Errorf("server CPU time: %d then %d ticks over %.3f s", before.process, after.process, wall)
 	}
 	r.Server = float64(after.process-before.process) / userHZ / wall
+	r.Demand = demandShare(before.demand, after.demand, wall)
 	return r, nil
 }

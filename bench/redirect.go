@@ -411,7 +411,10 @@ func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
 // busyText says what the busy check saw in a peak round.
 func busyText(p peakRound) string {
-	s := fmt.Sprintf("server %.0f%% of a core", 100*p.Server)
+	s := fmt.Sprintf("server got %.0f%% of a core", 100*p.Server)
+	if p.Demand >= 0 {
+		s = fmt.Sprintf("server wanted a CPU %.0f%% of the time, got %.0f%% of a core", 100*p.Demand, 100*p.Server)
+	}
 	if p.Core >= 0 {
 		s = fmt.Sprintf("core %.0f%% busy, ", 100*p.Core) + s
 	}

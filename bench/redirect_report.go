@@ -98,7 +98,7 @@ func writeRedirectReport(out io.Writer, o RedirectOptions, results []*serverResu
 	base := results[0]
 	fmt.Fprintf(out, "\npeak, closed loop, %d connections: successful answers per second, median of the counted rounds\n", o.Workers)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "server\tpeak req/s\tx bare\tcounted\trounds (core busy)\t\n")
+	fmt.Fprintf(tw, "server\tpeak req/s\tx bare\tcounted\trounds (core busy; server wanted a CPU; got)\t\n")
 	for _, r := range results {
 		var rounds []string
 		for _, p := range r.Peak {
@@ -131,9 +131,10 @@ func writeRedirectReport(out io.Writer, o RedirectOptions, results []*serverResu
 	for _, c := range checks {
 		fmt.Fprintf(out, "  %s  %s: %s\n", verdict(c.Pass), c.Name, c.Detail)
 	}
-	where := "not pinned (no taskset or one CPU): a peak counts when the server process used 95% of a core"
+	where := fmt.Sprintf("not pinned (no taskset or one CPU): a peak counts when the server wanted a CPU %.0f%% of the time", 100*minBusy)
 	if pinned {
-		where = fmt.Sprintf("pinned to CPU %d, load on CPU %d; a peak counts when CPU %d was %.0f%% busy", serverCPU, loadCPU, serverCPU, 100*minBusy)
+		where = fmt.Sprintf("pinned to CPU %d, load on CPU %d; a peak counts when CPU %d was %.0f%% busy and the server wanted a CPU %.0f%% of the time",
+			serverCPU, loadCPU, serverCPU, 100*minBusy, 100*minBusy)
 	}
 	fmt.Fprintf(out, "%d rounds; one server at a time, GOMAXPROCS=1, %s\n", o.Rounds, where)
 	if missed := countMissed(checks); missed > 0 {
@@ -141,11 +142,18 @@ func writeRedirectReport(out io.Writer, o RedirectOptions, results []*serverResu
 	}
 }
 
+// busyPercent is a peak round's busy check in short: the core's busy
+// share, the server's demand and the share of a core it got.
 func busyPercent(p peakRound) string {
+	var parts []string
 	if p.Core >= 0 {
-		return fmt.Sprintf("%.0f%%", 100*p.Core)
+		parts = append(parts, fmt.Sprintf("core %.0f%%", 100*p.Core))
 	}
-	return fmt.Sprintf("server %.0f%%", 100*p.Server)
+	if p.Demand >= 0 {
+		parts = append(parts, fmt.Sprintf("wanted %.0f%%", 100*p.Demand))
+	}
+	parts = append(parts, fmt.Sprintf("got %.0f%%", 100*p.Server))
+	return strings.Join(parts, ", ")
 }
 
 func ratioText(a, b float64) string {

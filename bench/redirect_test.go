@@ -40,14 +40,37 @@ func TestBusyShareSynthetic(t *testing.T) {
 			t.Errorf("cpu%d: busy %v, %v; want %v", cpu, got, err, want)
 		}
 	}
-	if r := (busyRound{Core: 0.96, Server: 0.5}); !r.counts() {
-		t.Errorf("core 96%% busy does not count")
+	for _, c := range []struct {
+		r    busyRound
+		want bool
+	}{
+		{busyRound{Core: 0.96, Server: 0.5, Demand: 0.99}, true}, // a neighbour took half the core: still the server's limit
+		{busyRound{Core: 0.94, Server: 0.94, Demand: 0.99}, false},
+		{busyRound{Core: 1, Server: 0.4, Demand: 0.6}, false},  // the core busy with others, the server waiting for requests
+		{busyRound{Core: 0.99, Server: 0.9, Demand: -1}, true}, // no schedstat: the core alone
+		{busyRound{Core: -1, Server: 0.5, Demand: 0.97}, true}, // unpinned
+		{busyRound{Core: -1, Server: 0.97, Demand: -1}, true},
+		{busyRound{Core: -1, Server: 0.9, Demand: -1}, false},
+	} {
+		if got := c.r.counts(); got != c.want {
+			t.Errorf("%+v counts: %v, want %v", c.r, got, c.want)
+		}
 	}
-	if r := (busyRound{Core: 0.94, Server: 1}); r.counts() {
-		t.Errorf("core 94%% busy counts")
+	// Demand: a thread's run + wait ns over the wall time; a new thread
+	// counts from 0.
+	dBefore := map[string]uint64{"1": 1e9, "2": 5e8}
+	dAfter := map[string]uint64{"1": 2.9e9, "2": 5e8, "3": 1e8}
+	if d := demandShare(dBefore, dAfter, 2); d < 0.999999 || d > 1.000001 {
+		t.Errorf("demand %v, want 1", d)
 	}
-	if r := (busyRound{Core: -1, Server: 0.97}); !r.counts() {
-		t.Errorf("unpinned, server at 97%% of a core does not count")
+	if d := demandShare(nil, dAfter, 2); d != -1 {
+		t.Errorf("demand without a first sample %v, want -1", d)
+	}
+	if v, err := parseSchedstat("4252560 10148037 3\n"); err != nil || v != 4252560+10148037 {
+		t.Errorf("parseSchedstat: %d, %v", v, err)
+	}
+	if _, err := parseSchedstat("12\n"); err == nil {
+		t.Errorf("parseSchedstat of one field: no error")
 	}
 	if _, err := busyShare(b[0], b[0]); err == nil {
 		t.Errorf("no time passed: no error")
@@ -71,8 +94,8 @@ func TestBusyShareSynthetic(t *testing.T) {
 	}
 	p := busyProbe{cpu: 0}
 	r, err := p.measure(busySample{cpu: b[0], process: 100}, busySample{cpu: a[0], process: 290}, 2)
-	if err != nil || r.Core != 0.96 || r.Server != 0.95 {
-		t.Errorf("measure: %+v, %v; want core 0.96, server 0.95", r, err)
+	if err != nil || r.Core != 0.96 || r.Server != 0.95 || r.Demand != -1 {
+		t.Errorf("measure: %+v, %v; want core 0.96, server 0.95, no demand", r, err)
 	}
 }
 
@@ -120,6 +143,11 @@ func TestBusyShareReal(t *testing.T) {
 	}
 	if r.Core < 0 || r.Core > 1 || r.Server <= 0 {
 		t.Fatalf("busy %+v: want a core share in [0, 1] and some server time", r)
+	}
+	// This test's own threads wanted a CPU while it worked (when the kernel
+	// keeps schedstat): some demand.
+	if _, err := os.Stat("/proc/self/schedstat"); err == nil && r.Demand <= 0 {
+		t.Fatalf("busy %+v: no demand while working", r)
 	}
 }
 
