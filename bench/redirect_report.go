@@ -137,6 +137,10 @@ func writeRedirectReport(out io.Writer, o RedirectOptions, results []*serverResu
 			serverCPU, loadCPU, serverCPU, 100*minBusy, 100*minBusy)
 	}
 	fmt.Fprintf(out, "%d rounds; one server at a time, GOMAXPROCS=1, %s\n", o.Rounds, where)
+	if n, worst := contended(results); n > 0 {
+		fmt.Fprintf(out, "WARNING: in %d counted peak rounds the server got less than %.0f%% of its core (as little as %.0f%%): other work shared it, and the peaks measure that work as much as the servers; rerun on a quiet machine before believing them\n",
+			n, 100*minBusy, 100*worst)
+	}
 	if missed := countMissed(checks); missed > 0 {
 		fmt.Fprintf(out, "\nTARGETS MISSED: %d of %d (exit status 1)\n", missed, len(checks))
 	}
@@ -164,3 +168,18 @@ func ratioText(a, b float64) string {
 }
 
 func msDur(x float64) time.Duration { return time.Duration(x * 1e6) }
+
+// contended counts the counted peak rounds in which the server got less
+// than minBusy of its core, and the least it got.
+func contended(results []*serverResult) (n int, worst float64) {
+	worst = 1
+	for _, r := range results {
+		for _, p := range r.Peak {
+			if p.Counted && p.Server < minBusy {
+				n++
+				worst = min(worst, p.Server)
+			}
+		}
+	}
+	return n, worst
+}
