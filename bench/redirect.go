@@ -204,7 +204,7 @@ func Redirect(ctx context.Context, out, progress io.Writer, o RedirectOptions) e
 	if err := secrets.Generate(secretsDir, secrets.Options{Regions: []string{"us-east"}}); err != nil {
 		return err
 	}
-	mach := readMachine()
+	mach, commit := readMachine(), gitCommit() // at the start: the checkout the binary was built from
 	// Pinned: each server on CPU 0, this process (the load) on CPU 1. The
 	// servers are started through taskset, so they do not inherit CPU 1.
 	taskset, _ := exec.LookPath("taskset")
@@ -275,7 +275,7 @@ func Redirect(ctx context.Context, out, progress io.Writer, o RedirectOptions) e
 	checks := redirectVerdicts(results, o.VerdictRates)
 	writeRedirectReport(out, o, results, checks, pinned)
 
-	run := redirectRun{Date: time.Now().UTC().Format(time.RFC3339), Commit: gitCommit(), Machine: mach,
+	run := redirectRun{Date: time.Now().UTC().Format(time.RFC3339), Commit: commit, Machine: mach,
 		Options: redirectOptionsJSON(o), Pinned: pinned, Servers: results, Verdicts: checks, Pass: allPass(checks)}
 	if err := writeJSON(o.JSON, run); err != nil {
 		return err
