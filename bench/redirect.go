@@ -204,7 +204,7 @@ func Redirect(ctx context.Context, out, progress io.Writer, o RedirectOptions) e
 	if err := secrets.Generate(secretsDir, secrets.Options{Regions: []string{"us-east"}}); err != nil {
 		return err
 	}
-	mach, commit := readMachine(), gitCommit() // at the start: the checkout the binary was built from
+	mach, commit := readMachine(), gitCommit(o.Results) // at the start: the checkout the binary was built from
 	// Pinned: each server on CPU 0, this process (the load) on CPU 1. The
 	// servers are started through taskset, so they do not inherit CPU 1.
 	taskset, _ := exec.LookPath("taskset")

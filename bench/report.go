@@ -172,15 +172,22 @@ type machineInfo struct {
 }
 
 // gitCommit is the short commit of the working directory's checkout, with
-// "-dirty" when it has uncommitted changes; "" outside a checkout or
-// without git.
-func gitCommit() string {
+// "-dirty" when tracked files other than results (the results file, which
+// every run changes; "" for none) have uncommitted changes; "" outside a
+// checkout or without git.
+func gitCommit(results string) string {
 	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return ""
 	}
 	c := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+	args := []string{"status", "--porcelain", "--untracked-files=no", "--", "."}
+	if results != "" {
+		if abs, err := filepath.Abs(results); err == nil {
+			args = append(args, ":(exclude)"+abs)
+		}
+	}
+	if st, err := exec.Command("git", args...).Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
 		c += "-dirty"
 	}
 	return c
