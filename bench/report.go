@@ -181,7 +181,7 @@ func gitCommit(results string) string {
 		return ""
 	}
 	c := strings.TrimSpace(string(out))
-	args := []string{"status", "--porcelain", "--untracked-files=no", "--", "."}
+	args := []string{"status", "--porcelain", "--untracked-files=no", "--", ":/"}
 	if results != "" {
 		if abs, err := filepath.Abs(results); err == nil {
 			args = append(args, ":(exclude)"+abs)
