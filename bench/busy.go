@@ -26,6 +26,7 @@ const minBusy = 0.95
 // cpuTimes is one CPU's line of /proc/stat, in USER_HZ ticks.
 type cpuTimes struct {
 	idle  uint64 // idle + iowait
+	irq   uint64 // irq + softirq: the kernel's network work, whoever caused it
 	total uint64 // every field but guest and guest_nice (already in user and nice)
 }
 
@@ -55,8 +56,11 @@ func parseProcStat(text string) (map[int]cpuTimes, error) {
 				return nil, fmt.Errorf("/proc/stat: %s field %d: %q is not a count", f[0], i+1, s)
 			}
 			t.total += v
-			if i == 3 || i == 4 { // idle, iowait
+			switch i {
+			case 3, 4: // idle, iowait
 				t.idle += v
+			case 5, 6: // irq, softirq
+				t.irq += v
 			}
 		}
 		out[n] = t
@@ -88,21 +92,22 @@ func readCPU(cpu int) (cpuTimes, error) {
 }
 
 // busyShare is the share of the time between two samples of one CPU that
-// it was not idle, in [0, 1]; an error when no time passed or the counters
-// went back (not two samples of the same CPU).
-func busyShare(before, after cpuTimes) (float64, error) {
-	if after.total < before.total || after.idle < before.idle {
-		return 0, fmt.Errorf("/proc/stat went back: %+v then %+v", before, after)
+// it was not idle, and the share it spent in interrupts (irq, softirq),
+// each in [0, 1]; an error when no time passed or the counters went back
+// (not two samples of the same CPU).
+func busyShare(before, after cpuTimes) (busy, irq float64, err error) {
+	if after.total < before.total || after.idle < before.idle || after.irq < before.irq {
+		return 0, 0, fmt.Errorf("/proc/stat went back: %+v then %+v", before, after)
 	}
 	dt := after.total - before.total
 	if dt == 0 {
-		return 0, fmt.Errorf("/proc/stat: no time passed between the samples")
+		return 0, 0, fmt.Errorf("/proc/stat: no time passed between the samples")
 	}
-	di := after.idle - before.idle
-	if di > dt {
-		return 0, fmt.Errorf("/proc/stat: idle grew by %d of %d ticks", di, dt)
+	di, dq := after.idle-before.idle, after.irq-before.irq
+	if di+dq > dt {
+		return 0, 0, fmt.Errorf("/proc/stat: idle and interrupts grew by %d of %d ticks", di+dq, dt)
 	}
-	return float64(dt-di) / float64(dt), nil
+	return float64(dt-di) / float64(dt), float64(dq) / float64(dt), nil
 }
 
 // userHZ is the unit of /proc's CPU times: USER_HZ, 100 on every Linux
@@ -250,31 +255,51 @@ type busyRound struct {
 	// a neighbour took part of the core. -1 when the kernel keeps no
 	// schedstat.
 	Demand float64 `json:"server_demand"`
+	// IRQ is the share of the round the measured CPU spent in interrupts
+	// (irq, softirq: mostly the loopback traffic); -1 when not pinned.
+	IRQ float64 `json:"core_irq"`
+}
+
+// others is the share of the measured core that went neither to the
+// server nor to interrupts: other processes (a neighbour's build); -1 when
+// not pinned.
+func (b busyRound) others() float64 {
+	if b.Core < 0 {
+		return -1
+	}
+	return max(0, b.Core-b.IRQ-b.Server)
 }
 
 // counts reports whether a peak round with these figures measured the
-// server rather than the load client: the measured core busy at least
-// minBusy (when pinned) and the server wanting a CPU at least minBusy of
-// the time (when the kernel says; else, unpinned, its CPU time).
+// server: not the load client (the measured core busy at least minBusy,
+// when pinned, and the server wanting a CPU at least minBusy of the time,
+// when the kernel says; else, unpinned, its CPU time), nor a neighbour
+// (other processes took at most 1 - minBusy of the core, when pinned).
 func (b busyRound) counts() bool {
+	return !b.clientLimited() && !b.contended()
+}
+
+func (b busyRound) clientLimited() bool {
 	if b.Core >= 0 && b.Core < minBusy {
-		return false
+		return true
 	}
 	if b.Demand >= 0 {
-		return b.Demand >= minBusy
+		return b.Demand < minBusy
 	}
-	return b.Core >= 0 || b.Server >= minBusy
+	return b.Core < 0 && b.Server < minBusy
 }
+
+func (b busyRound) contended() bool { return b.Core >= 0 && b.others() > 1-minBusy }
 
 // measure compares two samples taken wall seconds apart.
 func (p busyProbe) measure(before, after busySample, wall float64) (busyRound, error) {
-	r := busyRound{Core: -1}
+	r := busyRound{Core: -1, IRQ: -1}
 	if p.cpu >= 0 {
-		share, err := busyShare(before.cpu, after.cpu)
+		busy, irq, err := busyShare(before.cpu, after.cpu)
 		if err != nil {
 			return r, err
 		}
-		r.Core = share
+		r.Core, r.IRQ = busy, irq
 	}
 	if wall <= 0 || after.process < before.process {
 		return r, fmt.Errorf("server CPU time: %d then %d ticks over %.3f s", before.process, after.process, wall)

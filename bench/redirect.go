@@ -416,12 +416,20 @@ func busyText(p peakRound) string {
 		s = fmt.Sprintf("server wanted a CPU %.0f%% of the time, got %.0f%% of a core", 100*p.Demand, 100*p.Server)
 	}
 	if p.Core >= 0 {
-		s = fmt.Sprintf("core %.0f%% busy, ", 100*p.Core) + s
+		s = fmt.Sprintf("core %.0f%% busy (interrupts %.0f%%, other processes %.0f%%), ", 100*p.Core, 100*p.IRQ, 100*p.others()) + s
 	}
 	if !p.Counted {
-		s += ": client-limited, not counted"
+		s += ": " + notCounted(p.busyRound) + ", not counted"
 	}
 	return s
+}
+
+// notCounted says why a peak round does not count.
+func notCounted(b busyRound) string {
+	if b.clientLimited() {
+		return "client-limited"
+	}
+	return "contended"
 }
 
 // slug turns a server's name into a file name.

@@ -98,13 +98,13 @@ func writeRedirectReport(out io.Writer, o RedirectOptions, results []*serverResu
 	base := results[0]
 	fmt.Fprintf(out, "\npeak, closed loop, %d connections: successful answers per second, median of the counted rounds\n", o.Workers)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "server\tpeak req/s\tx bare\tcounted\trounds (core busy; server wanted a CPU; got)\t\n")
+	fmt.Fprintf(tw, "server\tpeak req/s\tx bare\tcounted\trounds (core busy; other processes on it; server wanted a CPU; got)\t\n")
 	for _, r := range results {
 		var rounds []string
 		for _, p := range r.Peak {
 			s := fmt.Sprintf("%.0f (%s)", p.RPS, busyPercent(p))
 			if !p.Counted {
-				s += " client-limited"
+				s += " " + notCounted(p.busyRound)
 			}
 			rounds = append(rounds, s)
 		}
@@ -133,13 +133,13 @@ func writeRedirectReport(out io.Writer, o RedirectOptions, results []*serverResu
 	}
 	where := fmt.Sprintf("not pinned (no taskset or one CPU): a peak counts when the server wanted a CPU %.0f%% of the time", 100*minBusy)
 	if pinned {
-		where = fmt.Sprintf("pinned to CPU %d, load on CPU %d; a peak counts when CPU %d was %.0f%% busy and the server wanted a CPU %.0f%% of the time",
-			serverCPU, loadCPU, serverCPU, 100*minBusy, 100*minBusy)
+		where = fmt.Sprintf("pinned to CPU %d, load on CPU %d; a peak counts when CPU %d was %.0f%% busy, the server wanted a CPU %.0f%% of the time "+
+			"(else client-limited) and other processes took at most %.0f%% of CPU %d (else contended)",
+			serverCPU, loadCPU, serverCPU, 100*minBusy, 100*minBusy, 100*(1-minBusy), serverCPU)
 	}
 	fmt.Fprintf(out, "%d rounds; one server at a time, GOMAXPROCS=1, %s\n", o.Rounds, where)
-	if n, worst := contended(results); n > 0 {
-		fmt.Fprintf(out, "WARNING: in %d counted peak rounds the server got less than %.0f%% of its core (as little as %.0f%%): other work shared it, and the peaks measure that work as much as the servers; rerun on a quiet machine before believing them\n",
-			n, 100*minBusy, 100*worst)
+	if limited, contended := notCountedRounds(results); limited+contended > 0 {
+		fmt.Fprintf(out, "WARNING: %d peak rounds client-limited and %d contended (other work on the measured core), left out of the medians\n", limited, contended)
 	}
 	if missed := countMissed(checks); missed > 0 {
 		fmt.Fprintf(out, "\nTARGETS MISSED: %d of %d (exit status 1)\n", missed, len(checks))
@@ -151,7 +151,7 @@ func writeRedirectReport(out io.Writer, o RedirectOptions, results []*serverResu
 func busyPercent(p peakRound) string {
 	var parts []string
 	if p.Core >= 0 {
-		parts = append(parts, fmt.Sprintf("core %.0f%%", 100*p.Core))
+		parts = append(parts, fmt.Sprintf("core %.0f%%", 100*p.Core), fmt.Sprintf("others %.0f%%", 100*p.others()))
 	}
 	if p.Demand >= 0 {
 		parts = append(parts, fmt.Sprintf("wanted %.0f%%", 100*p.Demand))
@@ -169,17 +169,18 @@ func ratioText(a, b float64) string {
 
 func msDur(x float64) time.Duration { return time.Duration(x * 1e6) }
 
-// contended counts the counted peak rounds in which the server got less
-// than minBusy of its core, and the least it got.
-func contended(results []*serverResult) (n int, worst float64) {
-	worst = 1
+// notCountedRounds counts the peak rounds left out, by reason.
+func notCountedRounds(results []*serverResult) (limited, contended int) {
 	for _, r := range results {
 		for _, p := range r.Peak {
-			if p.Counted && p.Server < minBusy {
-				n++
-				worst = min(worst, p.Server)
+			switch {
+			case p.Counted:
+			case p.clientLimited():
+				limited++
+			default:
+				contended++
 			}
 		}
 	}
-	return n, worst
+	return limited, contended
 }

@@ -35,22 +35,31 @@ func TestBusyShareSynthetic(t *testing.T) {
 		t.Fatalf("%d CPUs, want 2 (the aggregate line is not one): %v", len(a), a)
 	}
 	for cpu, want := range map[int]float64{0: 0.96, 1: 0.2} {
-		got, err := busyShare(b[cpu], a[cpu])
-		if err != nil || got < want-1e-9 || got > want+1e-9 {
-			t.Errorf("cpu%d: busy %v, %v; want %v", cpu, got, err, want)
+		got, irq, err := busyShare(b[cpu], a[cpu])
+		if err != nil || got < want-1e-9 || got > want+1e-9 || irq != 0 {
+			t.Errorf("cpu%d: busy %v, interrupts %v, %v; want %v, 0", cpu, got, irq, err, want)
 		}
+	}
+	// Interrupts: 10 irq + 40 softirq ticks of 250.
+	withIRQ, err := parseProcStat("cpu0 240 0 100 810 50 10 40 0 0 0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if busy, irq, err := busyShare(b[0], withIRQ[0]); err != nil || busy != 0.96 || irq != 0.2 {
+		t.Errorf("with interrupts: busy %v, interrupts %v, %v; want 0.96, 0.2", busy, irq, err)
 	}
 	for _, c := range []struct {
 		r    busyRound
 		want bool
 	}{
-		{busyRound{Core: 0.96, Server: 0.5, Demand: 0.99}, true}, // a neighbour took half the core: still the server's limit
-		{busyRound{Core: 0.94, Server: 0.94, Demand: 0.99}, false},
-		{busyRound{Core: 1, Server: 0.4, Demand: 0.6}, false},  // the core busy with others, the server waiting for requests
-		{busyRound{Core: 0.99, Server: 0.9, Demand: -1}, true}, // no schedstat: the core alone
-		{busyRound{Core: -1, Server: 0.5, Demand: 0.97}, true}, // unpinned
-		{busyRound{Core: -1, Server: 0.97, Demand: -1}, true},
-		{busyRound{Core: -1, Server: 0.9, Demand: -1}, false},
+		{busyRound{Core: 0.99, IRQ: 0.05, Server: 0.93, Demand: 1.03}, true}, // others 1%
+		{busyRound{Core: 0.96, IRQ: 0.01, Server: 0.5, Demand: 0.99}, false}, // a neighbour took 45% of the core: contended
+		{busyRound{Core: 0.94, IRQ: 0, Server: 0.94, Demand: 0.99}, false},   // client-limited
+		{busyRound{Core: 1, IRQ: 0, Server: 0.4, Demand: 0.6}, false},        // the core busy with others, the server waiting for requests
+		{busyRound{Core: 0.99, IRQ: 0.02, Server: 0.95, Demand: -1}, true},   // no schedstat: the core alone
+		{busyRound{Core: -1, IRQ: -1, Server: 0.5, Demand: 0.97}, true},      // unpinned: nothing tells a neighbour
+		{busyRound{Core: -1, IRQ: -1, Server: 0.97, Demand: -1}, true},
+		{busyRound{Core: -1, IRQ: -1, Server: 0.9, Demand: -1}, false},
 	} {
 		if got := c.r.counts(); got != c.want {
 			t.Errorf("%+v counts: %v, want %v", c.r, got, c.want)
@@ -72,10 +81,10 @@ func TestBusyShareSynthetic(t *testing.T) {
 	if _, err := parseSchedstat("12\n"); err == nil {
 		t.Errorf("parseSchedstat of one field: no error")
 	}
-	if _, err := busyShare(b[0], b[0]); err == nil {
+	if _, _, err := busyShare(b[0], b[0]); err == nil {
 		t.Errorf("no time passed: no error")
 	}
-	if _, err := busyShare(a[0], b[0]); err == nil {
+	if _, _, err := busyShare(a[0], b[0]); err == nil {
 		t.Errorf("counters went back: no error")
 	}
 	for _, bad := range []string{"", "intr 1 2\n", "cpu0 1 2 x 4\n", "cpu0 1 2\n", "cpuX 1 2 3 4\n"} {
@@ -94,8 +103,11 @@ func TestBusyShareSynthetic(t *testing.T) {
 	}
 	p := busyProbe{cpu: 0}
 	r, err := p.measure(busySample{cpu: b[0], process: 100}, busySample{cpu: a[0], process: 290}, 2)
-	if err != nil || r.Core != 0.96 || r.Server != 0.95 || r.Demand != -1 {
-		t.Errorf("measure: %+v, %v; want core 0.96, server 0.95, no demand", r, err)
+	if err != nil || r.Core != 0.96 || r.IRQ != 0 || r.Server != 0.95 || r.Demand != -1 || !r.counts() {
+		t.Errorf("measure: %+v, %v; want core 0.96, no interrupts, server 0.95, no demand: counted", r, err)
+	}
+	if c, l := (busyRound{Core: 1, Server: 0.5, Demand: 1}), (busyRound{Core: 0.5, Server: 0.5, Demand: 0.5}); notCounted(c) != "contended" || notCounted(l) != "client-limited" {
+		t.Errorf("not counted: %+v %s, %+v %s", c, notCounted(c), l, notCounted(l))
 	}
 }
 
