@@ -52,12 +52,13 @@ func TestBusyShareSynthetic(t *testing.T) {
 		r    busyRound
 		want bool
 	}{
-		{busyRound{Core: 0.99, IRQ: 0.05, Server: 0.93, Demand: 1.03}, true}, // others 1%
-		{busyRound{Core: 0.96, IRQ: 0.01, Server: 0.5, Demand: 0.99}, false}, // a neighbour took 45% of the core: contended
-		{busyRound{Core: 0.94, IRQ: 0, Server: 0.94, Demand: 0.99}, false},   // client-limited
-		{busyRound{Core: 1, IRQ: 0, Server: 0.4, Demand: 0.6}, false},        // the core busy with others, the server waiting for requests
-		{busyRound{Core: 0.99, IRQ: 0.02, Server: 0.95, Demand: -1}, true},   // no schedstat: the core alone
-		{busyRound{Core: -1, IRQ: -1, Server: 0.5, Demand: 0.97}, true},      // unpinned: nothing tells a neighbour
+		{busyRound{Core: 0.99, IRQ: 0.19, Server: 0.95, Demand: 1.03}, true},  // others 4%
+		{busyRound{Core: 0.99, IRQ: 0.19, Server: 0.93, Demand: 1.03}, false}, // others 6%
+		{busyRound{Core: 0.96, IRQ: 0.01, Server: 0.5, Demand: 0.99}, false},  // a neighbour took 45% of the core: contended
+		{busyRound{Core: 0.94, IRQ: 0, Server: 0.94, Demand: 0.99}, false},    // client-limited
+		{busyRound{Core: 1, IRQ: 0, Server: 0.4, Demand: 0.6}, false},         // the core busy with others, the server waiting for requests
+		{busyRound{Core: 0.99, IRQ: 0.02, Server: 0.95, Demand: -1}, true},    // no schedstat: the core alone
+		{busyRound{Core: -1, IRQ: -1, Server: 0.5, Demand: 0.97}, true},       // unpinned: nothing tells a neighbour
 		{busyRound{Core: -1, IRQ: -1, Server: 0.97, Demand: -1}, true},
 		{busyRound{Core: -1, IRQ: -1, Server: 0.9, Demand: -1}, false},
 	} {

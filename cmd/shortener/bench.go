@@ -41,9 +41,11 @@ links (301s) preloaded once; every link is requested and checked before
 each round.
 
 Each round: peak throughput (closed loop, --workers connections), counted
-only when the measured core was at least 95% busy (from /proc/stat; the
-server process's CPU time when not pinned), else reported as
-client-limited and left out of the median; then latency at each of
+only when the server was the limit, from /proc around the round: the
+measured core at least 95% busy and the server's threads running or
+runnable at least 95% of the time (else "client-limited"), and other
+processes on the core at most 5% of it (else "contended"); a round not
+counted is printed and left out of the median. Then latency at each of
 --fixed-rates (open loop, from each request's intended send time). Only
 successful answers count: a 301 with the link's own Location.
 
