@@ -4,7 +4,9 @@
 // replication lag against its target, a region's mirror catch-up against
 // JetStream's own, the audit replay against an ordered consumer) and prints
 // a table, a verdict per target and, for replication, a picture; a JSON
-// file of the results on request.
+// file of the results on request. Bench redirect also appends every run
+// as one JSON line to a results file kept in the repository
+// (docs/bench-results/redirect.jsonl), and fails when a target is missed.
 //
 // The regions measured run as child processes of this process's own binary
 // (shortener region), on fixed loopback addresses, with their state and

@@ -24,8 +24,19 @@ func TestValidate(t *testing.T) {
 		o       interface{ Validate() error }
 		wantErr string // "" for valid
 	}{
-		{"redirect", RedirectOptions{Variants: []string{"gc=GOGC=400", "clicks-off=--no-clicks"}}, ""},
-		{"redirect variant without =", RedirectOptions{Variants: []string{"GOGC"}}, `--variant "GOGC"`},
+		{"redirect", redirectOK(func(*RedirectOptions) {}), ""},
+		{"redirect variants", redirectOK(func(o *RedirectOptions) { o.Variants = []string{"gc=GOGC=400", "prof=--cpu-profile=/tmp/r.prof"} }), ""},
+		{"redirect variant without =", redirectOK(func(o *RedirectOptions) { o.Variants = []string{"GOGC"} }), `--variant "GOGC"`},
+		{"redirect variant without name", redirectOK(func(o *RedirectOptions) { o.Variants = []string{"=GOGC=1"} }), `want NAME=ENV`},
+		{"redirect variant named clicks-off", redirectOK(func(o *RedirectOptions) { o.Variants = []string{"clicks-off=--no-clicks"} }), "always run"},
+		{"redirect variant twice", redirectOK(func(o *RedirectOptions) { o.Variants = []string{"a=GOGC=1", "a=GOGC=2"} }), "is taken"},
+		{"redirect no fixed rate", redirectOK(func(o *RedirectOptions) { o.FixedRates, o.VerdictRates = nil, nil }), "--fixed-rates needs"},
+		{"redirect zero rate", redirectOK(func(o *RedirectOptions) { o.FixedRates = []float64{2000, 0} }), "--fixed-rates: 0"},
+		{"redirect rate twice", redirectOK(func(o *RedirectOptions) { o.FixedRates = []float64{2000, 2000} }), "twice"},
+		{"redirect verdict rate not measured", redirectOK(func(o *RedirectOptions) { o.VerdictRates = []float64{5000} }), "--verdict-rates: 5000"},
+		{"redirect no rounds", redirectOK(func(o *RedirectOptions) { o.Rounds = 0 }), "--links, --rounds and --workers"},
+		{"redirect no links", redirectOK(func(o *RedirectOptions) { o.Links = 0 }), "--links, --rounds and --workers"},
+		{"redirect no peak", redirectOK(func(o *RedirectOptions) { o.Peak = 0 }), "--peak and --fixed"},
 		{"create", CreateOptions{Fsync: "always", Rounds: 1, Workers: 1}, ""},
 		{"create unknown fsync", CreateOptions{Fsync: "never", Rounds: 1, Workers: 1}, "never"},
 		{"create no rounds", CreateOptions{Fsync: "interval", Workers: 1}, "--rounds and --workers"},
@@ -104,4 +115,13 @@ func TestMirrorLag(t *testing.T) {
 	if s := m.reset(); len(s) != 0 {
 		t.Fatalf("after reset: %d samples, want 0", len(s))
 	}
+}
+
+// redirectOK is a valid RedirectOptions (the command's defaults) changed
+// by edit.
+func redirectOK(edit func(*RedirectOptions)) RedirectOptions {
+	o := RedirectOptions{Links: 20000, Peak: 5 * time.Second, Fixed: 6 * time.Second, FixedRates: []float64{2000, 10000, 20000},
+		VerdictRates: []float64{10000, 20000}, Rounds: 2, Workers: 64}
+	edit(&o)
+	return o
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -138,6 +140,79 @@ func roundAll(xs []float64, digits int) []string {
 }
 
 func fmtMS(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
+
+// check is one target's verdict. A check without samples fails (Pass
+// false, Detail saying so): a benchmark never passes on nothing measured.
+type check struct {
+	Name   string  `json:"name"`
+	Pass   bool    `json:"pass"`
+	Ratio  float64 `json:"ratio,omitempty"`
+	Detail string  `json:"detail"`
+}
+
+// allPass reports whether there are checks and all of them passed.
+func allPass(cs []check) bool { return len(cs) > 0 && countMissed(cs) == 0 }
+
+func countMissed(cs []check) int {
+	n := 0
+	for _, c := range cs {
+		if !c.Pass {
+			n++
+		}
+	}
+	return n
+}
+
+// machineInfo is the machine of a results line.
+type machineInfo struct {
+	NProc   int    `json:"nproc"`
+	Model   string `json:"model,omitempty"`
+	Go      string `json:"go"`
+	LoadAvg string `json:"loadavg,omitempty"` // at the start of the run
+}
+
+// gitCommit is the short commit of the working directory's checkout, with
+// "-dirty" when tracked files other than results (the results file, which
+// every run changes; "" for none) have uncommitted changes; "" outside a
+// checkout or without git.
+func gitCommit(results string) string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	c := strings.TrimSpace(string(out))
+	args := []string{"status", "--porcelain", "--untracked-files=no", "--", ":/"}
+	if results != "" {
+		if abs, err := filepath.Abs(results); err == nil {
+			args = append(args, ":(exclude)"+abs)
+		}
+	}
+	if st, err := exec.Command("git", args...).Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		c += "-dirty"
+	}
+	return c
+}
+
+// appendJSONLine appends v as one line of JSON to path, making its
+// directory if needed: a results file that keeps every run.
+func appendJSONLine(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(data, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
 
 func verdict(ok bool) string {
 	if ok {

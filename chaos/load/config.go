@@ -128,6 +128,13 @@ type Config struct {
 	// RegionsInterval is the polling interval of Regions; default
 	// DefaultRegionsInterval, negative disables polling.
 	RegionsInterval time.Duration
+	// AcceptRedirect, when set, decides whether a redirect's answer counts
+	// as a success (OK) instead of any 301/302/307/308: it gets the code
+	// requested, the status and the Location header (valid only during the
+	// call; empty when there was none). It runs on the worker's hot path,
+	// for every answer of every redirect, from many goroutines at once: it
+	// must be quick, safe for concurrent use and should not allocate.
+	AcceptRedirect func(code string, status int, location []byte) bool
 }
 
 // Region is one region of the service.

@@ -1412,3 +1412,43 @@ func TestCancelledWritesKeptAsCut(t *testing.T) {
 		t.Fatalf("no cut write in the history:\n%s", hist.String())
 	}
 }
+
+// TestAcceptRedirect: with AcceptRedirect, a redirect counts as OK only
+// when it says so (here: a 301 to the code's own URL), through the lean
+// client and through net/http alike; the others are failures that the
+// history names.
+func TestAcceptRedirect(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch code := strings.TrimPrefix(r.URL.Path, "/"); code {
+		case "good":
+			w.Header().Set("Location", "https://example.com/good")
+			w.WriteHeader(http.StatusMovedPermanently)
+		case "wrongloc":
+			w.Header().Set("Location", "https://example.com/other")
+			w.WriteHeader(http.StatusMovedPermanently)
+		default: // "found": the right Location, but a 302
+			w.Header().Set("Location", "https://example.com/"+code)
+			w.WriteHeader(http.StatusFound)
+		}
+	}))
+	defer srv.Close()
+	accept := func(code string, status int, loc []byte) bool {
+		return status == http.StatusMovedPermanently && string(loc) == "https://example.com/"+code
+	}
+	for _, std := range []bool{false, true} {
+		var hist bytes.Buffer
+		rep := run(t, Config{Targets: []Target{{Name: "t", BaseURL: srv.URL}}, Rate: 300, Duration: 500 * time.Millisecond,
+			Codes: []string{"good", "wrongloc", "found"}, Seed: 3, History: &hist, StdHTTP: std, AcceptRedirect: accept})
+		good := map[bool]int64{}
+		for _, l := range parseHistory(t, hist.Bytes()) {
+			if want := l.Code == "good"; l.OK != want {
+				t.Errorf("std %v: %+v, want ok %v", std, l, want)
+			}
+			good[l.Code == "good"]++
+		}
+		if rep.Total.OK != good[true] || rep.Total.Failed != good[false] || good[true] == 0 || good[false] == 0 {
+			t.Errorf("std %v: ok %d failed %d, want %d and %d (both above 0)", std, rep.Total.OK, rep.Total.Failed, good[true], good[false])
+		}
+	}
+}

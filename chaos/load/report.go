@@ -32,8 +32,9 @@ type Report struct {
 type Summary struct {
 	// Sent counts operations that were sent and completed (OK + Failed).
 	Sent int64
-	// OK counts successes: a 301/302/307/308 for a redirect, a 201 with a
-	// code in the body for a create.
+	// OK counts successes: a 301/302/307/308 for a redirect (or what
+	// Config.AcceptRedirect accepts, when set), a 201 with a code in the
+	// body for a create.
 	OK int64
 	// Failed counts every other outcome, including transport errors and
 	// timeouts (status 0).

@@ -500,6 +500,15 @@ func (w *worker) record(o *op, intended, start, end int64, res result, ep *endpo
 	}
 }
 
+// acceptRedirect reports whether a redirect's answer is a success: any
+// redirect status, or what Config.AcceptRedirect says.
+func (r *runner) acceptRedirect(code string, status int, location []byte) bool {
+	if r.cfg.AcceptRedirect != nil {
+		return r.cfg.AcceptRedirect(code, status, location)
+	}
+	return isRedirect(status)
+}
+
 // rawRedirect sends a redirect with the lean client; start is the send time
 // (ns since the run's start) from which the timeout runs. Any error gives
 // status 0.
@@ -515,10 +524,12 @@ func (w *worker) rawRedirect(ti int32, t *target, ep *endpoint, code string, sta
 		return result{err: err} // no code, as with net/http
 	}
 	res := result{status: h.status, code: code}
-	res.ok = isRedirect(h.status)
+	res.ok = r.acceptRedirect(code, h.status, w.p.loc)
 	if r.history != nil {
 		if res.ok {
 			res.loc = string(w.p.loc)
+		} else if isRedirect(h.status) {
+			res.emsg = "unexpected Location"
 		} else if res.emsg = "unexpected status"; h.json {
 			res.emsg = problemText(w.p.body)
 		}
@@ -572,11 +583,13 @@ func (w *worker) stdDo(t *target, ep *endpoint, o *op, start int64) (int64, resu
 		switch {
 		case o.kind == opRedirect:
 			res.code = o.code
-			res.ok = isRedirect(res.status)
+			var loc string
+			if v := resp.Header["Location"]; len(v) > 0 {
+				loc = v[0]
+			}
+			res.ok = r.acceptRedirect(o.code, res.status, []byte(loc))
 			if res.ok {
-				if v := resp.Header["Location"]; len(v) > 0 {
-					res.loc = v[0]
-				}
+				res.loc = loc
 				_, err = io.Copy(io.Discard, resp.Body)
 			} else {
 				res.emsg, err = w.problem(resp)

@@ -29,17 +29,36 @@ func benchRedirectCmd() *cobra.Command {
 	var o bench.RedirectOptions
 	cmd := &cobra.Command{
 		Use:   "redirect",
-		Short: "Redirect throughput and latency of a region (cache hits) against a bare net/http 301",
-		Long: `Starts a bare net/http server answering a fixed 301 and a region, each as a
-child process limited to one core (GOMAXPROCS=1, and pinned to CPU 0 with
-taskset when it exists), preloads --links links into the region, and drives
-both with shortener load from this process: peak throughput (closed loop,
---workers connections) and latency at a fixed rate (open loop, latency from
-each request's intended send time). Baseline and region alternate, --rounds
-times each, and the report gives the median of the rounds as a ratio.
+		Short: "Redirect throughput and latency of the default region (cache hits) against a bare net/http 301",
+		Long: `Measures, one server at a time, a bare net/http server answering a fixed 301
+(shortener baseline), the default region (as make run starts it: fsync
+always, clicks on; but no rate limit), the same region with --no-clicks,
+and every --variant. Each server is a child process limited to one core
+(GOMAXPROCS=1, and pinned to CPU 0 with taskset when it exists, the load
+on CPU 1), started for its round and stopped after it, so that nothing
+else of the benchmark runs on the measured core. The regions get --links
+links (301s) preloaded once; every link is requested and checked before
+each round.
+
+Each round: peak throughput (closed loop, --workers connections), counted
+only when the server was the limit, from /proc around the round: the
+measured core at least 95% busy and the server's threads running or
+runnable at least 95% of the time (else "client-limited"), and other
+processes on the core at most 5% of it (else "contended"); a round not
+counted is printed and left out of the median. Then latency at each of
+--fixed-rates (open loop, from each request's intended send time). Only
+successful answers count: a 301 with the link's own Location.
+
+The verdicts (issue 22): the region's peak at least 0.85x the bare
+server's, its p99 at each --verdict-rates at most 1.5x the bare server's,
+clicks on at least 0.95x clicks off at peak and at those p99s. A target
+without samples fails. Every figure is printed; the command exits 1 when
+a target is missed (2 for bad flags), after appending the run as one JSON
+line to --results.
+
 --variant NAME=ENV[,ENV] adds a region run with extra environment (for
 instance GOGC=400 or GOMEMLIMIT=512MiB) or region flags (items that start
-with --, for instance --no-clicks).`,
+with --, for instance --cpu-profile=/tmp/r.prof).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Validate(); err != nil {
@@ -51,13 +70,15 @@ with --, for instance --no-clicks).`,
 	fl := cmd.Flags()
 	fl.IntVar(&o.Links, "links", 20000, "links to preload (all are requested: every redirect is a cache hit)")
 	fl.DurationVar(&o.Peak, "peak", 5*time.Second, "duration of each peak-throughput round")
-	fl.DurationVar(&o.Fixed, "fixed", 10*time.Second, "duration of each fixed-rate round")
-	fl.Float64Var(&o.FixedRate, "fixed-rate", 20000, "requests per second of the fixed-rate rounds")
-	fl.IntVar(&o.Rounds, "rounds", 2, "rounds of each measurement, alternating baseline and region")
+	fl.DurationVar(&o.Fixed, "fixed", 6*time.Second, "duration of each fixed-rate point")
+	fl.Float64SliceVar(&o.FixedRates, "fixed-rates", []float64{2000, 10000, 20000}, "requests per second of the fixed-rate points")
+	fl.Float64SliceVar(&o.VerdictRates, "verdict-rates", []float64{10000, 20000}, "the fixed rates whose p99 has a target (each one of --fixed-rates)")
+	fl.IntVar(&o.Rounds, "rounds", 2, "rounds; in each, every server in turn")
 	fl.IntVar(&o.Workers, "workers", 64, "connections")
 	fl.StringArrayVar(&o.Variants, "variant", nil, "an extra region run: NAME=ENV[,ENV] (repeatable)")
 	fl.StringVar(&o.Dir, "dir", "var/bench", "scratch directory (wiped)")
 	fl.StringVar(&o.JSON, "json", "", "write the results as JSON to this file")
+	fl.StringVar(&o.Results, "results", "docs/bench-results/redirect.jsonl", "append the run as one JSON line to this file (empty: do not)")
 	return cmd
 }
 
