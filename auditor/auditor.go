@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/events"
 	"shortener/replicator"
@@ -51,7 +50,7 @@ type Options struct {
 // projections, and checks one against the other. Open it, Close it.
 type Auditor struct {
 	nc        *nats.Conn
-	js        jetstream.JetStream
+	js        *replicator.Conn
 	log       replicator.LogCopies
 	progress  io.Writer
 	endpoints map[string]string
@@ -84,7 +83,7 @@ func Open(ctx context.Context, o Options) (*Auditor, error) {
 		return nil, fmt.Errorf("connect to nats %s: %w (is the cluster running: make run?)", o.NATS, err)
 	}
 	a.nc = nc
-	if a.js, err = jetstream.New(nc); err != nil {
+	if a.js, err = replicator.Connect(nc); err != nil {
 		nc.Close()
 		return nil, err
 	}

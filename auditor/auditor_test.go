@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"shortener/events"
 	"shortener/projections"
 	"shortener/projections/projectionstest"
@@ -104,7 +106,15 @@ func TestAgainstARealRegion(t *testing.T) {
 
 	// eu-west deletes the link (its stream here shares the server: no
 	// placement), as after a failover.
-	js := regiontest.JetStream(t, natsURL, secrets.RegionUser("eu-west"))
+	nc := regiontest.NATS(t, natsURL, secrets.RegionUser("eu-west"))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := replicator.Connect(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := replicator.StreamConfig("eu-west")
 	cfg.Placement = nil
 	if _, err := js.CreateStream(ctx, cfg); err != nil {
@@ -114,7 +124,7 @@ func TestAgainstARealRegion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := replicator.NewLog(js, "eu-west", regiontest.Signer("eu-west")).Append(ctx, del, false); err != nil {
+	if _, err := replicator.NewLog(rc, "eu-west", regiontest.Signer("eu-west")).Append(ctx, del, false); err != nil {
 		t.Fatal(err)
 	}
 

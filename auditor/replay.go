@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"shortener/events"
 	"shortener/projections"
 	"shortener/replicator"
@@ -56,7 +54,7 @@ type ReplayOptions struct {
 // Replay reads the sources concurrently (one ordered consumer each) into a
 // fresh store in dir and returns it, open, with what the replay did. Every
 // source must be read up to its To, or it is an error.
-func Replay(ctx context.Context, js jetstream.JetStream, srcs []Source, dir string, o ReplayOptions) (*projections.Store, ReplayResult, error) {
+func Replay(ctx context.Context, js *replicator.Conn, srcs []Source, dir string, o ReplayOptions) (*projections.Store, ReplayResult, error) {
 	until, rules, label, progress := o.Until, o.Rules, o.Label, o.Progress
 	res := ReplayResult{Sources: srcs}
 	var total uint64

@@ -13,11 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"shortener/backup"
 	"shortener/events"
 	"shortener/projections"
+	"shortener/replicator"
 )
 
 // Check is one check of a restored backup: what it checks, the target, the
@@ -105,7 +104,7 @@ func CheckRestore(ctx context.Context, o RestoreOptions) (Checks, *backup.Stagin
 		}
 		defer live.Close()
 	}
-	sjs, err := jetstream.New(st.Conn)
+	sjs, err := replicator.Connect(st.Conn)
 	if err != nil {
 		return nil, st, err
 	}

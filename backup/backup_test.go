@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/backup"
 	"shortener/events"
@@ -125,14 +124,17 @@ func TestBackupAndStagingRestore(t *testing.T) {
 	if got != p.Digest || n != p.Links {
 		t.Errorf("unpacked projection: %d links %.12s; manifest %d %.12s", n, got, p.Links, p.Digest)
 	}
-	js, _ := jetstream.New(st.Conn)
+	rc, err := replicator.Connect(st.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
 	fresh, err := projections.Open(t.TempDir(), projections.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fresh.Close()
 	for stream, to := range p.Checkpoints {
-		err := replicator.Read(ctx, js, stream, replicator.ReadOptions{From: 1, To: to}, func(recs []events.Record) error {
+		err := replicator.Read(ctx, rc, stream, replicator.ReadOptions{From: 1, To: to}, func(recs []events.Record) error {
 			_, err := fresh.Apply(recs)
 			return err
 		})

@@ -97,16 +97,16 @@ func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) err
 	}
 	// Everything goes through us-east's server, which stays up: requests
 	// about ap-south's streams are answered by ap-south over the gateway.
-	nc, js, err := bc.connect(usEast)
+	c, err := bc.connect(usEast)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer c.Close()
 	res := &catchupResult{Events: o.Events}
 
 	// Baseline: JetStream's own mirror catch-up between the same servers.
 	fmt.Fprintf(progress, "baseline: writing %d messages to BENCH_ORIGIN in us-east\n", o.Events)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_ORIGIN", Subjects: []string{"bench.origin.>"},
+	if _, err := c.raw.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_ORIGIN", Subjects: []string{"bench.origin.>"},
 		Storage: jetstream.FileStorage, Replicas: 1, Duplicates: 2 * time.Minute, Placement: &jetstream.Placement{Cluster: "us-east"}}); err != nil {
 		return fmt.Errorf("create BENCH_ORIGIN: %w", err)
 	}
@@ -114,22 +114,22 @@ func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) err
 	if err != nil {
 		return err
 	}
-	if res.EventBytes, err = writeLinkEvents(ctx, nc, signer, o.Events, o.Window, func(code string) string { return "bench.origin." + code }); err != nil {
+	if res.EventBytes, err = writeLinkEvents(ctx, c.Conn, signer, o.Events, o.Window, func(code string) string { return "bench.origin." + code }); err != nil {
 		return fmt.Errorf("write BENCH_ORIGIN: %w", err)
 	}
 	fmt.Fprintf(progress, "baseline: creating BENCH_MIRROR in ap-south\n")
 	created := time.Now()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_MIRROR", Mirror: &jetstream.StreamSource{Name: "BENCH_ORIGIN"},
+	if _, err := c.raw.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_MIRROR", Mirror: &jetstream.StreamSource{Name: "BENCH_ORIGIN"},
 		Storage: jetstream.FileStorage, Replicas: 1, Placement: &jetstream.Placement{Cluster: "ap-south"}}); err != nil {
 		return fmt.Errorf("create BENCH_MIRROR: %w", err)
 	}
-	if res.Baseline, err = followMirror(ctx, js, "BENCH_MIRROR", created, 0, uint64(o.Events), nil); err != nil {
+	if res.Baseline, err = followMirror(ctx, c.raw, "BENCH_MIRROR", created, 0, uint64(o.Events), nil); err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
 	// Gone before the kill, so that ap-south's restart recovers exactly
 	// what a region has.
 	for _, s := range []string{"BENCH_MIRROR", "BENCH_ORIGIN"} {
-		if err := js.DeleteStream(ctx, s); err != nil {
+		if err := c.raw.DeleteStream(ctx, s); err != nil {
 			return fmt.Errorf("delete %s: %w", s, err)
 		}
 	}
@@ -141,12 +141,12 @@ func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) err
 	}
 	// The mirror cannot move while ap-south is down: what us-east holds
 	// now is the most it can have, and passing it means it has resumed.
-	before, err := lastSeq(ctx, js, origin)
+	before, err := lastSeq(ctx, c.repl, origin)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(progress, "writing %d events to %s\n", o.Events, origin)
-	wnc, _, err := bc.connectAs(usEast, secrets.RegionUser("us-east")) // only us-east's user writes its stream
+	wnc, err := bc.dial(usEast, secrets.RegionUser("us-east")) // only us-east's user writes its stream
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) err
 		return fmt.Errorf("write %s: %w", origin, err)
 	}
 	res.WriteRate = float64(o.Events) / time.Since(wstart).Seconds()
-	target, err := lastSeq(ctx, js, origin)
+	target, err := lastSeq(ctx, c.repl, origin)
 	if err != nil {
 		return err
 	}
@@ -174,7 +174,7 @@ func catchup(ctx context.Context, out, progress io.Writer, o CatchupOptions) err
 		}
 		close(readyc)
 	}()
-	if res.Region, err = followMirror(ctx, js, mirror, restarted, before, target, bc.proc[apSouth].Done()); err != nil {
+	if res.Region, err = followMirror(ctx, c.raw, mirror, restarted, before, target, bc.proc[apSouth].Done()); err != nil {
 		return fmt.Errorf("ap-south: %w", err)
 	}
 

@@ -19,6 +19,7 @@ import (
 	"shortener/events"
 	"shortener/procs"
 	"shortener/region"
+	"shortener/replicator"
 	"shortener/secrets"
 	"shortener/status"
 )
@@ -212,34 +213,53 @@ func threeRegions(first int) []procs.Region {
 // secrets is the cluster's NATS credentials folder, made with it.
 func (b *cluster) secrets() string { return filepath.Join(b.dir, "secrets") }
 
-// connect connects to region i's NATS server as the bench user.
-// Reconnects are quick so that a restarted server is found again without a
-// 2 s pause.
-func (b *cluster) connect(i int) (*nats.Conn, jetstream.JetStream, error) {
-	return b.connectAs(i, "bench")
+// conn is a connection to one region's NATS server as the bench user. The
+// project's streams are reached through replicator's handle, as a region
+// reaches them; raw, a JetStream client of its own, is for what bench
+// measures them against: raw publishes, ordered-consumer reads, scratch
+// streams and mirrors, and the mirrors' own progress (docs/decisions.md:
+// only replicator talks JetStream, bench's baselines aside).
+type conn struct {
+	*nats.Conn
+	repl *replicator.Conn
+	raw  jetstream.JetStream
 }
 
-// connectAs connects to region i's NATS server as user: a region's user to
-// write its stream directly (bench catchup and replay fill it).
-func (b *cluster) connectAs(i int, user string) (*nats.Conn, jetstream.JetStream, error) {
+// connect connects to region i's NATS server as the bench user.
+func (b *cluster) connect(i int) (*conn, error) {
+	nc, err := b.dial(i, "bench")
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{Conn: nc}
+	if c.repl, err = replicator.Connect(nc); err == nil {
+		c.raw, err = jetstream.New(nc)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// dial connects to region i's NATS server as user: the bench user, or a
+// region's user to write its stream directly (bench catchup and replay
+// fill it). Reconnects are quick so that a restarted server is found again
+// without a 2 s pause.
+func (b *cluster) dial(i int, user string) (*nats.Conn, error) {
 	url := b.natsURL(i)
 	var cred *secrets.Client
 	if !b.plaintext {
 		var err error
 		if cred, err = secrets.LoadClient(user, secrets.Paths{Dir: b.secrets()}.Resolve(user)); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	nc, err := nats.Connect(url, append(cred.NATSOptions(), nats.Name("shortener-bench"), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect %s: %w", url, err)
+		return nil, fmt.Errorf("connect %s: %w", url, err)
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return nc, js, nil
+	return nc, nil
 }
 
 // signer is what region i signs its events with, as the region itself
@@ -269,14 +289,11 @@ func (b *cluster) keys() (*events.KeyRing, error) {
 	return users.KeyRing()
 }
 
-// lastSeq returns a stream's last sequence; with a JetStream client
-// connected anywhere in the supercluster, the stream's own server answers.
-func lastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, err
-	}
-	return s.CachedInfo().State.LastSeq, nil
+// lastSeq returns a stream's last sequence; connected anywhere in the
+// supercluster, the stream's own server answers.
+func lastSeq(ctx context.Context, c *replicator.Conn, stream string) (uint64, error) {
+	st, err := c.State(ctx, stream)
+	return st.LastSeq, err
 }
 
 // writeLinkEvents appends n valid LinkCreated envelopes of us-east (digit

@@ -104,12 +104,12 @@ func create(ctx context.Context, out, progress io.Writer, o CreateOptions) error
 	if err := pc.waitAllReady(ctx); err != nil {
 		return err
 	}
-	nc, js, err := bc.connect(0)
+	c, err := bc.connect(0)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"},
+	defer c.Close()
+	_, err = c.raw.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"},
 		Storage: jetstream.FileStorage, Replicas: 1, Duplicates: 2 * time.Minute, // the duplicate window of LINKS_*
 		Placement: &jetstream.Placement{Cluster: "us-east"}})
 	if err != nil {
@@ -136,7 +136,7 @@ func create(ctx context.Context, out, progress io.Writer, o CreateOptions) error
 	if _, err := httpRun(pc, time.Second, 100); err != nil {
 		return err
 	}
-	size, err := storedCreateSize(ctx, js)
+	size, err := storedCreateSize(ctx, c.repl)
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func create(ctx context.Context, out, progress io.Writer, o CreateOptions) error
 		payload[i] = 'a' + byte(i%26)
 	}
 	fmt.Fprintf(progress, "warm-up: raw publish of %d-byte payloads for 1s\n", size)
-	if _, err := rawPublish(ctx, js, o.Workers, time.Second, payload); err != nil {
+	if _, err := rawPublish(ctx, c.raw, o.Workers, time.Second, payload); err != nil {
 		return err
 	}
 
@@ -164,7 +164,7 @@ func create(ctx context.Context, out, progress io.Writer, o CreateOptions) error
 		}
 		res.Plain = append(res.Plain, p)
 		fmt.Fprintf(progress, "round %d/%d: raw JetStream publish, %d publishers, %s\n", round, o.Rounds, o.Workers, o.Duration)
-		r, err := rawPublish(ctx, js, o.Workers, o.Duration, payload)
+		r, err := rawPublish(ctx, c.raw, o.Workers, o.Duration, payload)
 		if err != nil {
 			return err
 		}
@@ -218,24 +218,34 @@ func create(ctx context.Context, out, progress io.Writer, o CreateOptions) error
 	return writeJSON(o.JSON, res)
 }
 
-// storedCreateSize returns the size of the newest LinkCreated envelope in
-// us-east's stream (heartbeats are skipped).
-func storedCreateSize(ctx context.Context, js jetstream.JetStream) (int, error) {
-	s, err := js.Stream(ctx, replicator.StreamName("us-east"))
+// storedCreateSize returns the size of the newest LinkCreated envelope
+// among the last 100 events of us-east's stream (heartbeats are skipped).
+func storedCreateSize(ctx context.Context, c *replicator.Conn) (int, error) {
+	stream := replicator.StreamName("us-east")
+	st, err := c.State(ctx, stream)
 	if err != nil {
 		return 0, err
 	}
-	last := s.CachedInfo().State.LastSeq
-	for seq := last; seq > 0 && seq+100 > last; seq-- {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			return 0, fmt.Errorf("read %s #%d: %w", replicator.StreamName("us-east"), seq, err)
-		}
-		if env, err := events.Decode(m.Data); err == nil && env.Type == events.TypeLinkCreated {
-			return len(m.Data), nil
-		}
+	if st.LastSeq == 0 {
+		return 0, fmt.Errorf("%s is empty", stream)
 	}
-	return 0, fmt.Errorf("no LinkCreated among the last 100 events of %s", replicator.StreamName("us-east"))
+	size := 0
+	from := max(st.LastSeq, 100) - 99
+	err = replicator.Read(ctx, c, stream, replicator.ReadOptions{From: from, To: st.LastSeq}, func(recs []events.Record) error {
+		for _, r := range recs {
+			if env, err := events.Decode(r.Data); err == nil && env.Type == events.TypeLinkCreated {
+				size = len(r.Data)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if size == 0 {
+		return 0, fmt.Errorf("no LinkCreated among the last 100 events of %s", stream)
+	}
+	return size, nil
 }
 
 // rawPublish runs workers goroutines, each publishing payload synchronously

@@ -8,15 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"shortener/events"
+	"shortener/replicator"
 )
 
 // TestValidate feeds every benchmark's options what its flags could give
 // and checks which are refused (the command turns those into exit status 2).
 func TestValidate(t *testing.T) {
-	replayer := func(context.Context, jetstream.JetStream, string, uint64, *events.KeyRing, string, io.Writer) (Replayed, error) {
+	replayer := func(context.Context, *replicator.Conn, string, uint64, *events.KeyRing, string, io.Writer) (Replayed, error) {
 		return Replayed{}, nil
 	}
 	for _, tc := range []struct {

@@ -37,11 +37,11 @@ type ReplayOptions struct {
 }
 
 // Replayer is the audit replay bench replay measures: it reads stream
-// 1..to through js into a fresh store in dir (progress to progress),
+// 1..to through c into a fresh store in dir (progress to progress),
 // closes the store, and returns how fast it went and the store's digest.
 // keys are the regions' keys the replay checks signatures with, as
 // shortener audit does (nil on plaintext NATS, where nothing is signed).
-type Replayer func(ctx context.Context, js jetstream.JetStream, stream string, to uint64, keys *events.KeyRing, dir string, progress io.Writer) (Replayed, error)
+type Replayer func(ctx context.Context, c *replicator.Conn, stream string, to uint64, keys *events.KeyRing, dir string, progress io.Writer) (Replayed, error)
 
 // Replayed is what one replay took and made.
 type Replayed struct {
@@ -104,16 +104,16 @@ func replay(ctx context.Context, out, progress io.Writer, o ReplayOptions) error
 	if err := bc.waitAllReady(ctx); err != nil {
 		return err
 	}
-	nc, js, err := bc.connect(0)
+	c, err := bc.connect(0)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer c.Close()
 	stream := replicator.StreamName("us-east")
 	res := &replayBenchResult{}
 
 	fmt.Fprintf(progress, "writing %d events to %s\n", o.Events, stream)
-	wnc, _, err := bc.connectAs(0, secrets.RegionUser("us-east")) // only us-east's user writes its stream
+	wnc, err := bc.dial(0, secrets.RegionUser("us-east")) // only us-east's user writes its stream
 	if err != nil {
 		return err
 	}
@@ -127,7 +127,7 @@ func replay(ctx context.Context, out, progress io.Writer, o ReplayOptions) error
 		return fmt.Errorf("write %s: %w", stream, err)
 	}
 	fmt.Fprintf(progress, "wrote them in %.1fs\n", time.Since(wstart).Seconds())
-	cut, err := lastSeq(ctx, js, stream)
+	cut, err := lastSeq(ctx, c.repl, stream)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func replay(ctx context.Context, out, progress io.Writer, o ReplayOptions) error
 		var r replayRound
 		fmt.Fprintf(progress, "round %d/%d: ordered consumer read of %d events\n", round, o.Rounds, cut)
 		start := time.Now()
-		if err := orderedRead(ctx, js, stream, cut); err != nil {
+		if err := orderedRead(ctx, c.raw, stream, cut); err != nil {
 			return err
 		}
 		r.BaselineTook = time.Since(start)
@@ -162,7 +162,7 @@ func replay(ctx context.Context, out, progress io.Writer, o ReplayOptions) error
 		if err != nil {
 			return err
 		}
-		rr, err := o.Replay(ctx, js, stream, cut, keys, dir, progress)
+		rr, err := o.Replay(ctx, c.repl, stream, cut, keys, dir, progress)
 		if err != nil {
 			return err
 		}

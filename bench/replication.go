@@ -110,20 +110,20 @@ func replication(ctx context.Context, out, progress io.Writer, o ReplicationOpti
 	lags := newMirrorLag()
 	var mirrors []string
 	origins := map[string]string{} // mirror -> origin stream
-	conns := make([]jetstream.JetStream, len(bc.regions))
+	conns := make([]*conn, len(bc.regions))
 	for i, here := range bc.regions {
-		nc, js, err := bc.connect(i)
+		c, err := bc.connect(i)
 		if err != nil {
 			return err
 		}
-		defer nc.Close()
-		conns[i] = js
+		defer c.Close()
+		conns[i] = c
 		for _, origin := range bc.regions {
 			if origin.Name == here.Name {
 				continue
 			}
 			name := replicator.MirrorName(origin.Name, here.Name)
-			cons, err := js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+			cons, err := c.raw.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
 			if err != nil {
 				return fmt.Errorf("consumer on %s: %w", name, err)
 			}
@@ -164,7 +164,7 @@ func replication(ctx context.Context, out, progress io.Writer, o ReplicationOpti
 		// the load ended, so no event of this rate is counted in the next.
 		want := map[string]uint64{}
 		for _, m := range mirrors {
-			seq, err := lastSeq(ctx, conns[0], origins[m])
+			seq, err := lastSeq(ctx, conns[0].repl, origins[m])
 			if err != nil {
 				return fmt.Errorf("origin of %s: %w", m, err)
 			}

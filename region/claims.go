@@ -52,9 +52,9 @@ func (r *Region) ReconcileClaims(ctx context.Context) int {
 	// Only once everything this region wrote is applied here can "not in
 	// the projection" mean "never written".
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	info, err := r.streamH.Info(ictx)
+	st, err := r.js.State(ictx, r.stream)
 	cancel()
-	if err != nil || r.store.Checkpoint(r.stream) < info.State.LastSeq {
+	if err != nil || r.store.Checkpoint(r.stream) < st.LastSeq {
 		return 0
 	}
 	released := 0

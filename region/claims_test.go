@@ -23,8 +23,8 @@ func TestClaimWithoutEventIsReleased(t *testing.T) {
 
 	// The crash, reproduced: the register holds a claim and the store its
 	// record, and no event was ever appended.
-	js := regiontest.JetStream(t, reg.NATSURL(), secrets.RegionUser("us-east"))
-	reg2 := replicator.NewAliases(js, 1)
+	rc := regiontest.Replicator(t, reg.NATSURL(), secrets.RegionUser("us-east"))
+	reg2 := replicator.NewAliases(rc, 1)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := reg2.Run(rctx); err != nil {

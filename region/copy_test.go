@@ -96,7 +96,7 @@ func TestCopiedEventIsRefused(t *testing.T) {
 
 	// The copy lands in us-east's stream: the attack works at the NATS
 	// level, so what follows is the fold's doing.
-	ujs := regiontest.JetStream(t, us.NATSURL(), secrets.RegionUser("us-east"))
+	ujs := jetStreamAs(t, us.NATSURL(), secrets.RegionUser("us-east"))
 	var rec events.Record
 	regiontest.WaitFor(t, 30*time.Second, func() error {
 		s, err := ujs.Stream(ctx, replicator.StreamName("us-east"))

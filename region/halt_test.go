@@ -48,7 +48,7 @@ func TestNewerSchemaStopsItsStreamUntilUpgrade(t *testing.T) {
 		return nil
 	})
 
-	js := regiontest.JetStream(t, us.NATSURL(), secrets.RegionUser("us-east"))
+	js := jetStreamAs(t, us.NATSURL(), secrets.RegionUser("us-east"))
 	future := forged(t, events.TypeLinkCreated, "from-the-future", "us-east", time.Now(), events.LinkCreated{URL: "https://example.com/future", RedirectStatus: 302})
 	future.Schema = 2
 	haltSeq := forge(ctx, t, js, replicator.Subject("us-east", "from-the-future"), future, regiontest.Signer("us-east"))

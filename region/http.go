@@ -330,10 +330,10 @@ func (r *Region) Ready(ctx context.Context) Readiness {
 	rd.Applied = r.store.Checkpoint(r.stream)
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if info, err := r.streamH.Info(ctx); err != nil {
+	if st, err := r.js.State(ctx, r.stream); err != nil {
 		fail("stream", err.Error())
 	} else {
-		rd.StreamLast = info.State.LastSeq
+		rd.StreamLast = st.LastSeq
 		if why := r.catchup.own(rd.Applied, rd.StreamLast, r.cfg.Now()); why != "" {
 			fail("projection", why)
 		} else {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/projections"
 	"shortener/replicator"
@@ -33,9 +32,8 @@ type Region struct {
 	// inFlight counts the requests being served, for the drain at shutdown.
 	inFlight atomic.Int64
 	nc       *nats.Conn
-	js       jetstream.JetStream
+	js       *replicator.Conn
 	stream   string
-	streamH  jetstream.Stream
 
 	events      *replicator.Log
 	aliases     *replicator.Aliases
@@ -139,17 +137,17 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("connect to nats %s: %w", r.NATSURL(), err)
 	}
-	if r.js, err = jetstream.New(r.nc); err != nil {
+	if r.js, err = replicator.Connect(r.nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if r.streamH, err = replicator.EnsureStream(ctx, r.js, r.cfg.Name); err != nil {
+	if err := replicator.EnsureStream(ctx, r.js, r.cfg.Name); err != nil {
 		return err
 	}
 	r.events = replicator.NewLog(r.js, r.cfg.Name, r.cfg.signer())
 	streams := []string{r.stream}
 	var peers []string
 	for _, p := range r.cfg.Peers {
-		if _, err := replicator.EnsureMirror(ctx, r.js, p.Name, r.cfg.Name); err != nil {
+		if err := replicator.EnsureMirror(ctx, r.js, p.Name, r.cfg.Name); err != nil {
 			return err
 		}
 		streams = append(streams, replicator.MirrorName(p.Name, r.cfg.Name))

@@ -39,8 +39,8 @@ type Aliases struct {
 
 // NewAliases returns the register of a global cluster of members servers.
 // It does no I/O: Run opens the bucket.
-func NewAliases(js jetstream.JetStream, members int) *Aliases {
-	return &Aliases{js: js, members: members, timeout: 2 * time.Second}
+func NewAliases(c *Conn, members int) *Aliases {
+	return &Aliases{js: c.js, members: members, timeout: 2 * time.Second}
 }
 
 // AliasesConfig is the stream of the register's bucket: R3 (or as many

@@ -120,9 +120,9 @@ func (l LogCopies) Alternatives(stream string, seq uint64) LogCopies {
 // in (for a mirror, the region its name ends with: MirrorName); a
 // mirror's origin is the region of the stream it mirrors. Discovery
 // needs a JetStream meta leader, as listing streams does.
-func DiscoverLog(ctx context.Context, js jetstream.JetStream) (LogCopies, error) {
+func DiscoverLog(ctx context.Context, c *Conn) (LogCopies, error) {
 	infos := map[string]*jetstream.StreamInfo{}
-	lister := js.ListStreams(ctx)
+	lister := c.js.ListStreams(ctx)
 	for info := range lister.Info() {
 		if strings.HasPrefix(info.Config.Name, "LINKS_") {
 			infos[info.Config.Name] = info
@@ -243,13 +243,13 @@ type ReadOptions struct {
 // callback may keep the records' Data. A subject filter can skip
 // sequences; without one a gap is reported as an error, since the log
 // denies deletes.
-func Read(ctx context.Context, js jetstream.JetStream, stream string, opts ReadOptions, fn func([]events.Record) error) error {
+func Read(ctx context.Context, c *Conn, stream string, opts ReadOptions, fn func([]events.Record) error) error {
 	batch := opts.Batch
 	if batch <= 0 {
 		batch = 1024
 	}
 	recs := make([]events.Record, 0, batch)
-	err := scan(ctx, js, stream, opts, batch, func(m jetstream.Msg, seq uint64, last bool) error {
+	err := scan(ctx, c.js, stream, opts, batch, func(m jetstream.Msg, seq uint64, last bool) error {
 		recs = append(recs, events.Record{Stream: stream, Seq: seq, Subject: m.Subject(), Data: m.Data(), Signature: m.Headers().Get(events.SignatureHeader)})
 		if len(recs) < batch && !last {
 			return nil
@@ -354,7 +354,7 @@ type RangeDigest struct {
 
 // RangeDigests reads stream from 1 to upTo and returns a digest of every
 // range of size sequences (the last range may be shorter).
-func RangeDigests(ctx context.Context, js jetstream.JetStream, stream string, upTo uint64, size int) ([]RangeDigest, error) {
+func RangeDigests(ctx context.Context, c *Conn, stream string, upTo uint64, size int) ([]RangeDigest, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("range size %d", size)
 	}
@@ -367,7 +367,7 @@ func RangeDigests(ctx context.Context, js jetstream.JetStream, stream string, up
 		h.Reset()
 		cur = RangeDigest{}
 	}
-	err := Read(ctx, js, stream, ReadOptions{From: 1, To: upTo, Batch: 1024}, func(recs []events.Record) error {
+	err := Read(ctx, c, stream, ReadOptions{From: 1, To: upTo, Batch: 1024}, func(recs []events.Record) error {
 		for _, r := range recs {
 			if cur.First == 0 {
 				cur.First = r.Seq
@@ -424,13 +424,13 @@ func (r CopyReport) Equal() bool { return r.FirstDiff == 0 }
 // last sequence both have: digests over ranges of size sequences first,
 // computed for both streams at once, then, in the first range that
 // differs, record by record for the first differing sequence.
-func CompareCopies(ctx context.Context, js jetstream.JetStream, origin, mirror string, size int) (CopyReport, error) {
+func CompareCopies(ctx context.Context, c *Conn, origin, mirror string, size int) (CopyReport, error) {
 	rep := CopyReport{Origin: origin, Mirror: mirror}
 	for _, x := range []struct {
 		name string
 		last *uint64
 	}{{origin, &rep.OriginLast}, {mirror, &rep.MirrorLast}} {
-		s, err := js.Stream(ctx, x.name)
+		s, err := c.js.Stream(ctx, x.name)
 		if err != nil {
 			return rep, fmt.Errorf("open stream %s: %w", x.name, err)
 		}
@@ -444,8 +444,8 @@ func CompareCopies(ctx context.Context, js jetstream.JetStream, origin, mirror s
 	var errA, errB error
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); a, errA = RangeDigests(ctx, js, origin, rep.Common, size) }()
-	go func() { defer wg.Done(); b, errB = RangeDigests(ctx, js, mirror, rep.Common, size) }()
+	go func() { defer wg.Done(); a, errA = RangeDigests(ctx, c, origin, rep.Common, size) }()
+	go func() { defer wg.Done(); b, errB = RangeDigests(ctx, c, mirror, rep.Common, size) }()
 	wg.Wait()
 	if err := errors.Join(errA, errB); err != nil {
 		return rep, err
@@ -463,11 +463,11 @@ func CompareCopies(ctx context.Context, js jetstream.JetStream, origin, mirror s
 	if first == nil {
 		return rep, nil
 	}
-	ra, err := readRange(ctx, js, origin, first.First, first.Last)
+	ra, err := readRange(ctx, c, origin, first.First, first.Last)
 	if err != nil {
 		return rep, err
 	}
-	rb, err := readRange(ctx, js, mirror, first.First, first.Last)
+	rb, err := readRange(ctx, c, mirror, first.First, first.Last)
 	if err != nil {
 		return rep, err
 	}
@@ -485,9 +485,9 @@ func CompareCopies(ctx context.Context, js jetstream.JetStream, origin, mirror s
 		origin, mirror, first.First, first.Last)
 }
 
-func readRange(ctx context.Context, js jetstream.JetStream, stream string, from, to uint64) ([]events.Record, error) {
+func readRange(ctx context.Context, c *Conn, stream string, from, to uint64) ([]events.Record, error) {
 	var out []events.Record
-	err := Read(ctx, js, stream, ReadOptions{From: from, To: to}, func(recs []events.Record) error {
+	err := Read(ctx, c, stream, ReadOptions{From: from, To: to}, func(recs []events.Record) error {
 		out = append(out, recs...)
 		return nil
 	})

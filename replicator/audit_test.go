@@ -15,12 +15,12 @@ import (
 
 // auditLog writes n creates to us-east's stream, and an update and a
 // delete of the first code, and returns the stream's records as stored.
-func auditLog(ctx context.Context, t *testing.T, js jetstream.JetStream, n int) []events.Record {
+func auditLog(ctx context.Context, t *testing.T, c *replicator.Conn, n int) []events.Record {
 	t.Helper()
-	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
+	if err := replicator.EnsureStream(ctx, c, "us-east"); err != nil {
 		t.Fatal(err)
 	}
-	log := replicator.NewLog(js, "us-east", nil)
+	log := replicator.NewLog(c, "us-east", nil)
 	for i := 0; i < n; i++ {
 		if _, err := log.Append(ctx, created(t, fmt.Sprintf("code%04d", i)), true); err != nil {
 			t.Fatal(err)
@@ -35,7 +35,7 @@ func auditLog(ctx context.Context, t *testing.T, js jetstream.JetStream, n int) 
 		}
 	}
 	var recs []events.Record
-	err := replicator.Read(ctx, js, replicator.StreamName("us-east"), replicator.ReadOptions{Batch: 7}, func(rs []events.Record) error {
+	err := replicator.Read(ctx, c, replicator.StreamName("us-east"), replicator.ReadOptions{Batch: 7}, func(rs []events.Record) error {
 		recs = append(recs, rs...)
 		return nil
 	})
@@ -69,10 +69,10 @@ func mirrorOf(ctx context.Context, t *testing.T, js jetstream.JetStream, here st
 }
 
 func TestAuditReadDiscoverAndCompareCopies(t *testing.T) {
-	js := startJS(t, "us-east")
+	c, js := startJS(t, "us-east")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	recs := auditLog(ctx, t, js, 40)
+	recs := auditLog(ctx, t, c, 40)
 	if len(recs) != 42 {
 		t.Fatalf("read %d records, want 42", len(recs))
 	}
@@ -83,7 +83,7 @@ func TestAuditReadDiscoverAndCompareCopies(t *testing.T) {
 	}
 	// A bounded read, and a read of one code's subject.
 	var some []uint64
-	_ = replicator.Read(ctx, js, "LINKS_US_EAST", replicator.ReadOptions{From: 5, To: 9}, func(rs []events.Record) error {
+	_ = replicator.Read(ctx, c, "LINKS_US_EAST", replicator.ReadOptions{From: 5, To: 9}, func(rs []events.Record) error {
 		for _, r := range rs {
 			some = append(some, r.Seq)
 		}
@@ -93,7 +93,7 @@ func TestAuditReadDiscoverAndCompareCopies(t *testing.T) {
 		t.Fatalf("read 5..9: %v", some)
 	}
 	var ofCode []uint64
-	err := replicator.Read(ctx, js, "LINKS_US_EAST", replicator.ReadOptions{Subject: replicator.Subject("us-east", "code0000")}, func(rs []events.Record) error {
+	err := replicator.Read(ctx, c, "LINKS_US_EAST", replicator.ReadOptions{Subject: replicator.Subject("us-east", "code0000")}, func(rs []events.Record) error {
 		for _, r := range rs {
 			ofCode = append(ofCode, r.Seq)
 		}
@@ -104,14 +104,14 @@ func TestAuditReadDiscoverAndCompareCopies(t *testing.T) {
 	}
 
 	mirror := mirrorOf(ctx, t, js, "eu-west", 42)
-	log, err := replicator.DiscoverLog(ctx, js)
+	log, err := replicator.DiscoverLog(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(log); got != "[{LINKS_US_EAST_AT_EU_WEST us-east eu-west true 1 42} {LINKS_US_EAST us-east us-east false 1 42}]" {
 		t.Fatalf("discovered %s", got)
 	}
-	rep, err := replicator.CompareCopies(ctx, js, "LINKS_US_EAST", mirror, 8)
+	rep, err := replicator.CompareCopies(ctx, c, "LINKS_US_EAST", mirror, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestAuditReadDiscoverAndCompareCopies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, err = replicator.CompareCopies(ctx, js, "LINKS_US_EAST", "LINKS_US_EAST_AT_AP_SOUTH_FORGED", 8)
+	rep, err = replicator.CompareCopies(ctx, c, "LINKS_US_EAST", "LINKS_US_EAST_AT_AP_SOUTH_FORGED", 8)
 	if err != nil {
 		t.Fatal(err)
 	}

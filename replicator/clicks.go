@@ -68,13 +68,13 @@ func ClickMirrorConfig(origin, here string) jetstream.StreamConfig {
 
 // EnsureClickStreams creates region here's click stream and its mirrors of
 // every peer's, and returns the names of all of them (own first).
-func EnsureClickStreams(ctx context.Context, js jetstream.JetStream, here string, peers []string) ([]string, error) {
-	if _, err := ensure(ctx, js, ClickStreamConfig(here)); err != nil {
+func EnsureClickStreams(ctx context.Context, c *Conn, here string, peers []string) ([]string, error) {
+	if _, err := ensure(ctx, c.js, ClickStreamConfig(here)); err != nil {
 		return nil, err
 	}
 	names := []string{ClickStreamName(here)}
 	for _, p := range peers {
-		if _, err := ensure(ctx, js, ClickMirrorConfig(p, here)); err != nil {
+		if _, err := ensure(ctx, c.js, ClickMirrorConfig(p, here)); err != nil {
 			return nil, err
 		}
 		names = append(names, ClickMirrorName(p, here))
@@ -84,10 +84,10 @@ func EnsureClickStreams(ctx context.Context, js jetstream.JetStream, here string
 
 // PublishClicks appends one click batch to region's click stream, with the
 // batch id as Nats-Msg-Id (a retried batch counts once).
-func PublishClicks(ctx context.Context, js jetstream.JetStream, b events.ClickBatch, data []byte) error {
+func PublishClicks(ctx context.Context, c *Conn, b events.ClickBatch, data []byte) error {
 	msg := nats.NewMsg(ClickSubject(b.Region))
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, b.ID)
-	_, err := js.PublishMsg(ctx, msg)
+	_, err := c.js.PublishMsg(ctx, msg)
 	return err
 }

@@ -10,6 +10,10 @@
 // checkpoint (it is re-created behind it instead), so no event is skipped;
 // the streams deny delete and purge, because the log is the audit record.
 //
+// It is the only package that talks JetStream: the others hold the opaque
+// Conn that Connect makes of their NATS connection (bench aside, for its
+// raw baselines; enforced by boundary_test.go).
+//
 // It imports events and the NATS client, and nothing of projections or
 // region: the projection reaches it through interfaces it declares itself.
 package replicator

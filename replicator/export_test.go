@@ -24,7 +24,7 @@ func (f *Feed) CatchUps() int64 { return f.catchUps.Load() }
 // or "fetched #N data") and the puller's last sequence after them.
 func HandOn(ctx context.Context, st jetstream.Stream, last uint64, msgs ...jetstream.Msg) ([]string, uint64, error) {
 	name := st.CachedInfo().Config.Name
-	p := &puller{f: NewFeed(nil, "test"), stream: st, name: name, last: last}
+	p := &puller{f: newFeed(nil, "test"), stream: st, name: name, last: last}
 	for _, m := range msgs {
 		if _, ok := p.handOn(ctx, m); !ok {
 			return nil, p.last, ctx.Err()

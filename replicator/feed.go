@@ -59,7 +59,9 @@ var (
 const catchupFetch = 1000 // records per fetch while catching up
 
 // NewFeed returns a Feed whose consumers are named durable. It does no I/O.
-func NewFeed(js jetstream.JetStream, durable string) *Feed {
+func NewFeed(c *Conn, durable string) *Feed { return newFeed(c.js, durable) }
+
+func newFeed(js jetstream.JetStream, durable string) *Feed {
 	return &Feed{js: js, durable: durable, msgs: make(chan delivery, 4096),
 		streams: map[string]jetstream.Stream{}, unacked: map[string]jetstream.Msg{}}
 }

@@ -135,11 +135,11 @@ func (st *originState) observe(seq uint64, at time.Time) {
 }
 
 // NewMonitor returns a monitor of peers as seen from here. It does no I/O.
-func NewMonitor(js jetstream.JetStream, here string, peers []string, now func() time.Time) *Monitor {
+func NewMonitor(c *Conn, here string, peers []string, now func() time.Time) *Monitor {
 	if now == nil {
 		now = time.Now
 	}
-	m := &Monitor{js: js, here: here, peers: peers, interval: 250 * time.Millisecond, now: now, state: map[string]*originState{}}
+	m := &Monitor{js: c.js, here: here, peers: peers, interval: 250 * time.Millisecond, now: now, state: map[string]*originState{}}
 	m.state[here] = &originState{lag: OriginLag{Origin: here, Stream: StreamName(here), Local: true, OriginReachable: true, MirrorActive: true, RPOKnown: true}}
 	for _, p := range peers {
 		m.state[p] = &originState{lag: OriginLag{Origin: p, Stream: MirrorName(p, here), MirrorActiveAgo: -1}}
@@ -378,8 +378,8 @@ type Replication struct {
 
 // NewReplication returns a waiter for here's stream mirrored in peers. It
 // does no I/O; Run polls.
-func NewReplication(js jetstream.JetStream, here string, peers []string) *Replication {
-	return &Replication{js: js, here: here, peers: peers, changed: make(chan struct{}), kick: make(chan struct{}, 1)}
+func NewReplication(c *Conn, here string, peers []string) *Replication {
+	return &Replication{js: c.js, here: here, peers: peers, changed: make(chan struct{}), kick: make(chan struct{}, 1)}
 }
 
 // Wait blocks until at least one other region's mirror holds seq, or ctx

@@ -11,7 +11,7 @@ import (
 func TestRPOBoundUsesPeakRateAndFreezesOutOfSight(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
 	now := t0
-	m := NewMonitor(nil, "eu-west", []string{"us-east"}, func() time.Time { return now })
+	m := NewMonitor(&Conn{}, "eu-west", []string{"us-east"}, func() time.Time { return now })
 	st := m.state["us-east"]
 	st.everSeenUp, st.everLive = true, true
 	st.lag.OriginReachable = true
@@ -73,7 +73,7 @@ func TestRPOBoundUsesPeakRateAndFreezesOutOfSight(t *testing.T) {
 func TestMirrorCopying(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
 	now := t0
-	m := NewMonitor(nil, "eu-west", []string{"us-east"}, func() time.Time { return now })
+	m := NewMonitor(&Conn{}, "eu-west", []string{"us-east"}, func() time.Time { return now })
 	st := m.state["us-east"]
 	copying := func() bool { return m.Snapshot()[1].MirrorCopying }
 

@@ -61,7 +61,7 @@ var ErrDiverged = errors.New("the region's stream and its mirror hold different 
 // to copy has a gap; in both cases nothing is written. A copy that fails
 // half way leaves a whole prefix (each event at its own sequence), and the
 // error says where the stream ends: running it again resumes.
-func RepairFromMirrors(ctx context.Context, js jetstream.JetStream, region string, peers []string, o RepairOptions) (RepairReport, error) {
+func RepairFromMirrors(ctx context.Context, c *Conn, region string, peers []string, o RepairOptions) (RepairReport, error) {
 	if o.Wait <= 0 {
 		o.Wait = 15 * time.Second
 	}
@@ -72,7 +72,7 @@ func RepairFromMirrors(ctx context.Context, js jetstream.JetStream, region strin
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	rep := RepairReport{Stream: StreamName(region), Mirrors: map[string]uint64{}}
-	own, err := js.Stream(ctx, rep.Stream)
+	own, err := c.js.Stream(ctx, rep.Stream)
 	if err != nil {
 		return rep, fmt.Errorf("repair: stream %s: %w", rep.Stream, err)
 	}
@@ -81,7 +81,7 @@ func RepairFromMirrors(ctx context.Context, js jetstream.JetStream, region strin
 	if rep.Had == 0 {
 		wait = o.Wait
 	}
-	infos := askMirrors(ctx, js, region, peers, time.Now().Add(wait))
+	infos := askMirrors(ctx, c.js, region, peers, time.Now().Add(wait))
 	// Looked at again after the mirrors: a mirror never holds more than
 	// its origin had when it was asked, so another instance of the region
 	// writing meanwhile is never taken for a loss.
@@ -116,7 +116,7 @@ func RepairFromMirrors(ctx context.Context, js jetstream.JetStream, region strin
 			continue
 		}
 		at := min(rep.Had, info.State.LastSeq)
-		same, err := sameAt(ctx, js, rep.Stream, info.Config.Name, at)
+		same, err := sameAt(ctx, c.js, rep.Stream, info.Config.Name, at)
 		if err != nil {
 			return rep, fmt.Errorf("repair: compare %s with %s at #%d: %w", rep.Stream, info.Config.Name, at, err)
 		}
@@ -140,7 +140,7 @@ func RepairFromMirrors(ctx context.Context, js jetstream.JetStream, region strin
 		"mirrors", rep.Mirrors, "unasked", rep.Unasked)
 	// Every ack is checked for its sequence: a stream that took the copy
 	// ends where the mirror does.
-	err = copyBack(ctx, js, rep.Stream, src, rep.Had, best.State.LastSeq, func(done uint64) {
+	err = copyBack(ctx, c.js, rep.Stream, src, rep.Had, best.State.LastSeq, func(done uint64) {
 		o.Log.Info("repairing the region's stream", "copied", done, "of", best.State.LastSeq-rep.Had, "from", src)
 	})
 	if err != nil {

@@ -19,12 +19,12 @@ import (
 // copy, then deletes the stream and creates it again holding the first
 // kept of the same events (a lost disk: kept 0; a lost tail: kept > 0),
 // and returns the events and the mirror's name.
-func lostStream(ctx context.Context, t *testing.T, js jetstream.JetStream, n, kept int) ([]events.Envelope, string) {
+func lostStream(ctx context.Context, t *testing.T, c *replicator.Conn, js jetstream.JetStream, n, kept int) ([]events.Envelope, string) {
 	t.Helper()
-	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
+	if err := replicator.EnsureStream(ctx, c, "us-east"); err != nil {
 		t.Fatal(err)
 	}
-	log := replicator.NewLog(js, "us-east", testSigner)
+	log := replicator.NewLog(c, "us-east", testSigner)
 	var es []events.Envelope
 	for i := 0; i < n; i++ {
 		e := created(t, fmt.Sprintf("code%04d", i))
@@ -37,7 +37,7 @@ func lostStream(ctx context.Context, t *testing.T, js jetstream.JetStream, n, ke
 	if err := js.DeleteStream(ctx, replicator.StreamName("us-east")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
+	if err := replicator.EnsureStream(ctx, c, "us-east"); err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range es[:kept] {
@@ -50,9 +50,9 @@ func lostStream(ctx context.Context, t *testing.T, js jetstream.JetStream, n, ke
 
 // monitored is what a lag monitor in eu-west says of us-east after a few
 // rounds of samples.
-func monitored(ctx context.Context, t *testing.T, js jetstream.JetStream) replicator.OriginLag {
+func monitored(ctx context.Context, t *testing.T, c *replicator.Conn) replicator.OriginLag {
 	t.Helper()
-	m := replicator.NewMonitor(js, "eu-west", []string{"us-east"}, nil)
+	m := replicator.NewMonitor(c, "eu-west", []string{"us-east"}, nil)
 	mctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- m.Run(mctx) }()
@@ -95,10 +95,10 @@ type nkeySigner struct {
 func (s nkeySigner) PublicKey() string                { return s.pub }
 func (s nkeySigner) Sign(data []byte) ([]byte, error) { return s.kp.Sign(data) }
 
-func records(ctx context.Context, t *testing.T, js jetstream.JetStream, stream string) []events.Record {
+func records(ctx context.Context, t *testing.T, c *replicator.Conn, stream string) []events.Record {
 	t.Helper()
 	var recs []events.Record
-	if err := replicator.Read(ctx, js, stream, replicator.ReadOptions{}, func(rs []events.Record) error {
+	if err := replicator.Read(ctx, c, stream, replicator.ReadOptions{}, func(rs []events.Record) error {
 		recs = append(recs, rs...)
 		return nil
 	}); err != nil {
@@ -114,27 +114,27 @@ func records(ctx context.Context, t *testing.T, js jetstream.JetStream, stream s
 func TestRepairFromMirrors(t *testing.T) {
 	for _, kept := range []int{0, 700} {
 		t.Run(fmt.Sprintf("kept=%d", kept), func(t *testing.T) {
-			js := startJS(t, "us-east")
+			c, js := startJS(t, "us-east")
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			const n = 1500
-			es, mirror := lostStream(ctx, t, js, n, kept)
+			es, mirror := lostStream(ctx, t, c, js, n, kept)
 
-			if o := monitored(ctx, t, js); !o.OriginBehind || o.OriginDiverged {
+			if o := monitored(ctx, t, c); !o.OriginBehind || o.OriginDiverged {
 				t.Fatalf("the lag monitor does not say that us-east holds fewer events than its mirror, and only that: %+v", o)
 			}
-			rep, err := replicator.RepairFromMirrors(ctx, js, "us-east", []string{"eu-west", "ap-south"}, replicator.RepairOptions{Wait: 2 * time.Second})
+			rep, err := replicator.RepairFromMirrors(ctx, c, "us-east", []string{"eu-west", "ap-south"}, replicator.RepairOptions{Wait: 2 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if o := monitored(ctx, t, js); o.OriginBehind || o.OriginDiverged {
+			if o := monitored(ctx, t, c); o.OriginBehind || o.OriginDiverged {
 				t.Fatalf("the lag monitor says us-east is behind its mirror or differs from it after the repair: %+v", o)
 			}
 			if rep.Had != uint64(kept) || rep.Source != "eu-west" || rep.Copied != uint64(n-kept) || len(rep.Unasked) != 0 ||
 				rep.Mirrors["eu-west"] != n || rep.Mirrors["ap-south"] != 0 {
 				t.Fatalf("report %+v", rep)
 			}
-			own, copy := records(ctx, t, js, rep.Stream), records(ctx, t, js, mirror)
+			own, copy := records(ctx, t, c, rep.Stream), records(ctx, t, c, mirror)
 			if len(own) != n || len(copy) != n {
 				t.Fatalf("%d records in the stream, %d in the mirror, want %d", len(own), len(copy), n)
 			}
@@ -162,7 +162,7 @@ func TestRepairFromMirrors(t *testing.T) {
 			// the mirror (a mirror takes only sequences beyond its last).
 			// Checked once: the mirror resumes after nats-server's retry
 			// (about 20 s after its source was deleted).
-			again, err := replicator.RepairFromMirrors(ctx, js, "us-east", []string{"eu-west"}, replicator.RepairOptions{})
+			again, err := replicator.RepairFromMirrors(ctx, c, "us-east", []string{"eu-west"}, replicator.RepairOptions{})
 			if err != nil || again.Copied != 0 || again.Source != "" {
 				t.Fatalf("second repair: %+v %v", again, err)
 			}
@@ -170,7 +170,7 @@ func TestRepairFromMirrors(t *testing.T) {
 				return
 			}
 			next := created(t, "after")
-			seq, err := replicator.NewLog(js, "us-east", nil).Append(ctx, next, true)
+			seq, err := replicator.NewLog(c, "us-east", nil).Append(ctx, next, true)
 			if err != nil || seq != n+1 {
 				t.Fatalf("append after the repair: #%d %v", seq, err)
 			}
@@ -200,20 +200,20 @@ func TestRepairFromMirrors(t *testing.T) {
 func TestRepairRefusesDivergedStream(t *testing.T) {
 	for _, took := range []int{1, 25} {
 		t.Run(fmt.Sprintf("took=%d", took), func(t *testing.T) {
-			js := startJS(t, "us-east")
+			c, js := startJS(t, "us-east")
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			lostStream(ctx, t, js, 20, 0)
+			lostStream(ctx, t, c, js, 20, 0)
 			for i := 0; i < took; i++ {
-				if _, err := replicator.NewLog(js, "us-east", nil).Append(ctx, created(t, fmt.Sprintf("other%d", i)), true); err != nil {
+				if _, err := replicator.NewLog(c, "us-east", nil).Append(ctx, created(t, fmt.Sprintf("other%d", i)), true); err != nil {
 					t.Fatal(err)
 				}
 			}
-			o := monitored(ctx, t, js)
+			o := monitored(ctx, t, c)
 			if o.OriginBehind != (took < 20) || !o.OriginDiverged || o.DivergedAt != uint64(min(took, 20)) {
 				t.Fatalf("the lag monitor on a stream that took %d other events: %+v", took, o)
 			}
-			rep, err := replicator.RepairFromMirrors(ctx, js, "us-east", []string{"eu-west"}, replicator.RepairOptions{})
+			rep, err := replicator.RepairFromMirrors(ctx, c, "us-east", []string{"eu-west"}, replicator.RepairOptions{})
 			if !errors.Is(err, replicator.ErrDiverged) {
 				t.Fatalf("repair of a diverged stream: %+v %v", rep, err)
 			}

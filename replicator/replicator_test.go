@@ -14,10 +14,11 @@ import (
 	"shortener/replicator"
 )
 
-// startJS starts a real embedded JetStream server on a random port. The
-// stream placement names the region's cluster, so the server carries that
-// cluster name.
-func startJS(t *testing.T, cluster string) jetstream.JetStream {
+// startJS starts a real embedded JetStream server on a random port and
+// returns replicator's handle on it and a plain JetStream client of the
+// same connection, to set up and inspect streams. The stream placement
+// names the region's cluster, so the server carries that cluster name.
+func startJS(t *testing.T, cluster string) (*replicator.Conn, jetstream.JetStream) {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
 		StoreDir: t.TempDir(), NoSigs: true, NoLog: true, ServerName: "t",
@@ -39,7 +40,11 @@ func startJS(t *testing.T, cluster string) jetstream.JetStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return js
+	c, err := replicator.Connect(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, js
 }
 
 func created(t *testing.T, code string) events.Envelope {
@@ -52,13 +57,13 @@ func created(t *testing.T, code string) events.Envelope {
 }
 
 func TestAppend(t *testing.T) {
-	js := startJS(t, "us-east")
+	c, js := startJS(t, "us-east")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
+	if err := replicator.EnsureStream(ctx, c, "us-east"); err != nil {
 		t.Fatal(err)
 	}
-	log := replicator.NewLog(js, "us-east", nil)
+	log := replicator.NewLog(c, "us-east", nil)
 	e := created(t, "launch")
 	seq, err := log.Append(ctx, e, true)
 	if err != nil || seq != 1 {
@@ -78,6 +83,13 @@ func TestAppend(t *testing.T) {
 	if seq, err := log.Append(ctx, up, false); err != nil || seq != 2 {
 		t.Fatalf("update: seq %d, %v", seq, err)
 	}
+	// The stream's state, as a region's readiness reads it.
+	if st, err := c.State(ctx, replicator.StreamName("us-east")); err != nil || st.Msgs != 2 || st.FirstSeq != 1 || st.LastSeq != 2 || st.LastTime.IsZero() {
+		t.Fatalf("state: %+v, %v; want messages #1..#2", st, err)
+	}
+	if _, err := c.State(ctx, replicator.StreamName("eu-west")); err == nil {
+		t.Fatal("the state of a stream that does not exist: no error")
+	}
 	// The log is append-only.
 	s, _ := js.Stream(ctx, replicator.StreamName("us-east"))
 	if err := s.DeleteMsg(ctx, 1); err == nil {
@@ -89,10 +101,10 @@ func TestAppend(t *testing.T) {
 }
 
 func TestFeedPositionsBehindTheCheckpoint(t *testing.T) {
-	js := startJS(t, "us-east")
+	c, js := startJS(t, "us-east")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stream := streamWith(ctx, t, js, 10)
+	stream := streamWith(ctx, t, c, 10)
 	read := func(f *replicator.Feed, n int) []uint64 {
 		var seqs []uint64
 		for len(seqs) < n {
@@ -107,7 +119,7 @@ func TestFeedPositionsBehindTheCheckpoint(t *testing.T) {
 		return seqs
 	}
 	// A first projection applies 1..6 and acknowledges them.
-	f := replicator.NewFeed(js, "proj-test")
+	f := replicator.NewFeed(c, "proj-test")
 	if err := f.Open(ctx, []string{stream}, func(string) uint64 { return 0 }); err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +145,7 @@ func TestFeedPositionsBehindTheCheckpoint(t *testing.T) {
 
 	// Its store lost everything after 2 (a crash with writes not synced, or
 	// a rebuild): the feed must start again at 3, not at 7.
-	f2 := replicator.NewFeed(js, "proj-test")
+	f2 := replicator.NewFeed(c, "proj-test")
 	if err := f2.Open(ctx, []string{stream}, func(string) uint64 { return 2 }); err != nil {
 		t.Fatal(err)
 	}
@@ -150,11 +162,11 @@ func TestFeedPositionsBehindTheCheckpoint(t *testing.T) {
 // after records were delivered but before it applied them gets them again
 // at once, without waiting for the consumer's redelivery timer.
 func TestFeedFetchesWhatWasDeliveredButNotApplied(t *testing.T) {
-	js := startJS(t, "us-east")
+	c, _ := startJS(t, "us-east")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	stream := streamWith(ctx, t, js, 5)
-	f := replicator.NewFeed(js, "proj-crash")
+	stream := streamWith(ctx, t, c, 5)
+	f := replicator.NewFeed(c, "proj-crash")
 	if err := f.Open(ctx, []string{stream}, func(string) uint64 { return 0 }); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +180,7 @@ func TestFeedFetchesWhatWasDeliveredButNotApplied(t *testing.T) {
 	}
 	f.Close() // never acknowledged: the "crash"
 
-	f2 := replicator.NewFeed(js, "proj-crash")
+	f2 := replicator.NewFeed(c, "proj-crash")
 	if err := f2.Open(ctx, []string{stream}, func(string) uint64 { return 0 }); err != nil {
 		t.Fatal(err)
 	}
@@ -194,12 +206,12 @@ func TestFeedFetchesWhatWasDeliveredButNotApplied(t *testing.T) {
 
 // streamWith creates us-east's stream holding n LinkCreated events and
 // returns its name.
-func streamWith(ctx context.Context, t *testing.T, js jetstream.JetStream, n int) string {
+func streamWith(ctx context.Context, t *testing.T, c *replicator.Conn, n int) string {
 	t.Helper()
-	if _, err := replicator.EnsureStream(ctx, js, "us-east"); err != nil {
+	if err := replicator.EnsureStream(ctx, c, "us-east"); err != nil {
 		t.Fatal(err)
 	}
-	log := replicator.NewLog(js, "us-east", nil)
+	log := replicator.NewLog(c, "us-east", nil)
 	for i := 0; i < n; i++ {
 		if _, err := log.Append(ctx, created(t, "code"+string(rune('a'+i))+"xx"), true); err != nil {
 			t.Fatal(err)
@@ -217,12 +229,12 @@ func streamWith(ctx context.Context, t *testing.T, js jetstream.JetStream, n int
 // is cancelled are fetched by sequence).
 func TestFeedCatchesUpInBatches(t *testing.T) {
 	defer replicator.SetCatchUp(0, 5*time.Millisecond)() // after the feed's Close
-	js := startJS(t, "us-east")
+	c, js := startJS(t, "us-east")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const n = 3000
-	stream := streamWith(ctx, t, js, 0)
-	f := replicator.NewFeed(js, "proj-catchup")
+	stream := streamWith(ctx, t, c, 0)
+	f := replicator.NewFeed(c, "proj-catchup")
 	if err := f.Open(ctx, []string{stream}, func(string) uint64 { return 0 }); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +280,7 @@ func TestFeedCatchesUpInBatches(t *testing.T) {
 	t.Logf("%d switches to fetching", f.CatchUps())
 
 	// Then a waiting pull hands on what comes.
-	if _, err := replicator.NewLog(js, "us-east", nil).Append(ctx, created(t, "fresh"), true); err != nil {
+	if _, err := replicator.NewLog(c, "us-east", nil).Append(ctx, created(t, "fresh"), true); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := f.Next(ctx, 10)
@@ -282,7 +294,7 @@ func TestFeedCatchesUpInBatches(t *testing.T) {
 // is cancelled; a sequence the stream no longer holds is skipped), and
 // skips a delivery it already handed on.
 func TestPullerFillsGapsAndSkipsRepeats(t *testing.T) {
-	js := startJS(t, "us-east")
+	_, js := startJS(t, "us-east")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}})

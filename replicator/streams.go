@@ -46,10 +46,10 @@ func Subject(region, code string) string { return events.LinkSubject(region, cod
 // a code, which starts with a letter or digit.
 func HeartbeatSubject(region string) string { return events.HeartbeatSubject(region) }
 
-// WaitReady polls the JetStream API until it answers (a meta leader exists),
+// waitReady polls the JetStream API until it answers (a meta leader exists),
 // or ctx ends. ReadyForConnections is not enough: the API needs a meta
 // leader, which takes seconds after start.
-func WaitReady(ctx context.Context, js jetstream.JetStream) error {
+func waitReady(ctx context.Context, js jetstream.JetStream) error {
 	wait := 20 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -116,14 +116,16 @@ func MirrorConfig(origin, here string) jetstream.StreamConfig {
 }
 
 // EnsureStream creates region's write stream once JetStream is ready.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, region string) (jetstream.Stream, error) {
-	return ensure(ctx, js, StreamConfig(region))
+func EnsureStream(ctx context.Context, c *Conn, region string) error {
+	_, err := ensure(ctx, c.js, StreamConfig(region))
+	return err
 }
 
 // EnsureMirror creates the mirror of origin's stream in region here. The
 // origin need not be up: the mirror starts copying once it is.
-func EnsureMirror(ctx context.Context, js jetstream.JetStream, origin, here string) (jetstream.Stream, error) {
-	return ensure(ctx, js, MirrorConfig(origin, here))
+func EnsureMirror(ctx context.Context, c *Conn, origin, here string) error {
+	_, err := ensure(ctx, c.js, MirrorConfig(origin, here))
+	return err
 }
 
 // ensure returns the stream named in cfg, creating it if it does not exist.
@@ -137,7 +139,7 @@ func ensure(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamCon
 	if err == nil {
 		return s, nil
 	}
-	if err := WaitReady(ctx, js); err != nil {
+	if err := waitReady(ctx, js); err != nil {
 		return nil, err
 	}
 	for {
@@ -170,8 +172,8 @@ type Log struct {
 // NewLog returns a Log for region's stream that signs every event with
 // signer (events.SignatureHeader); a nil signer writes unsigned events,
 // which a cluster with keys refuses at the fold. It does no I/O.
-func NewLog(js jetstream.JetStream, region string, signer events.Signer) *Log {
-	return &Log{js: js, region: region, signer: signer}
+func NewLog(c *Conn, region string, signer events.Signer) *Log {
+	return &Log{js: c.js, region: region, signer: signer}
 }
 
 // Append publishes e to the region's stream with e.ID as Nats-Msg-Id and

@@ -5,12 +5,12 @@ import (
 	"io"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"shortener/auditor"
 	"shortener/bench"
 	"shortener/events"
+	"shortener/replicator"
 )
 
 // The benchmarks are package bench's; the commands here are their flags.
@@ -226,8 +226,8 @@ the region's live projection.`,
 
 // auditReplay is shortener audit's replay of one whole stream, the replay
 // bench replay measures.
-func auditReplay(ctx context.Context, js jetstream.JetStream, stream string, to uint64, keys *events.KeyRing, dir string, progress io.Writer) (bench.Replayed, error) {
-	store, rr, err := auditor.Replay(ctx, js, []auditor.Source{{Stream: stream, Read: stream, To: to}}, dir,
+func auditReplay(ctx context.Context, c *replicator.Conn, stream string, to uint64, keys *events.KeyRing, dir string, progress io.Writer) (bench.Replayed, error) {
+	store, rr, err := auditor.Replay(ctx, c, []auditor.Source{{Stream: stream, Read: stream, To: to}}, dir,
 		auditor.ReplayOptions{Label: "replay", Progress: progress, Rules: auditor.Rules(nil, keys)})
 	if err != nil {
 		return bench.Replayed{}, err

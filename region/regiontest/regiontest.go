@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"shortener/events"
 	"shortener/region"
+	"shortener/replicator"
 	"shortener/secrets"
 )
 
@@ -127,20 +127,30 @@ func NATSOptions(user string) []nats.Option {
 	return c.NATSOptions()
 }
 
-// JetStream connects to natsURL as user (with the test secrets) and
-// returns a JetStream client; the test's cleanup closes the connection.
-func JetStream(t testing.TB, natsURL, user string) jetstream.JetStream {
+// NATS connects to natsURL as user (with the test secrets); the test's
+// cleanup closes the connection. A test that inspects streams itself makes
+// its own JetStream client of it: only replicator talks JetStream outside
+// tests.
+func NATS(t testing.TB, natsURL, user string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(natsURL, NATSOptions(user)...)
 	if err != nil {
 		t.Fatalf("connect to %s as %s: %v", natsURL, user, err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	return nc
+}
+
+// Replicator connects to natsURL as user (with the test secrets) and
+// returns replicator's handle on that connection; the test's cleanup
+// closes it.
+func Replicator(t testing.TB, natsURL, user string) *replicator.Conn {
+	t.Helper()
+	c, err := replicator.Connect(NATS(t, natsURL, user))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return js
+	return c
 }
 
 // Running is a region started by Start.
