@@ -167,7 +167,7 @@ func (r *Region) redirect(c echo.Context) error {
 		}
 		return events.Errorf(events.Gone, "this link has expired")
 	}
-	c.Response().Header().Set(echo.HeaderLocation, e.URL)
+	c.Response().Header()[echo.HeaderLocation] = e.Location // shared: made once per cached entry
 	c.Response().WriteHeader(int(e.Status))
 	if r.clicks != nil && c.Request().Method == http.MethodGet {
 		r.clicks.record(c, code, now)
