@@ -2,15 +2,11 @@ package region_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"shortener/region/regiontest"
 )
@@ -40,16 +36,9 @@ func (w *resettableWriter) reset()                      { clear(w.h); w.status, 
 // which fails the test on a wrong answer.
 func cachedRedirect(tb testing.TB) (serve func(), w *resettableWriter) {
 	tb.Helper()
-	reg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
-	tb.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	cfg := regiontest.Config("us-east", tb.TempDir())
-	cfg.Logger = slog.New(slog.NewTextHandler(&discard{}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg.MeterProvider, cfg.MetricsHandler = mp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	withMetrics(tb, &cfg)
 	cfg.RateLimit = 200 // the default of shortener region
 	run := regiontest.Start(tb, cfg)
 	c := regiontest.NewClient(run.URL)
@@ -80,10 +69,6 @@ func cachedRedirect(tb testing.TB) (serve func(), w *resettableWriter) {
 	return serve, w
 }
 
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
 func BenchmarkRedirectCacheHit(b *testing.B) {
 	serve, _ := cachedRedirect(b)
 	b.ReportAllocs()
@@ -95,13 +80,23 @@ func BenchmarkRedirectCacheHit(b *testing.B) {
 // A cached redirect allocates nothing. testing.AllocsPerRun counts the
 // whole process's allocations (runtime.MemStats) over the runs and floors
 // their mean, so the background work is in it too: the click path that
-// the redirects feed (per batch, not per click), heartbeats, NATS.
+// the redirects feed (per batch, not per click), heartbeats, NATS: about
+// 1,200 allocations a second when idle, 168 during 5,000 redirects that
+// took 7.5 ms (measured 2026-12-07), far from the 5,000 that make a 1.
 func TestRedirectCacheHitAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates of its own")
 	}
 	serve, w := cachedRedirect(t)
-	if n := testing.AllocsPerRun(5000, serve); n != 0 {
+	// A redirect that allocates once or more can never measure 0; a burst of background
+	// work (a Pebble flush) can make one measurement 1: the best of three.
+	var n float64
+	for range 3 {
+		if n = testing.AllocsPerRun(5000, serve); n == 0 {
+			break
+		}
+	}
+	if n != 0 {
 		t.Errorf("a cached redirect allocates %.1f times, want 0 (docs/benchmarks.md, \"Allocations of one redirect\")", n)
 	}
 	if w.h.Get("X-Request-Id") == "" || w.h.Get("Location") == "" {
