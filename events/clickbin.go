@@ -108,7 +108,9 @@ func number[T int64 | uint64](r *clickReader, what string, read func([]byte) (T,
 	return v
 }
 
-func (r *clickReader) str(what string) string {
+// str reads a string; when its bytes are those of like, it returns like
+// (clicks in a row on one link share their code, without an allocation).
+func (r *clickReader) str(what, like string) string {
 	n := number(r, what, binary.Uvarint)
 	if r.err != nil {
 		return ""
@@ -119,6 +121,9 @@ func (r *clickReader) str(what string) string {
 	}
 	b := r.data[:n]
 	r.data = r.data[n:]
+	if string(b) == like {
+		return like
+	}
 	if !utf8.Valid(b) {
 		r.fail("%s: not UTF-8", what)
 		return ""
@@ -130,8 +135,8 @@ func (r *clickReader) str(what string) string {
 func decodeClickBatchBinary(data []byte) (ClickBatch, error) {
 	var b ClickBatch
 	r := clickReader{data: data[1:]}
-	b.ID = r.str("id")
-	b.Region = r.str("region")
+	b.ID = r.str("id", "")
+	b.Region = r.str("region", "")
 	b.Time = time.Unix(0, number(&r, "time", binary.Varint)).UTC()
 	n := number(&r, "click count", binary.Uvarint)
 	if r.err == nil && n > MaxClickBatch {
@@ -145,16 +150,17 @@ func decodeClickBatchBinary(data []byte) (ClickBatch, error) {
 	}
 	b.Clicks = make([]Click, n)
 	var prev int64
+	var last Click
 	for i := range b.Clicks {
 		c := &b.Clicks[i]
-		c.Code = r.str("code")
+		c.Code = r.str("code", last.Code)
 		d := number(&r, "time", binary.Varint)
 		c.UnixMs = prev + d
 		if (d > 0 && c.UnixMs < prev) || (d < 0 && c.UnixMs > prev) {
 			r.fail("click %d: time overflows", i)
 		}
 		prev = c.UnixMs
-		c.Referrer = r.str("referrer")
+		c.Referrer = r.str("referrer", last.Referrer)
 		if r.err == nil && len(r.data) == 0 {
 			r.fail("click %d: no agent", i)
 		}
@@ -167,6 +173,7 @@ func decodeClickBatchBinary(data []byte) (ClickBatch, error) {
 			return ClickBatch{}, fmt.Errorf("click batch: click %d: agent class %d", i, a&0x7f)
 		}
 		c.Agent, c.Bot = clickAgents[a&0x7f], a&0x80 != 0
+		last = *c
 	}
 	if len(r.data) > 0 {
 		return ClickBatch{}, errors.New("click batch: trailing bytes")

@@ -104,10 +104,22 @@ type Store struct {
 
 // Entry is what a redirect needs of a link, kept compact for the cache.
 type Entry struct {
-	URL       string
+	// Location is the link's URL as the value of a Location header, made
+	// once when the entry is (a redirect sets it without allocating). It
+	// is shared by every redirect of the link: never to be modified (cap
+	// 1, so that an append copies).
+	Location  []string
 	ExpiresAt int64 // unix ns; 0 for none
 	Status    uint16
 	Deleted   bool
+}
+
+// URL returns the link's URL.
+func (e Entry) URL() string {
+	if len(e.Location) == 0 {
+		return ""
+	}
+	return e.Location[0]
 }
 
 // Servable reports whether the entry redirects at now.
@@ -116,7 +128,7 @@ func (e Entry) Servable(now time.Time) bool {
 }
 
 func entryOf(l events.Link) Entry {
-	e := Entry{URL: l.URL, Status: uint16(l.RedirectStatus), Deleted: l.Deleted}
+	e := Entry{Location: []string{l.URL}[:1:1], Status: uint16(l.RedirectStatus), Deleted: l.Deleted}
 	if l.ExpiresAt != nil {
 		e.ExpiresAt = l.ExpiresAt.UnixNano()
 	}

@@ -188,7 +188,7 @@ func TestCacheFollowsCommits(t *testing.T) {
 	if _, err := s.Apply([]events.Record{{Stream: "LINKS_US_EAST", Seq: 1, Subject: "links.us-east.abc", Data: c.Encode()}}); err != nil {
 		t.Fatal(err)
 	}
-	if e, found, _ := s.Lookup("abc"); !found || e.URL != "https://a.example/" {
+	if e, found, _ := s.Lookup("abc"); !found || e.URL() != "https://a.example/" {
 		t.Fatalf("lookup: %+v %v", e, found)
 	}
 	u := "https://b.example/"
@@ -196,8 +196,8 @@ func TestCacheFollowsCommits(t *testing.T) {
 	if _, err := s.Apply([]events.Record{{Stream: "LINKS_US_EAST", Seq: 2, Subject: "links.us-east.abc", Data: up.Encode()}}); err != nil {
 		t.Fatal(err)
 	}
-	if e, _, _ := s.Lookup("abc"); e.URL != u {
-		t.Fatalf("cached entry not refreshed by the update: %q", e.URL)
+	if e, _, _ := s.Lookup("abc"); e.URL() != u {
+		t.Fatalf("cached entry not refreshed by the update: %q", e.URL())
 	}
 	d, _ := events.New(events.TypeLinkDeleted, "abc", "us-east", "k", t0.Add(2*time.Second), events.LinkDeleted{})
 	if _, err := s.Apply([]events.Record{{Stream: "LINKS_US_EAST", Seq: 3, Subject: "links.us-east.abc", Data: d.Encode()}}); err != nil {

@@ -119,6 +119,9 @@ func (k *clicks) flush(ctx context.Context) error {
 		bot   bool
 	}
 	agents := map[string]agentClass{}
+	// Referrers repeat too: each is reduced to its host once (url.Parse
+	// allocates), with the same bounds.
+	referrers := map[string]string{}
 	const agentsCached = 4096
 	lastWarn := time.Time{}
 	send := func() {
@@ -163,7 +166,17 @@ func (k *clicks) flush(ctx context.Context) error {
 					agents[c.agent] = a
 				}
 			}
-			batch = append(batch, events.Click{Code: c.code, UnixMs: c.unixMs, Referrer: events.ReferrerHost(c.referrer), Agent: a.class, Bot: a.bot})
+			host, ok := referrers[c.referrer]
+			if !ok {
+				host = events.ReferrerHost(c.referrer)
+				if len(c.referrer) <= 512 {
+					if len(referrers) >= agentsCached {
+						clear(referrers)
+					}
+					referrers[c.referrer] = host
+				}
+			}
+			batch = append(batch, events.Click{Code: c.code, UnixMs: c.unixMs, Referrer: host, Agent: a.class, Bot: a.bot})
 			if len(batch) >= events.MaxClickBatch {
 				send()
 			}

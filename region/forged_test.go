@@ -218,7 +218,7 @@ func TestForgedEventsAreRefusedEverywhere(t *testing.T) {
 		t.Errorf("unchecked replay refused %d records", stats.Invalid)
 	}
 	for code, want := range map[string]string{codes[0]: evil, "2Forged0": evil, "forged-js": "javascript:alert(document.cookie)", "forged-case": "HTTPS://EVIL.example/"} {
-		if e, found, _ := unchecked.Lookup(code); !found || !e.Servable(time.Now()) || e.URL != want {
+		if e, found, _ := unchecked.Lookup(code); !found || !e.Servable(time.Now()) || e.URL() != want {
 			t.Errorf("negative control: unchecked, %s would serve %+v (found %v), want %q", code, e, found, want)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,7 +68,9 @@ type telemetry struct {
 	routes    map[routeKey]*routeObs
 
 	idPrefix string
-	idSeq    atomic.Uint64
+	idMu     sync.Mutex
+	idSeq    uint64                  // the last id made, with idMu held
+	ids      atomic.Pointer[idBlock] // the ids being handed out
 
 	reg metric.Registration // the observable instruments' callback
 }
@@ -233,27 +236,73 @@ func actionOf(method, path string) string {
 	return "other"
 }
 
-// requestID returns the request's X-Request-Id when it is a sane one (1 to
-// 128 printable ASCII characters), else a new one: a random per-process
-// prefix and a sequence number, unique without coordination.
-func (t *telemetry) requestID(in string) string {
-	if n := len(in); n > 0 && n <= 128 {
-		ok := true
-		for i := 0; i < n; i++ {
-			if in[i] < 0x21 || in[i] > 0x7e {
-				ok = false
-				break
+// requestID returns the X-Request-Id of a request's response: the
+// request's own when it is a sane one (1 to 128 printable ASCII
+// characters), else a new one: a random per-process prefix and a sequence
+// number, unique without coordination. The value is shared, never to be
+// modified: the request's own slice, or one of a block of new ids made at
+// once (cap 1, so that an append copies).
+func (t *telemetry) requestID(h http.Header) []string {
+	if in := h[echo.HeaderXRequestID]; len(in) > 0 && saneRequestID(in[0]) {
+		return in[:1:1]
+	}
+	for {
+		b := t.ids.Load()
+		if b != nil {
+			if i := b.next.Add(1) - 1; i < uint32(len(b.vals)) {
+				return b.vals[i : i+1 : i+1]
 			}
 		}
-		if ok {
-			return in
+		t.idMu.Lock()
+		if t.ids.Load() == b {
+			t.ids.Store(t.newIDBlock())
+		}
+		t.idMu.Unlock()
+	}
+}
+
+func saneRequestID(id string) bool {
+	if n := len(id); n == 0 || n > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
 		}
 	}
-	var b [40]byte
-	buf := append(b[:0], t.idPrefix...)
-	buf = append(buf, '-')
-	buf = strconv.AppendUint(buf, t.idSeq.Add(1), 36)
-	return string(buf)
+	return true
+}
+
+// requestIDBlock is how many request ids are made at once: three
+// allocations per block instead of two per request.
+const requestIDBlock = 256
+
+// idBlock is a block of new request ids, handed out in order.
+type idBlock struct {
+	vals []string // one string holds them all; each is a part of it
+	next atomic.Uint32
+}
+
+// newIDBlock makes the next requestIDBlock ids (with t.idMu held).
+func (t *telemetry) newIDBlock() *idBlock {
+	var sb strings.Builder
+	sb.Grow(requestIDBlock * (len(t.idPrefix) + 1 + 13)) // 13: a uint64 in base 36
+	var ends [requestIDBlock]int
+	var num [13]byte
+	for i := range ends {
+		t.idSeq++
+		sb.WriteString(t.idPrefix)
+		sb.WriteByte('-')
+		sb.Write(strconv.AppendUint(num[:0], t.idSeq, 36))
+		ends[i] = sb.Len()
+	}
+	all := sb.String()
+	b := &idBlock{vals: make([]string, requestIDBlock)}
+	start := 0
+	for i, end := range ends {
+		b.vals[i], start = all[start:end], end
+	}
+	return b
 }
 
 // codeKey is where a handler leaves the code it created, for the log.
@@ -268,8 +317,8 @@ func (r *Region) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		req := c.Request()
-		id := t.requestID(req.Header.Get(echo.HeaderXRequestID))
-		c.Response().Header()[echo.HeaderXRequestID] = []string{id}
+		ids := t.requestID(req.Header)
+		c.Response().Header()[echo.HeaderXRequestID] = ids
 		if t.tracing {
 			// otelhttp names its span from the pattern once the handler returns.
 			req.Pattern = req.Method + " " + c.Path()
@@ -298,7 +347,7 @@ func (r *Region) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			code = v
 		}
 		attrs := make([]slog.Attr, 0, 10)
-		attrs = append(attrs, slog.String("request_id", id), slog.String("action", o.action),
+		attrs = append(attrs, slog.String("request_id", ids[0]), slog.String("action", o.action),
 			slog.String("method", req.Method), slog.String("route", o.route), slog.String("code", code),
 			slog.Int("status", status), slog.Float64("latency_ms", float64(d.Microseconds())/1000))
 		if sc := trace.SpanContextFromContext(c.Request().Context()); sc.IsValid() {

@@ -18,6 +18,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"shortener/region"
 	"shortener/region/regiontest"
 )
 
@@ -49,19 +50,26 @@ func (s *syncBuffer) lines() []map[string]any {
 // observedRegion starts a region with the SDK wired as cmd wires it
 // (Prometheus exporter on a registry of its own), optionally a span
 // recorder, and a JSON log at level.
-func observedRegion(t *testing.T, spans *tracetest.SpanRecorder, level slog.Level) (*regiontest.Running, *syncBuffer) {
-	t.Helper()
+// withMetrics gives cfg metrics as shortener region has them: the
+// OpenTelemetry SDK with the Prometheus exporter, served on /metrics.
+func withMetrics(tb testing.TB, cfg *region.Config) {
+	tb.Helper()
 	reg := prometheus.NewRegistry()
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
-	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	tb.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	cfg.MeterProvider, cfg.MetricsHandler = mp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+func observedRegion(t *testing.T, spans *tracetest.SpanRecorder, level slog.Level) (*regiontest.Running, *syncBuffer) {
+	t.Helper()
 	logs := &syncBuffer{}
 	cfg := regiontest.Config("us-east", t.TempDir())
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))
-	cfg.MeterProvider, cfg.MetricsHandler = mp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	withMetrics(t, &cfg)
 	cfg.SwitchAdmin = ""
 	if spans != nil {
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))

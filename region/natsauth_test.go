@@ -15,10 +15,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"shortener/region"
 	"shortener/region/regiontest"
@@ -298,15 +294,8 @@ func TestNATSPeersNeedTheClusterCertificate(t *testing.T) {
 // HTTPS only, and /metrics reports how long each certificate the region
 // holds has left (the NATS servers', the CA's, the HTTP listener's).
 func TestHTTPSAndCertificateGauge(t *testing.T) {
-	preg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(preg), otelprom.WithoutScopeInfo())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
-	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	cfg := regiontest.Config("us-east", t.TempDir())
-	cfg.MeterProvider, cfg.MetricsHandler = mp, promhttp.HandlerFor(preg, promhttp.HandlerOpts{})
+	withMetrics(t, &cfg)
 	cfg.SwitchAdmin = ""
 	dir := regiontest.SecretsDir()
 	cert, err := secrets.LoadCertificate(filepath.Join(dir, secrets.CertFile), filepath.Join(dir, secrets.KeyFile))

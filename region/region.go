@@ -81,6 +81,11 @@ func (r *Region) Config() Config { return r.cfg }
 // Store returns the region's projection.
 func (r *Region) Store() *projections.Store { return r.store }
 
+// Handler returns the handler the region's HTTP server serves (after
+// Open): its Echo application with all its middleware, for measuring a
+// request in process (BenchmarkRedirectCacheHit).
+func (r *Region) Handler() http.Handler { return r.http.Handler }
+
 // Addr returns the address the HTTP server listens on.
 func (r *Region) Addr() string { return r.listener.Addr().String() }
 
