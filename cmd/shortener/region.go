@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -412,33 +413,28 @@ func parseBytes(s string) (int64, error) {
 
 // startCPUProfile profiles the process into path until the returned stop.
 func startCPUProfile(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("--cpu-profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("--cpu-profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
+	return startRecording(path, "--cpu-profile", pprof.StartCPUProfile, pprof.StopCPUProfile)
 }
 
 // startExecTrace traces the process's execution into path until the
 // returned stop.
 func startExecTrace(path string) (stop func(), err error) {
+	return startRecording(path, "--exec-trace", trace.Start, trace.Stop)
+}
+
+// startRecording starts a recording of the process (a profile, a trace)
+// into path; the returned stop ends it and closes the file.
+func startRecording(path, flag string, start func(io.Writer) error, end func()) (stop func(), err error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("--exec-trace: %w", err)
+		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
-	if err := trace.Start(f); err != nil {
+	if err := start(f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("--exec-trace: %w", err)
+		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	return func() {
-		trace.Stop()
+		end()
 		f.Close()
 	}, nil
 }
