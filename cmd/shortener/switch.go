@@ -232,8 +232,3 @@ func printSwitch(ctx context.Context, out io.Writer, admin string, changes int) 
 	}
 	return st.Print(out, time.Now(), changes)
 }
-
-// switchAnswer returns the region the switch answers clients of home with.
-func switchAnswer(ctx context.Context, admin, home string) (string, error) {
-	return (&dnsswitch.Client{Addr: admin, HTTP: &http.Client{Timeout: time.Second}}).Answer(ctx, home)
-}
