@@ -102,7 +102,7 @@ type Config struct {
 	Logger *slog.Logger
 	Now    func() time.Time // injected clock; default time.Now
 
-	// Telemetry (wired in cmd: the SDK and exporters live there). A nil
+	// Telemetry (package telemetry holds the SDK and exporters; cmd wires it). A nil
 	// MeterProvider records nothing; MetricsHandler serves GET /metrics
 	// (404 without one); a nil TracerProvider turns tracing off, at no
 	// cost on the request path.

@@ -6,13 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"runtime/debug"
-	"runtime/pprof"
-	"runtime/trace"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +18,7 @@ import (
 	"shortener/region"
 	"shortener/replicator"
 	"shortener/secrets"
+	"shortener/telemetry"
 )
 
 // regionFlags are the settings of one region process, from flags or a JSON
@@ -156,21 +151,23 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 			}
 			cfg.Logger = log
 			if cpuProfile != "" {
-				stop, err := startCPUProfile(cpuProfile)
+				stop, err := telemetry.StartCPUProfile(cpuProfile)
 				if err != nil {
 					return usageError{err}
 				}
 				defer stop()
 			}
 			if execTrace != "" {
-				stop, err := startExecTrace(execTrace)
+				stop, err := telemetry.StartExecTrace(execTrace)
 				if err != nil {
 					return usageError{err}
 				}
 				defer stop()
 			}
-			tel, err := newTelemetry(cmd.Context(), cfg.Name, f.OTLP, f.TraceSample)
-			if err != nil {
+			tel, err := telemetry.New(cmd.Context(), cfg.Name, f.OTLP, f.TraceSample)
+			if errors.Is(err, telemetry.ErrOption) {
+				return usageError{err}
+			} else if err != nil {
 				return err
 			}
 			defer func() {
@@ -180,9 +177,9 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 					log.Warn("telemetry shutdown", "err", err)
 				}
 			}()
-			cfg.MeterProvider, cfg.MetricsHandler = tel.meters, tel.handler
-			if tel.tracer != nil {
-				cfg.TracerProvider = tel.tracer
+			cfg.MeterProvider, cfg.MetricsHandler = tel.Meters, tel.Handler
+			if tel.Tracer != nil {
+				cfg.TracerProvider = tel.Tracer
 			}
 			r, err := region.New(cfg)
 			if err != nil {
@@ -191,7 +188,9 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 			if cfg.NATSInsecure {
 				log.Error("--insecure-nats: the embedded NATS servers take anyone, without TLS: a benchmark's baseline, never a deployment")
 			}
-			if err := tuneGC(f.MemoryLimit, log); err != nil {
+			if err := telemetry.TuneGC(f.MemoryLimit, log); errors.Is(err, telemetry.ErrOption) {
+				return usageError{err}
+			} else if err != nil {
 				return err
 			}
 			if err := r.Open(cmd.Context()); err != nil {
@@ -371,70 +370,4 @@ func apiKey(file string, generate bool) (string, error) {
 		return "", usageError{errors.New("no API key: set $SHORTENER_API_KEY, --api-key-file or --api-key-hash")}
 	}
 	return procs.APIKey(file, generate)
-}
-
-// tuneGC optionally turns the collector off until the heap nears a limit.
-// It is off by default: measured at 20k redirects/s on one core
-// (docs/benchmarks.md), it removes the GC from short windows but the cycles
-// at the limit stall for about 100 ms, so over 30 s windows the p99 was
-// worse than with Go's defaults. $GOGC or $GOMEMLIMIT, when set, win.
-func tuneGC(limit string, log *slog.Logger) error {
-	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" || limit == "0" || limit == "" {
-		log.Info("gc: Go settings kept", "GOGC", os.Getenv("GOGC"), "GOMEMLIMIT", os.Getenv("GOMEMLIMIT"))
-		return nil
-	}
-	n, err := parseBytes(limit)
-	if err != nil {
-		return usageError{fmt.Errorf("--memory-limit %q: %v", limit, err)}
-	}
-	debug.SetMemoryLimit(n)
-	debug.SetGCPercent(-1)
-	log.Info("gc: GOGC=off with a memory limit", "limit", limit)
-	return nil
-}
-
-// parseBytes reads sizes like 512MiB, 1GiB or 1073741824.
-func parseBytes(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}, {"", 1}}
-	for _, u := range units {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			v, err := strconv.ParseInt(num, 10, 64)
-			if err != nil || v <= 0 {
-				return 0, fmt.Errorf("want a positive size like 512MiB or 1GiB")
-			}
-			return v * u.mult, nil
-		}
-	}
-	return 0, fmt.Errorf("want a positive size like 512MiB or 1GiB")
-}
-
-// startCPUProfile profiles the process into path until the returned stop.
-func startCPUProfile(path string) (stop func(), err error) {
-	return startRecording(path, "--cpu-profile", pprof.StartCPUProfile, pprof.StopCPUProfile)
-}
-
-// startExecTrace traces the process's execution into path until the
-// returned stop.
-func startExecTrace(path string) (stop func(), err error) {
-	return startRecording(path, "--exec-trace", trace.Start, trace.Stop)
-}
-
-// startRecording starts a recording of the process (a profile, a trace)
-// into path; the returned stop ends it and closes the file.
-func startRecording(path, flag string, start func(io.Writer) error, end func()) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flag, err)
-	}
-	if err := start(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", flag, err)
-	}
-	return func() {
-		end()
-		f.Close()
-	}, nil
 }

@@ -1,4 +1,8 @@
-package main
+// Package telemetry is what a region process runs with beside the region:
+// the OpenTelemetry SDK and its exporters (package region uses only the
+// API), the Go runtime's settings (the GC), and the recordings benchmarks
+// take of a run (a CPU profile, an execution trace).
+package telemetry
 
 import (
 	"context"
@@ -19,22 +23,26 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
-// telemetry is the OpenTelemetry SDK a region runs with (the SDK and its
-// exporters live here, in cmd; the region uses only the API): a meter
+// ErrOption marks an error in a setting given to this package: a usage
+// error of the command that passed it.
+var ErrOption = errors.New("bad option")
+
+// Telemetry is the OpenTelemetry SDK a region process runs with (the SDK
+// and its exporters live here; package region uses only the API): a meter
 // provider read by the Prometheus exporter into a registry of its own,
 // served at the region's /metrics together with Go runtime and process
 // metrics, and, only when an OTLP endpoint is given, a tracer provider
 // that batches spans to it. Without one tracing is off: no spans at all.
-type telemetry struct {
-	meters  *sdkmetric.MeterProvider
-	tracer  *sdktrace.TracerProvider // nil: tracing off
-	handler http.Handler
+type Telemetry struct {
+	Meters  *sdkmetric.MeterProvider
+	Tracer  *sdktrace.TracerProvider // nil: tracing off
+	Handler http.Handler             // the /metrics handler
 }
 
-// newTelemetry sets up the telemetry of region name. otlpEndpoint (a URL,
+// New sets up the telemetry of region name. otlpEndpoint (a URL,
 // e.g. http://127.0.0.1:4318) turns tracing on, sampling the share sample
 // of new traces (a request carrying a sampled traceparent is traced too).
-func newTelemetry(ctx context.Context, name, otlpEndpoint string, sample float64) (*telemetry, error) {
+func New(ctx context.Context, name, otlpEndpoint string, sample float64) (*Telemetry, error) {
 	res := resource.NewSchemaless(attribute.String("service.name", "shortener"), attribute.String("region", name))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -42,33 +50,33 @@ func newTelemetry(ctx context.Context, name, otlpEndpoint string, sample float64
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	t := &telemetry{
-		meters:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res)),
-		handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
+	t := &Telemetry{
+		Meters:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res)),
+		Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 	}
-	if err := runtime.Start(runtime.WithMeterProvider(t.meters), runtime.WithMinimumReadMemStatsInterval(5*time.Second)); err != nil {
+	if err := runtime.Start(runtime.WithMeterProvider(t.Meters), runtime.WithMinimumReadMemStatsInterval(5*time.Second)); err != nil {
 		return nil, fmt.Errorf("runtime metrics: %w", err)
 	}
 	if otlpEndpoint == "" {
 		return t, nil
 	}
 	if sample < 0 || sample > 1 {
-		return nil, usageError{fmt.Errorf("--trace-sample %v: want a share from 0 to 1", sample)}
+		return nil, fmt.Errorf("%w: --trace-sample %v: want a share from 0 to 1", ErrOption, sample)
 	}
 	spans, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(otlpEndpoint))
 	if err != nil {
-		return nil, usageError{fmt.Errorf("--otlp-endpoint %q: %w", otlpEndpoint, err)}
+		return nil, fmt.Errorf("%w: --otlp-endpoint %q: %w", ErrOption, otlpEndpoint, err)
 	}
-	t.tracer = sdktrace.NewTracerProvider(sdktrace.WithBatcher(spans), sdktrace.WithResource(res),
+	t.Tracer = sdktrace.NewTracerProvider(sdktrace.WithBatcher(spans), sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(sample))))
 	return t, nil
 }
 
 // Shutdown flushes and stops the providers.
-func (t *telemetry) Shutdown(ctx context.Context) error {
-	err := t.meters.Shutdown(ctx)
-	if t.tracer != nil {
-		err = errors.Join(err, t.tracer.Shutdown(ctx))
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	err := t.Meters.Shutdown(ctx)
+	if t.Tracer != nil {
+		err = errors.Join(err, t.Tracer.Shutdown(ctx))
 	}
 	return err
 }
