@@ -235,9 +235,11 @@ func (k *clicks) commit(ctx context.Context) bool {
 	wait := 100 * time.Millisecond
 	for {
 		n, err := k.store.Commit()
-		if err == nil {
-			k.counted.Add(uint64(n))
+		k.counted.Add(uint64(n))
+		if n > 0 || err == nil { // durable, even if writing the counters failed (the next Commit finishes them)
 			_ = k.feed.Ack(ctx, nil)
+		}
+		if err == nil {
 			return true
 		}
 		k.r.log.Warn("click projection: retrying", "err", err, "in", wait)
