@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"runtime/trace"
@@ -59,6 +60,19 @@ func StartCPUProfile(path string) (stop func(), err error) {
 // returned stop.
 func StartExecTrace(path string) (stop func(), err error) {
 	return startRecording(path, "--exec-trace", trace.Start, trace.Stop)
+}
+
+// StartAllocProfile writes the allocations the process made (the heap
+// profile's alloc_space and alloc_objects, sampled at Go's default rate)
+// into path at the returned stop: what the garbage collector has to
+// collect.
+func StartAllocProfile(path string) (stop func(), err error) {
+	var f *os.File
+	write := func() {
+		runtime.GC() // the profile counts allocations up to the last collection
+		_ = pprof.Lookup("allocs").WriteTo(f, 0)
+	}
+	return startRecording(path, "--alloc-profile", func(w io.Writer) error { f = w.(*os.File); return nil }, write)
 }
 
 // startRecording starts a recording of the process (a profile, a trace)

@@ -71,3 +71,24 @@ func TestExecTraceIsWritten(t *testing.T) {
 		t.Fatalf("trace file: %v, %v", fi, err)
 	}
 }
+
+// An allocation profile started is written at stop, and holds the
+// allocations made meanwhile.
+func TestAllocProfileIsWritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.allocs")
+	stop, err := StartAllocProfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep [][]byte
+	for range 1000 {
+		keep = append(keep, make([]byte, 4096))
+	}
+	stop()
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 || len(keep) == 0 {
+		t.Fatalf("allocation profile: %v, %v", fi, err)
+	}
+	if _, err := StartAllocProfile(filepath.Join(t.TempDir(), "no", "such", "dir")); err == nil {
+		t.Error("a profile into a missing directory started")
+	}
+}

@@ -125,7 +125,7 @@ func (s natsSecretFlags) client(user string) (*secrets.Client, error) {
 
 func regionCmd() *cobra.Command {
 	var f regionFlags
-	var configFile, cpuProfile, execTrace string
+	var configFile, cpuProfile, allocProfile, execTrace string
 	cmd := &cobra.Command{
 		Use:   "region",
 		Short: "Run one region: embedded NATS, projection, HTTP API and redirects",
@@ -152,6 +152,13 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 			cfg.Logger = log
 			if cpuProfile != "" {
 				stop, err := telemetry.StartCPUProfile(cpuProfile)
+				if err != nil {
+					return usageError{err}
+				}
+				defer stop()
+			}
+			if allocProfile != "" {
+				stop, err := telemetry.StartAllocProfile(allocProfile)
 				if err != nil {
 					return usageError{err}
 				}
@@ -233,6 +240,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&f.OTLP, "otlp-endpoint", "", "send traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (default: tracing off)")
 	fl.Float64Var(&f.TraceSample, "trace-sample", 1, "share of new traces sampled when --otlp-endpoint is set, 0 to 1")
 	fl.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (written at a graceful stop; for benchmarks)")
+	fl.StringVar(&allocProfile, "alloc-profile", "", "write the allocations of the whole run (a heap profile: go tool pprof -sample_index=alloc_space) to this file at a graceful stop; for benchmarks")
 	fl.StringVar(&execTrace, "exec-trace", "", "write an execution trace (runtime/trace) of the whole run to this file (written at a graceful stop; for finding stalls, go tool trace)")
 	f.natsSecretFlags.register(fl, true)
 	fl.BoolVar(&f.InsecureNATS, "insecure-nats", false, "benchmarks only: embedded NATS without TLS or users, writable by anyone (the plaintext baseline of bench create)")
