@@ -89,10 +89,10 @@ func TestClickPathStalled(t *testing.T) {
 		return nil
 	})
 
-	// Stalled, the path holds at most one batch (the flusher's, up to
-	// events.MaxClickBatch) and the queue: more redirects than that must
-	// drop, however fast they come (a fast machine fills a whole batch
-	// between two flushes).
+	// Stalled, the path holds at most the buffer the flusher took (up to
+	// ClickQueue clicks, the first batch of it stuck in the publish) and
+	// the buffer filling meanwhile (ClickQueue): more redirects than that
+	// must drop, however fast they come.
 	reg.StallClicks(time.Hour) // the click stream stops taking batches
 	during := events.MaxClickBatch + cfg.ClickQueue + 300
 	slowest, failed := redirects(t, reg.URL, code, browserUA, during)

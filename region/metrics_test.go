@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -264,3 +265,62 @@ func TestSpansNamedByRouteWithChildren(t *testing.T) {
 type missingSpan struct{ name string }
 
 func (m *missingSpan) Error() string { return "no span " + m.name }
+
+// A client chooses the method: made-up methods are labelled "other", so
+// that no client can grow the region's metric series (500 made-up methods
+// once grew them from about 200 to over 9,000). The scrape sees the
+// methods that are HTTP's: the check can see a method label at all.
+func TestMadeUpMethodsDoNotGrowMetrics(t *testing.T) {
+	reg, _ := observedRegion(t, nil, slog.LevelWarn)
+	scrape := func() string {
+		resp, err := http.Get(reg.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	send := func(method, path string) {
+		req, err := http.NewRequest(method, reg.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	series := func(text string) int {
+		n := 0
+		for _, l := range strings.Split(text, "\n") {
+			if l != "" && !strings.HasPrefix(l, "#") {
+				n++
+			}
+		}
+		return n
+	}
+	for _, p := range []string{"/healthz", "/api/v1/links", "/nothing/here"} {
+		send(http.MethodGet, p)
+		send("MADEUP", p)
+	}
+	scrape() // its own series, GET /metrics 200
+	before := scrape()
+	for i := range 300 {
+		send(fmt.Sprintf("X%dY", i), []string{"/healthz", "/api/v1/links", "/nothing/here"}[i%3])
+	}
+	after := scrape()
+	if !strings.Contains(after, `method="GET"`) || !strings.Contains(after, `method="other"`) {
+		t.Fatalf("the scrape shows no GET or other method label: the check sees nothing\n%s", after)
+	}
+	if strings.Contains(after, `method="X`) || strings.Contains(after, `method="MADEUP"`) {
+		t.Error("a made-up method is a label")
+	}
+	if b, a := series(before), series(after); a > b {
+		t.Errorf("300 requests with made-up methods grew the series from %d to %d\n%s", b, a, after)
+	} else {
+		t.Logf("series: %d before 300 made-up methods, %d after", b, a)
+	}
+}
