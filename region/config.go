@@ -24,6 +24,10 @@ import (
 )
 
 // Config describes one region's process.
+// MaxRedirectMaxAge bounds Config.RedirectMaxAge: a permanent redirect a
+// browser keeps longer than this is one a takedown cannot reach.
+const MaxRedirectMaxAge = 24 * time.Hour
+
 type Config struct {
 	Name  string // region name, e.g. "us-east"; also the NATS cluster name
 	Digit byte   // first character of the region's generated codes, '0' to '9'
@@ -95,6 +99,13 @@ type Config struct {
 	// writes each busy counter less often, and /stats is that much later.
 	// Default 2 s.
 	ClickCommitEvery time.Duration
+	// RedirectMaxAge is how long a browser or proxy may keep a permanent
+	// redirect (301, 308) before asking again: an update or a takedown
+	// reaches its users within it. Default one hour, at most a day;
+	// negative: max-age=0. Temporary redirects (302, 307) are never kept
+	// (private, max-age=0), and no redirect is kept past its link's
+	// expiry.
+	RedirectMaxAge time.Duration
 	// FaultInjection registers the fault injection endpoints
 	// (region/faults.go) for chaos runs. Never on in production.
 	FaultInjection bool
@@ -297,6 +308,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ClickCommitEvery <= 0 {
 		c.ClickCommitEvery = 2 * time.Second
+	}
+	switch {
+	case c.RedirectMaxAge == 0:
+		c.RedirectMaxAge = time.Hour
+	case c.RedirectMaxAge > MaxRedirectMaxAge:
+		return c, fmt.Errorf("redirect max age %v: at most %v", c.RedirectMaxAge, MaxRedirectMaxAge)
 	}
 	if c.ClaimGrace <= 0 {
 		c.ClaimGrace = c.CreateTimeout + 30*time.Second

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -167,12 +168,46 @@ func (r *Region) redirect(c echo.Context) error {
 		}
 		return events.Errorf(events.Gone, "this link has expired")
 	}
-	c.Response().Header()[echo.HeaderLocation] = e.Location // shared: made once per cached entry
+	h := c.Response().Header()
+	h[echo.HeaderLocation] = e.Location // shared: made once per cached entry
+	h[echo.HeaderCacheControl] = r.cacheControl(e, now)
 	c.Response().WriteHeader(int(e.Status))
 	if r.clicks != nil && c.Request().Method == http.MethodGet {
 		r.clicks.record(c, code, now)
 	}
 	return nil
+}
+
+// redirectCaching is what a redirect answers in Cache-Control, made once:
+// a permanent redirect is kept for Config.RedirectMaxAge, a temporary one
+// not at all.
+type redirectCaching struct {
+	permanent, temporary []string
+	maxAge               time.Duration
+}
+
+func newRedirectCaching(maxAge time.Duration) redirectCaching {
+	maxAge = max(maxAge, 0) // negative: max-age=0
+	return redirectCaching{
+		permanent: []string{"public, max-age=" + strconv.Itoa(int(maxAge/time.Second))},
+		temporary: []string{"private, max-age=0"},
+		maxAge:    maxAge,
+	}
+}
+
+// cacheControl is the Cache-Control of a redirect to e: a permanent one
+// is kept no longer than the link lives.
+func (r *Region) cacheControl(e projections.Entry, now time.Time) []string {
+	rc := &r.caching
+	if e.Status != http.StatusMovedPermanently && e.Status != http.StatusPermanentRedirect {
+		return rc.temporary
+	}
+	if e.ExpiresAt != 0 {
+		if left := time.Duration(e.ExpiresAt - now.UnixNano()); left < rc.maxAge {
+			return []string{"public, max-age=" + strconv.Itoa(int(left/time.Second))}
+		}
+	}
+	return rc.permanent
 }
 
 // lookup returns the redirect entry of code from the cache, else from

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +199,48 @@ func TestPatchAnswersInItsOrder(t *testing.T) {
 				t.Fatalf("answer %s: want field %q and a reason mentioning %q", p.Raw, tt.field, tt.reason)
 			}
 		})
+	}
+}
+
+// A permanent redirect may be kept by browsers for Config.RedirectMaxAge
+// (an update or a takedown reaches them within it), never past the link's
+// expiry; a temporary one is not kept. Before this a 301 carried no
+// Cache-Control, and browsers keep such a 301 for ever.
+func TestRedirectCacheControl(t *testing.T) {
+	cfg := regiontest.Config("us-east", t.TempDir())
+	cfg.RedirectMaxAge = 10 * time.Minute
+	reg := regiontest.Start(t, cfg)
+	c := regiontest.NewClient(reg.URL)
+	ctx := context.Background()
+	soon := time.Now().Add(90 * time.Second)
+	for _, tc := range []struct {
+		body map[string]any
+		want func(string) bool
+		what string
+	}{
+		{map[string]any{"url": "https://example.com/a", "redirect_status": 301}, func(v string) bool { return v == "public, max-age=600" }, "public, max-age=600"},
+		{map[string]any{"url": "https://example.com/b", "redirect_status": 308}, func(v string) bool { return v == "public, max-age=600" }, "public, max-age=600"},
+		{map[string]any{"url": "https://example.com/c", "redirect_status": 302}, func(v string) bool { return v == "private, max-age=0" }, "private, max-age=0"},
+		{map[string]any{"url": "https://example.com/d", "redirect_status": 307}, func(v string) bool { return v == "private, max-age=0" }, "private, max-age=0"},
+		{map[string]any{"url": "https://example.com/e", "redirect_status": 301, "expires_at": soon.UTC().Format(time.RFC3339)}, func(v string) bool {
+			n, err := strconv.Atoi(strings.TrimPrefix(v, "public, max-age="))
+			return err == nil && strings.HasPrefix(v, "public, max-age=") && n > 0 && n <= 90
+		}, "public, max-age of at most the 90 s the link has left"},
+	} {
+		r, err := c.Create(ctx, tc.body)
+		code := must(t, r, err, http.StatusCreated).Str("code")
+		for range 2 { // from Pebble, then from the cache
+			r, err = c.Do(ctx, http.MethodGet, "/"+code, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Header.Get("Cache-Control"); r.Status/100 != 3 || !tc.want(got) {
+				t.Errorf("%v: %d with Cache-Control %q, want a redirect with %s", tc.body, r.Status, got, tc.what)
+			}
+		}
+	}
+	cfg.RedirectMaxAge = 25 * time.Hour
+	if _, err := region.New(cfg); err == nil {
+		t.Error("a redirect max age of 25h was accepted (at most a day)")
 	}
 }

@@ -24,9 +24,10 @@ import (
 
 // Region is one running region: NATS, the projection and the HTTP API.
 type Region struct {
-	cfg  Config
-	log  *slog.Logger
-	keys *keyring
+	cfg     Config
+	log     *slog.Logger
+	keys    *keyring
+	caching redirectCaching
 
 	servers []*server.Server // the embedded regional and global servers; none with an external NATS
 	// inFlight counts the requests being served, for the drain at shutdown.
@@ -71,7 +72,7 @@ func New(cfg Config) (*Region, error) {
 	if cfg.FaultInjection {
 		cfg.Now = f.skewedClock(cfg.Now)
 	}
-	return &Region{cfg: cfg, keys: keys, log: cfg.Logger.With("region", cfg.Name), faults: f,
+	return &Region{cfg: cfg, keys: keys, caching: newRedirectCaching(cfg.RedirectMaxAge), log: cfg.Logger.With("region", cfg.Name), faults: f,
 		stream: replicator.StreamName(cfg.Name), errc: make(chan error, 4)}, nil
 }
 

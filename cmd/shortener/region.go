@@ -56,6 +56,7 @@ type regionFlags struct {
 	OTLP                string   `json:"otlp_endpoint"`
 	NoClicks            bool     `json:"no_clicks"`
 	ClickCommitEvery    string   `json:"click_commit_every"`
+	RedirectMaxAge      string   `json:"redirect_max_age"`
 	FaultInjection      bool     `json:"fault_injection"`
 	TraceSample         float64  `json:"trace_sample"`
 	natsSecretFlags
@@ -235,6 +236,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.SwitchAdmin, "switch-admin", "127.0.0.1:8054", "the DNS switch's admin address, shown on /status; empty to leave it out")
 	fl.BoolVar(&f.NoClicks, "no-clicks", false, "turn click analytics off (no click streams, nothing recorded)")
+	fl.StringVar(&f.RedirectMaxAge, "redirect-max-age", "1h", "how long browsers and proxies may keep a permanent redirect (301, 308) before asking again, at most 24h; 0: they ask every time (temporary redirects are never kept)")
 	fl.StringVar(&f.ClickCommitEvery, "click-commit-every", "2s", "how long the click projection folds clicks in memory before writing them (longer: fewer writes, later /stats)")
 	fl.BoolVar(&f.FaultInjection, "fault-injection", false, "serve the fault injection endpoints under /api/v1/admin/faults (chaos runs only; never in production)")
 	fl.StringVar(&f.OTLP, "otlp-endpoint", "", "send traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (default: tracing off)")
@@ -361,11 +363,20 @@ func (f regionFlags) config() (region.Config, error) {
 			return region.Config{}, usageError{fmt.Errorf("--click-commit-every %q: want a duration above 0 and at most 1m, e.g. 2s", f.ClickCommitEvery)}
 		}
 	}
+	var redirectMaxAge time.Duration
+	if f.RedirectMaxAge != "" {
+		if redirectMaxAge, err = time.ParseDuration(f.RedirectMaxAge); err != nil || redirectMaxAge < 0 || redirectMaxAge > region.MaxRedirectMaxAge {
+			return region.Config{}, usageError{fmt.Errorf("--redirect-max-age %q: want a duration from 0 to 24h, e.g. 1h", f.RedirectMaxAge)}
+		}
+		if redirectMaxAge == 0 {
+			redirectMaxAge = -1 // max-age=0 (0 is the default in region.Config)
+		}
+	}
 	return region.Config{
 		Name: f.Name, Digit: f.Digit[0], Digits: digits, Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
-		ClickCommitEvery: clickCommit, NATSServerSecrets: srv, NATSClientSecrets: cli, Keys: keys, HTTPCert: httpCert, NATSInsecure: f.InsecureNATS,
+		ClickCommitEvery: clickCommit, RedirectMaxAge: redirectMaxAge, NATSServerSecrets: srv, NATSClientSecrets: cli, Keys: keys, HTTPCert: httpCert, NATSInsecure: f.InsecureNATS,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
 			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise},
 	}, nil
