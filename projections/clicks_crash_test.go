@@ -59,6 +59,11 @@ func TestClickCommitSurvivesKillBetweenChunks(t *testing.T) {
 		chunks := 0
 		s.afterChunk = func() {
 			if chunks++; chunks == 3 {
+				// The chunks are written unsynced: sync the log, so that
+				// what the kill leaves does not hang on Pebble's block size.
+				if err := s.db.LogData(nil, pebble.Sync); err != nil {
+					t.Fatal(err)
+				}
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {}
 			}
@@ -168,6 +173,48 @@ func TestClickCommitSurvivesKillBetweenChunks(t *testing.T) {
 	}
 }
 
+// TestClickCommitStopped: a store stopped while it applies a commit's
+// journal returns from Commit between chunks, closes without touching
+// Pebble after Close, and the store opened again finishes the journal:
+// every click counted once.
+func TestClickCommitStopped(t *testing.T) {
+	recs, want := crashRecords(t)
+	dir := t.TempDir()
+	s, err := OpenClicks(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	s.afterChunk = func() {
+		if chunks++; chunks == 2 {
+			s.Stop()
+		}
+	}
+	s.Fold(recs)
+	n, err := s.Commit()
+	if !errors.Is(err, errStopped) || n == 0 {
+		t.Fatalf("Commit after Stop: %d counted, %v; want the clicks counted and errStopped", n, err)
+	}
+	if chunks != 2 {
+		t.Fatalf("%d chunks applied after Stop at the second", chunks)
+	}
+	s.Close()
+	s, err = OpenClicks(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for code, w := range want {
+		st, err := s.Stats(code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := (pair{st.Total.People, st.Total.Bots}); got != w {
+			t.Fatalf("%s: %+v after the stop and a restart, want %+v", code, got, w)
+		}
+	}
+}
+
 // TestClickJournalRoundTrip: what appendJournalEntry writes,
 // readJournalEntry reads back.
 func TestClickJournalRoundTrip(t *testing.T) {
@@ -201,4 +248,38 @@ func FuzzClickJournal(f *testing.F) {
 			t.Fatalf("round trip: %+v %+v %v, want %+v %+v", k2, d2, err, k, d)
 		}
 	})
+}
+
+// TestClickJournalDamaged: a damaged journal, or a progress inside an
+// entry, is dropped at open with an error logged (one commit's counts
+// lost), not a store that cannot open and a region that cannot start.
+func TestClickJournalDamaged(t *testing.T) {
+	good := appendJournalEntry([]byte{journalVersion}, foldKey{code: "abc", region: "us-east", day: 20000}, pair{3, 1})
+	for name, kv := range map[string][2][]byte{
+		"bad version":          {{9, 1, 2}, nil},
+		"truncated entry":      {good[:len(good)-2], nil},
+		"progress in an entry": {good, binary.BigEndian.AppendUint64(nil, 3)},
+		"progress past it":     {good, binary.BigEndian.AppendUint64(nil, uint64(len(good)+1))},
+	} {
+		dir := t.TempDir()
+		db, err := pebble.Open(dir, &pebble.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = db.Set(journalKey, kv[0], pebble.Sync)
+		if kv[1] != nil {
+			_ = db.Set(progressKey, kv[1], pebble.Sync)
+		}
+		db.Close()
+		s, err := OpenClicks(dir, nil)
+		if err != nil {
+			t.Errorf("%s: the store did not open: %v", name, err)
+			continue
+		}
+		if _, c, err := s.db.Get(journalKey); err == nil {
+			c.Close()
+			t.Errorf("%s: the damaged journal was kept", name)
+		}
+		s.Close()
+	}
 }

@@ -75,10 +75,16 @@ func (r *Region) openClicks(ctx context.Context, peers []string) error {
 	return nil
 }
 
-func (k *clicks) close() {
+// stop makes the projector's commit stop between chunks (what it has not
+// applied stays in the journal, finished at the next start) and closes the
+// feed.
+func (k *clicks) stop() {
+	k.store.Stop()
 	k.feed.Close()
-	_ = k.store.Close()
 }
+
+// close closes the click store, once the goroutines using it have ended.
+func (k *clicks) close() { _ = k.store.Close() }
 
 // record hands a served redirect's click over without waiting.
 func (k *clicks) record(c echo.Context, code string, now time.Time) {
@@ -90,9 +96,9 @@ func (k *clicks) record(c echo.Context, code string, now time.Time) {
 		return
 	}
 	k.buf = append(k.buf, rawClick{code: code, agent: h.Get("User-Agent"), referrer: h.Get("Referer"), unixMs: now.UnixMilli()})
+	k.queued.Add(1) // under the lock: the flusher cannot take it first
 	half := len(k.buf) == k.bound/2
 	k.mu.Unlock()
-	k.queued.Add(1)
 	if half { // a burst: the flusher takes the buffer before the tick
 		select {
 		case k.wake <- struct{}{}:
@@ -161,7 +167,6 @@ func (k *clicks) flush(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := replicator.PublishClicks(pctx, k.r.js, cb, data)
 		cancel()
-		k.queued.Add(-int64(len(batch)))
 		if err != nil {
 			k.dropped.Add(uint64(len(batch)))
 			if time.Since(lastWarn) > 10*time.Second && !errors.Is(err, context.Canceled) {
@@ -171,12 +176,19 @@ func (k *clicks) flush(ctx context.Context) error {
 		} else {
 			k.recorded.Add(uint64(len(batch)))
 		}
+		k.queued.Add(-int64(len(batch))) // after: recorded + dropped + queued never reads short
 		batch = batch[:0]
 	}
 	var taken []rawClick // the buffer the flusher took last, kept for reuse
 	for {
 		select {
 		case <-ctx.Done():
+			k.mu.Lock()
+			lost := len(k.buf) // never published: dropped, so that the counts add up
+			k.buf = nil
+			k.dropped.Add(uint64(lost))
+			k.queued.Add(-int64(lost))
+			k.mu.Unlock()
 			return nil
 		case <-t.C:
 		case <-k.wake:
@@ -270,6 +282,9 @@ func (k *clicks) commit(ctx context.Context) bool {
 		}
 		if err == nil {
 			return true
+		}
+		if ctx.Err() != nil { // stopping: the journal is finished at the next start
+			return false
 		}
 		k.r.log.Warn("click projection: retrying", "err", err, "in", wait)
 		select {

@@ -357,10 +357,13 @@ func (r *Region) Close() error {
 		r.feed = nil
 	}
 	if r.clicks != nil {
-		r.clicks.close()
-		r.clicks = nil
+		r.clicks.stop() // the projector may be part-way through a commit
 	}
 	r.wg.Wait()
+	if r.clicks != nil {
+		r.clicks.close() // after the projector stopped: Pebble panics on use after Close
+		r.clicks = nil
+	}
 	if r.listener != nil {
 		r.listener.Close() // already closed after Run's Shutdown; harmless
 	}
