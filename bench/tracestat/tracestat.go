@@ -236,10 +236,12 @@ func funcs(st trace.Stack) []string {
 }
 
 // rootOf is the function a goroutine was started with: the outermost
-// frame below runtime.goexit.
+// frame below runtime.goexit. A goroutine's last stack (runtime.goexit1,
+// as it ends) names no root: "" keeps the one it had, and its last slice
+// is counted with the rest of it.
 func rootOf(fs []string) string {
 	for i := len(fs) - 1; i >= 0; i-- {
-		if fs[i] != "runtime.goexit" {
+		if !strings.HasPrefix(fs[i], "runtime.goexit") {
 			return fs[i]
 		}
 	}
