@@ -127,6 +127,7 @@ func (r *Region) routes() (*echo.Echo, error) {
 	if r.cfg.FaultInjection {
 		r.faultRoutes(api) // chaos runs only (region/faults.go)
 	}
+	methodNotAllowed(e, api, "/api/v1")
 
 	e.GET("/:code", r.redirect)
 	e.HEAD("/:code", r.redirect)
@@ -176,6 +177,39 @@ func (r *Region) redirect(c echo.Context) error {
 		r.clicks.record(c, code, now)
 	}
 	return nil
+}
+
+// methodNotAllowed makes a wrong method on a known path of the group at
+// prefix a 405 with Allow (after the group's middleware: a request without
+// a key is still a 401). Echo does this for routes outside groups; inside
+// one, the catch-all a group registers for its middleware answered 404.
+func methodNotAllowed(e *echo.Echo, g *echo.Group, prefix string) {
+	all := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+	allowed := map[string][]string{}
+	var paths []string
+	for _, rt := range e.Routes() {
+		rest, ok := strings.CutPrefix(rt.Path, prefix)
+		if !ok || rest == "" || rest == "/*" || !slices.Contains(all, rt.Method) {
+			continue
+		}
+		if allowed[rest] == nil {
+			paths = append(paths, rest)
+		}
+		allowed[rest] = append(allowed[rest], rt.Method)
+	}
+	for _, path := range paths {
+		allow := strings.Join(allowed[path], ", ")
+		var others []string
+		for _, m := range all {
+			if !slices.Contains(allowed[path], m) {
+				others = append(others, m)
+			}
+		}
+		g.Match(others, path, func(c echo.Context) error {
+			c.Response().Header().Set(echo.HeaderAllow, allow)
+			return &events.Error{Kind: kindMethodNotAllowed, Message: "this path answers " + allow}
+		})
+	}
 }
 
 // redirectCaching is what a redirect answers in Cache-Control, made once:

@@ -244,3 +244,41 @@ func TestRedirectCacheControl(t *testing.T) {
 		t.Error("a redirect max age of 25h was accepted (at most a day)")
 	}
 }
+
+// A known path asked with a method it does not answer is a 405 naming the
+// methods it does answer in Allow (it was a 400, and inside /api/v1 a
+// 404); without a key, the API still answers 401 first.
+func TestWrongMethodIs405WithAllow(t *testing.T) {
+	reg := regiontest.Start(t, regiontest.Config("us-east", t.TempDir()))
+	ask := func(method, path string, key bool) (int, string, string) {
+		req, _ := http.NewRequest(method, reg.URL+path, nil)
+		if key {
+			req.Header.Set("X-Api-Key", regiontest.APIKey)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Allow"), resp.Header.Get("Content-Type")
+	}
+	for _, tc := range []struct{ method, path, allow string }{
+		{http.MethodPost, "/healthz", "OPTIONS, GET"},
+		{http.MethodDelete, "/readyz", "OPTIONS, GET"},
+		{http.MethodPost, "/abc12345", "OPTIONS, GET, HEAD"},
+		{http.MethodPut, "/api/v1/links", "POST"},
+		{http.MethodPost, "/api/v1/links/abc12345", "GET, PATCH, DELETE"},
+		{http.MethodDelete, "/api/v1/links/abc12345/stats", "GET"},
+	} {
+		status, allow, ctype := ask(tc.method, tc.path, true)
+		if status != http.StatusMethodNotAllowed || allow != tc.allow || ctype != "application/problem+json" {
+			t.Errorf("%s %s: %d, Allow %q, %s; want 405, Allow %q, problem+json", tc.method, tc.path, status, allow, ctype, tc.allow)
+		}
+	}
+	if status, _, _ := ask(http.MethodPut, "/api/v1/links", false); status != http.StatusUnauthorized {
+		t.Errorf("PUT /api/v1/links without a key: %d, want 401", status)
+	}
+	if status, _, _ := ask(http.MethodPut, "/api/v1/nothing", true); status != http.StatusNotFound {
+		t.Errorf("PUT /api/v1/nothing: %d, want 404 (no such path)", status)
+	}
+}

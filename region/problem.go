@@ -26,15 +26,20 @@ var problemTypes = map[events.Kind]struct {
 	status int
 	title  string
 }{
-	events.Invalid:      {http.StatusBadRequest, "Invalid input"},
-	events.Unauthorized: {http.StatusUnauthorized, "Missing or invalid API key"},
-	events.NotFound:     {http.StatusNotFound, "Not found"},
-	events.Conflict:     {http.StatusConflict, "Already taken"},
-	events.Gone:         {http.StatusGone, "Gone"},
-	events.RateLimited:  {http.StatusTooManyRequests, "Too many requests"},
-	events.Unavailable:  {http.StatusServiceUnavailable, "Temporarily unavailable"},
-	events.Internal:     {http.StatusInternalServerError, "Internal error"},
+	events.Invalid:       {http.StatusBadRequest, "Invalid input"},
+	events.Unauthorized:  {http.StatusUnauthorized, "Missing or invalid API key"},
+	events.NotFound:      {http.StatusNotFound, "Not found"},
+	events.Conflict:      {http.StatusConflict, "Already taken"},
+	events.Gone:          {http.StatusGone, "Gone"},
+	events.RateLimited:   {http.StatusTooManyRequests, "Too many requests"},
+	events.Unavailable:   {http.StatusServiceUnavailable, "Temporarily unavailable"},
+	events.Internal:      {http.StatusInternalServerError, "Internal error"},
+	kindMethodNotAllowed: {http.StatusMethodNotAllowed, "Method not allowed"},
 }
+
+// kindMethodNotAllowed is a known path asked with a method it does not
+// answer (an HTTP matter, not one of the domain's kinds in events).
+const kindMethodNotAllowed events.Kind = "method_not_allowed"
 
 const problemBase = "https://shortener.dev/problems/"
 
@@ -82,7 +87,7 @@ func fromEchoError(he *echo.HTTPError) *events.Error {
 	case http.StatusNotFound:
 		return events.Errorf(events.NotFound, "no such resource")
 	case http.StatusMethodNotAllowed:
-		return &events.Error{Kind: events.Invalid, Message: "method not allowed"}
+		return &events.Error{Kind: kindMethodNotAllowed, Message: "this path does not answer this method (see Allow)"}
 	case http.StatusRequestEntityTooLarge:
 		return events.FieldError("body", "request body too large")
 	case http.StatusTooManyRequests:
