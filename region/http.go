@@ -198,13 +198,15 @@ func methodNotAllowed(e *echo.Echo, g *echo.Group, prefix string) {
 		allowed[rest] = append(allowed[rest], rt.Method)
 	}
 	for _, path := range paths {
-		allow := strings.Join(allowed[path], ", ")
-		var others []string
+		var answers, others []string // in the order of all: e.Routes comes from maps
 		for _, m := range all {
-			if !slices.Contains(allowed[path], m) {
+			if slices.Contains(allowed[path], m) {
+				answers = append(answers, m)
+			} else {
 				others = append(others, m)
 			}
 		}
+		allow := strings.Join(answers, ", ")
 		g.Match(others, path, func(c echo.Context) error {
 			c.Response().Header().Set(echo.HeaderAllow, allow)
 			return &events.Error{Kind: kindMethodNotAllowed, Message: "this path answers " + allow}
