@@ -13,7 +13,7 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build bin/shortener
-	@$(GO) build -o $(BIN) ./cmd/shortener
+	@$(GO) build $(if $(wildcard .git),-buildvcs=true) -o $(BIN) ./cmd/shortener
 
 run: build ## run the dev cluster: us-east, eu-west, ap-south on 127.0.N.1:8080, state in var/dev; Ctrl-C stops it
 	@./$(BIN) dev $(DEVFLAGS)

@@ -34,10 +34,7 @@ func (o CatchupOptions) Validate() error {
 	if o.Events < 1 || o.Window < 1 {
 		return fmt.Errorf("--events and --window must be at least 1")
 	}
-	if o.First < 1 || o.First > 249 {
-		return fmt.Errorf("--host must be from 1 to 249")
-	}
-	return nil
+	return validateFirstHost(o.First)
 }
 
 // Catchup runs bench catchup, bounded by o.Timeout: the table to out,

@@ -199,6 +199,15 @@ func (b *cluster) waitMirrorsLive(ctx context.Context) error {
 	})
 }
 
+// validateFirstHost reports a --host of threeRegions that leaves no room
+// for three regions and their global members.
+func validateFirstHost(first int) error {
+	if first < 1 || first > 249 {
+		return fmt.Errorf("--host must be from 1 to 249")
+	}
+	return nil
+}
+
 // threeRegions is the topology of the multi-region benchmarks: the dev
 // cluster's names and digits on 127.0.8.0/24, two addresses apart so that
 // each global member (the next address) is free.

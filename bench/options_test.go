@@ -48,6 +48,10 @@ func TestValidate(t *testing.T) {
 		{"catchup no events", CatchupOptions{First: 11, Window: 1}, "--events and --window"},
 		{"catchup host 0", CatchupOptions{Events: 1, Window: 1}, "--host"},
 		{"catchup host 250", CatchupOptions{First: 250, Events: 1, Window: 1}, "--host"},
+		{"restart", RestartOptions{First: 21, Restarts: 5, Rate: 50}, ""},
+		{"restart no restarts", RestartOptions{First: 21, Rate: 50}, "--restarts"},
+		{"restart no rate", RestartOptions{First: 21, Restarts: 5}, "--rate"},
+		{"restart host 250", RestartOptions{First: 250, Restarts: 5, Rate: 50}, "--host"},
 		{"replay", ReplayOptions{Events: 1, Rounds: 1, Window: 1, Replay: replayer}, ""},
 		{"replay no rounds", ReplayOptions{Events: 1, Window: 1, Replay: replayer}, "--events, --rounds and --window"},
 		{"replay nothing to measure", ReplayOptions{Events: 1, Rounds: 1, Window: 1}, "no replay"},
@@ -59,6 +63,22 @@ func TestValidate(t *testing.T) {
 		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 			t.Errorf("%s: error %v, want one naming %q", tc.name, err, tc.wantErr)
 		}
+	}
+}
+
+// TestRestartVerdict: the median and maximum of the restarts, the target
+// judged on the median, and no verdict at all without a restart.
+func TestRestartVerdict(t *testing.T) {
+	s := time.Second
+	if _, _, _, err := restartVerdict(nil); err == nil {
+		t.Fatal("no restarts measured: a verdict, want an error")
+	}
+	med, longest, met, err := restartVerdict([]time.Duration{4 * s, 2 * s, 3 * s, 9 * s, 1 * s})
+	if err != nil || med != 3*s || longest != 9*s || !met {
+		t.Fatalf("got median %s, max %s, met %t, %v; want 3s, 9s, true", med, longest, met, err)
+	}
+	if _, _, met, _ := restartVerdict([]time.Duration{4 * s, 2 * s, 5 * s}); met {
+		t.Fatal("median 4s: target met, want missed")
 	}
 }
 

@@ -225,7 +225,7 @@ func Redirect(ctx context.Context, out, progress io.Writer, o RedirectOptions) e
 		// The region as make run starts it (fsync always, clicks on, Go's GC
 		// settings, log level info), but for the rate limit, which would
 		// refuse the load, and a cache that holds every link.
-		cfg := procs.RegionConfig{Name: "us-east", HTTP: host + ":8080", Data: filepath.Join(o.Dir, fmt.Sprint(n)), Fsync: "always",
+		cfg := procs.RegionConfig{Name: "us-east", Digit: '1', HTTP: host + ":8080", Data: filepath.Join(o.Dir, fmt.Sprint(n)), Fsync: "always",
 			NoRateLimit: true, APIKeyHash: region.HashAPIKey(benchKey), Secrets: secretsDir}
 		if o.Links > 100_000 {
 			cfg.Extra = append(cfg.Extra, "--cache-size", fmt.Sprint(o.Links))

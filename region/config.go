@@ -23,11 +23,41 @@ import (
 	"shortener/secrets"
 )
 
-// Config describes one region's process.
 // MaxRedirectMaxAge bounds Config.RedirectMaxAge: a permanent redirect a
 // browser keeps longer than this is one a takedown cannot reach.
 const MaxRedirectMaxAge = 24 * time.Hour
 
+// ParseRedirectMaxAge reads a --redirect-max-age value for
+// Config.RedirectMaxAge: a duration from 0 (browsers ask every time) to
+// MaxRedirectMaxAge; "" is the default.
+func ParseRedirectMaxAge(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > MaxRedirectMaxAge {
+		return 0, fmt.Errorf("--redirect-max-age %q: want a duration from 0 to 24h, e.g. 1h", s)
+	}
+	if d == 0 {
+		return -1, nil // max-age=0 (0 is the default in Config)
+	}
+	return d, nil
+}
+
+// ParseClickCommitEvery reads a --click-commit-every value for
+// Config.ClickCommitEvery: above 0 and at most a minute; "" is the default.
+func ParseClickCommitEvery(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > time.Minute {
+		return 0, fmt.Errorf("--click-commit-every %q: want a duration above 0 and at most 1m, e.g. 2s", s)
+	}
+	return d, nil
+}
+
+// Config describes one region's process.
 type Config struct {
 	Name  string // region name, e.g. "us-east"; also the NATS cluster name
 	Digit byte   // first character of the region's generated codes, '0' to '9'

@@ -192,13 +192,33 @@ func askMirrors(ctx context.Context, js jetstream.JetStream, region string, peer
 // reads through a consumer, not a direct get: nats-server makes every
 // mirror of a stream that allows direct gets answer them for that stream
 // too (MirrorDirect), so a direct get of a's seq can be answered by b.
+//
+// A read that has not answered after sameAtTry is asked again, up to
+// sameAtTries times before the last, unbounded one: at a region's start a
+// consumer create or a pull whose answer was lost (a gateway still being
+// redialled) otherwise waited until the ordered consumer reset itself,
+// 10 s and more (bench restart, docs/benchmarks.md).
 func sameAt(ctx context.Context, js jetstream.JetStream, a, b string, seq uint64) (bool, error) {
 	var data [2][]byte
 	for i, name := range []string{a, b} {
-		err := scan(ctx, js, name, ReadOptions{From: seq, To: seq}, 1, func(m jetstream.Msg, _ uint64, _ bool) error {
-			data[i] = m.Data()
-			return nil
-		})
+		read := func(ctx context.Context) error {
+			return scan(ctx, js, name, ReadOptions{From: seq, To: seq}, 1, func(m jetstream.Msg, _ uint64, _ bool) error {
+				data[i] = m.Data()
+				return nil
+			})
+		}
+		var err error
+		for try := 0; try < sameAtTries; try++ {
+			tctx, cancel := context.WithTimeout(ctx, sameAtTry)
+			err = read(tctx)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			err = read(ctx)
+		}
 		if err != nil {
 			return false, err
 		}
@@ -208,6 +228,12 @@ func sameAt(ctx context.Context, js jetstream.JetStream, a, b string, seq uint64
 	}
 	return bytes.Equal(data[0], data[1]), nil
 }
+
+// sameAtTry bounds each of the first sameAtTries reads of sameAt.
+const (
+	sameAtTry   = 2 * time.Second
+	sameAtTries = 3
+)
 
 // repairWindow is how many copied events are in flight at once, and
 // repairAckWait how long a window's acknowledgements may take.

@@ -45,7 +45,7 @@ type Telemetry struct {
 func New(ctx context.Context, name, otlpEndpoint string, sample float64) (*Telemetry, error) {
 	res := resource.NewSchemaless(attribute.String("service.name", "shortener"), attribute.String("region", name))
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge(Build()))
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)

@@ -21,7 +21,7 @@ func benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks measured as ratios against a baseline run side by side",
 	}
-	cmd.AddCommand(benchRedirectCmd(), benchCreateCmd(), benchReplicationCmd(), benchCatchupCmd(), benchReplayCmd(), benchTraceCmd())
+	cmd.AddCommand(benchRedirectCmd(), benchCreateCmd(), benchReplicationCmd(), benchCatchupCmd(), benchReplayCmd(), benchRestartCmd(), benchTraceCmd())
 	return cmd
 }
 
@@ -188,6 +188,41 @@ origin's last sequence.`,
 	fl.StringVar(&o.JSON, "json", "", "write the results as JSON to this file")
 	fl.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	fl.IntVar(&o.First, "host", 11, "the regions listen on 127.0.8.N, N+2 and N+4 (their global members on the next address each), so that two runs can share a machine")
+	return cmd
+}
+
+func benchRestartCmd() *cobra.Command {
+	var o bench.RestartOptions
+	cmd := &cobra.Command{
+		Use:   "restart",
+		Short: "Time from a region's process start to ready, over several SIGKILL-and-start cycles under load",
+		Long: `Starts us-east, eu-west and ap-south as child processes (127.0.8.21, .23, .25
+by default, see --host; fsync always), waits until every mirror is live,
+then sends an open-loop load of --rate operations per second (half creates,
+half redirects) to us-east and eu-west while ap-south is SIGKILLed and
+started again with the same arguments, --restarts times. Each restart is
+timed from the start of ap-south's process to its first /readyz 200 (polled
+every 50 ms): the region has then caught up with what its peers held when
+it first saw them and serves. Between restarts the run waits until every
+mirror is live again. The report gives each time, the median and the
+maximum, and the target (median at most 3 s); a run that measured no
+restart fails.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return usageError{err}
+			}
+			return bench.Restart(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&o.Restarts, "restarts", 5, "SIGKILL-and-start cycles of ap-south")
+	fl.Float64Var(&o.Rate, "rate", 50, "operations per second (half creates) on us-east and eu-west meanwhile")
+	fl.DurationVar(&o.Down, "down", 0, "how long ap-south stays down before each start (the peers' mirrors of it wait longer after a longer outage)")
+	fl.StringVar(&o.Dir, "dir", "var/bench-restart", "scratch directory (wiped)")
+	fl.StringVar(&o.JSON, "json", "", "write the results as JSON to this file")
+	fl.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "bound on the whole run")
+	fl.IntVar(&o.First, "host", 21, "the regions listen on 127.0.8.N, N+2 and N+4 (their global members on the next address each), so that two runs can share a machine")
 	return cmd
 }
 

@@ -25,7 +25,7 @@ import (
 // its state in dir, and waits until it is ready.
 func startRegionProc(t *testing.T, host, dir string, extra ...string) *procs.Proc {
 	t.Helper()
-	cfg := procs.RegionConfig{Name: "us-east", HTTP: host + ":8080", Data: dir,
+	cfg := procs.RegionConfig{Name: "us-east", Digit: '1', HTTP: host + ":8080", Data: dir,
 		APIKeyHash: region.HashAPIKey(regiontest.APIKey), NoRateLimit: true, LogLevel: "warn",
 		Secrets: regiontest.SecretsDir(), Extra: extra}
 	log := filepath.Join(dir, "..", "region.log")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"shortener/telemetry"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -52,7 +53,7 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(regionCmd(), devCmd(), chaosCmd(), statusCmd(), loadCmd(), benchCmd(), baselineCmd(), switchCmd(), auditCmd(), drillsCmd(), backupCmd(), restoreCmd(), healthcheckCmd(), requestCmd(), secretsCmd())
+	root.AddCommand(regionCmd(), devCmd(), chaosCmd(), statusCmd(), loadCmd(), benchCmd(), baselineCmd(), switchCmd(), auditCmd(), drillsCmd(), backupCmd(), restoreCmd(), healthcheckCmd(), requestCmd(), secretsCmd(), versionCmd())
 	return root
 }
 
@@ -63,4 +64,16 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, usageError{fmt.Errorf("log level %q: want debug, info, warn or error", level)}
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the build: version, commit and its time, Go (also the shortener_build_info metric)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), telemetry.Build())
+			return err
+		},
+	}
 }

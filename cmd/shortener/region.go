@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"shortener/events"
+	"shortener/flagconf"
 	"shortener/procs"
 	"shortener/region"
 	"shortener/replicator"
@@ -21,64 +21,66 @@ import (
 	"shortener/telemetry"
 )
 
-// regionFlags are the settings of one region process, from flags or a JSON
-// config file with the same names.
+// regionFlags are the settings of one region process: from flags, from
+// $SHORTENER_<FLAG> or from a config file whose keys are the flag names
+// with underscores (flagconf).
 type regionFlags struct {
-	Name        string   `json:"name"`
-	Digit       string   `json:"digit"`
-	Digits      string   `json:"digits"`
-	Instance    string   `json:"instance"`
-	HTTP        string   `json:"http"`
-	PublicURL   string   `json:"public_url"`
-	Data        string   `json:"data"`
-	NATSHost    string   `json:"nats_host"`
-	NATSClient  string   `json:"nats_client_listen"`
-	NATSPort    int      `json:"nats_port"`
-	ClusterPort int      `json:"cluster_port"`
-	GatewayPort int      `json:"gateway_port"`
-	NATSURL     string   `json:"nats_url"`
-	Peers       []string `json:"peers"`
+	Name        string
+	Digit       string
+	Digits      string
+	Instance    string
+	HTTP        string
+	PublicURL   string
+	Data        string
+	NATSHost    string
+	NATSClient  string
+	NATSPort    int
+	ClusterPort int
+	GatewayPort int
+	NATSURL     string
+	Peers       []string
 	// Fault proxies (chaos/netfault): the hosts this region's servers
 	// advertise, and where each peer's servers are dialled.
-	NATSAdvertise       string   `json:"nats_advertise"`
-	NATSGlobalAdvertise string   `json:"nats_global_advertise"`
-	PeerNATS            []string `json:"peer_nats"`
-	Durability          string   `json:"durability"`
-	Fsync               string   `json:"fsync"`
-	MaxURLLen           int      `json:"max_url_len"`
-	CacheSize           int      `json:"cache_size"`
-	RateLimit           float64  `json:"rate_limit"`
-	KeyHashes           []string `json:"api_key_hashes"`
-	KeyFile             string   `json:"api_key_file"`
-	LogLevel            string   `json:"log_level"`
-	MemoryLimit         string   `json:"memory_limit"`
-	SwitchAdmin         string   `json:"switch_admin"`
-	OTLP                string   `json:"otlp_endpoint"`
-	NoClicks            bool     `json:"no_clicks"`
-	ClickCommitEvery    string   `json:"click_commit_every"`
-	RedirectMaxAge      string   `json:"redirect_max_age"`
-	FaultInjection      bool     `json:"fault_injection"`
-	TraceSample         float64  `json:"trace_sample"`
+	NATSAdvertise       string
+	NATSGlobalAdvertise string
+	PeerNATS            []string
+	Durability          string
+	Fsync               string
+	MaxURLLen           int
+	CacheSize           int
+	RateLimit           float64
+	KeyHashes           []string
+	KeyFile             string
+	LogLevel            string
+	MemoryLimit         string
+	JSMaxStore          string
+	SwitchAdmin         string
+	OTLP                string
+	NoClicks            bool
+	ClickCommitEvery    string
+	RedirectMaxAge      string
+	FaultInjection      bool
+	TraceSample         float64
 	natsSecretFlags
 	httpTLSFlags
-	InsecureNATS bool `json:"insecure_nats"`
+	InsecureNATS bool
 }
 
 // natsSecretFlags name a process's NATS credentials: a secrets folder
 // (shortener secrets init) and, for files kept elsewhere, each file.
 type natsSecretFlags struct {
-	Secrets   string `json:"secrets"`
-	NATSCA    string `json:"nats_ca"`
-	NATSCert  string `json:"nats_cert"`
-	NATSKey   string `json:"nats_key"`
-	NATSUsers string `json:"nats_users"`
-	NATSSeed  string `json:"nats_seed"`
+	Secrets   string
+	NATSCA    string
+	NATSCert  string
+	NATSKey   string
+	NATSUsers string
+	NATSSeed  string
 }
 
 // httpTLSFlags are the HTTP listener's certificate.
 type httpTLSFlags struct {
-	TLSCert string `json:"tls_cert"`
-	TLSKey  string `json:"tls_key"`
+	TLSCert string
+	TLSKey  string
 }
 
 func (s *natsSecretFlags) register(fl *pflag.FlagSet, server bool) {
@@ -127,20 +129,36 @@ func (s natsSecretFlags) client(user string) (*secrets.Client, error) {
 func regionCmd() *cobra.Command {
 	var f regionFlags
 	var configFile, cpuProfile, allocProfile, execTrace string
+	var printConfig bool
 	cmd := &cobra.Command{
 		Use:   "region",
 		Short: "Run one region: embedded NATS, projection, HTTP API and redirects",
-		Long: `Run one region from flags or a JSON config file (--config) whose keys are the
-flag names with underscores. Flags given on the command line override the file.
+		Long: `Run one region. Every flag can also be given as $SHORTENER_<FLAG> (--nats-port
+as SHORTENER_NATS_PORT; several values of --peer separated by spaces) or in a
+config file (--config, TOML or JSON) whose keys are the flag names with
+underscores (peers and api_key_hashes for --peer and --api-key-hash, as
+lists). The command line wins over the environment, which wins over the file;
+--print-config shows the result, the key hashes masked. --name, --data, --http
+and --digit (or a --digits table naming the region) are required: the dev
+cluster's defaults are only in shortener dev.
 
 The API key is taken, in order, from --api-key-hash (hex SHA-256, repeatable),
 from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := flagconf.ApplyEnv(cmd.Flags(), "SHORTENER", os.LookupEnv); err != nil {
+				return usageError{err}
+			}
 			if configFile != "" {
-				if err := loadConfigFile(configFile, &f, cmd); err != nil {
-					return err
+				if err := flagconf.LoadFile(configFile, cmd.Flags(), configAliases); err != nil {
+					return usageError{err}
 				}
+			}
+			if printConfig {
+				if os.Getenv("SHORTENER_API_KEY") != "" {
+					fmt.Fprintln(cmd.OutOrStdout(), "# the API key: from $SHORTENER_API_KEY (not shown)")
+				}
+				return flagconf.Print(cmd.OutOrStdout(), cmd.Flags(), []string{"config", "print-config", "help"}, []string{"api-key-hash"})
 			}
 			cfg, err := f.config()
 			if err != nil {
@@ -208,14 +226,15 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&configFile, "config", "", "JSON config file")
-	fl.StringVar(&f.Name, "name", "us-east", "region name")
-	fl.StringVar(&f.Digit, "digit", "1", "the region's digit, 0-9: the first character of its generated codes, unique per region")
+	fl.StringVar(&configFile, "config", "", "config file, TOML (.toml) or JSON (.json), one key per flag")
+	fl.BoolVar(&printConfig, "print-config", false, "print the settings the flags, $SHORTENER_<FLAG> and --config make together, as a TOML config file with the key hashes masked, and exit")
+	fl.StringVar(&f.Name, "name", "", "region name, e.g. us-east (required)")
+	fl.StringVar(&f.Digit, "digit", "", "the region's digit, 0-9: the first character of its generated codes, unique per region (required unless --digits names the region)")
 	fl.StringVar(&f.Digits, "digits", "", "every region's digit, e.g. us-east=1,eu-west=2,ap-south=3: a create of a generated code folds only from the region whose digit starts it; the same in every region and in audit (default the dev table us-east=1,eu-west=2,ap-south=3, which this region must then be in with its --digit)")
 	fl.StringVar(&f.Instance, "instance", "", "app instance name, unique within the region (default the region name)")
-	fl.StringVar(&f.HTTP, "http", "127.0.1.1:8080", "HTTP listen address")
+	fl.StringVar(&f.HTTP, "http", "", "HTTP listen address, e.g. 10.0.1.1:8080 (required)")
 	fl.StringVar(&f.PublicURL, "public-url", "", "base of short URLs (default http://<http address>)")
-	fl.StringVar(&f.Data, "data", "var/dev/us-east", "state directory")
+	fl.StringVar(&f.Data, "data", "", "state directory (required)")
 	fl.StringVar(&f.NATSHost, "nats-host", "", "embedded NATS listen host (default the HTTP host)")
 	fl.IntVar(&f.NATSPort, "nats-port", 4222, "embedded NATS client port")
 	fl.StringVar(&f.NATSClient, "nats-client-listen", "", "host the embedded regional NATS server takes clients on, e.g. its address on the region's own network for the region's other app instances (default --nats-host; routes and gateways stay there)")
@@ -249,50 +268,39 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	_ = fl.MarkHidden("insecure-nats")
 	fl.StringVar(&f.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
 	fl.StringVar(&f.TLSKey, "tls-key", "", "the HTTPS certificate's private key (PEM, mode 0600)")
+	fl.StringVar(&f.JSMaxStore, "jetstream-max-store", "8GiB", "disk the region's embedded JetStream servers may use each (streams and mirrors); writes are refused beyond it (docs/runbooks/disk-usage-high.md)")
 	fl.StringVar(&f.MemoryLimit, "memory-limit", "0", "run the GC only near this heap size (GOGC=off), e.g. 1GiB; 0 keeps Go's defaults; $GOGC or $GOMEMLIMIT override")
 	return cmd
 }
 
-// loadConfigFile reads path into f, then re-applies the flags set on the
-// command line so that they win.
-func loadConfigFile(path string, f *regionFlags, cmd *cobra.Command) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return usageError{fmt.Errorf("config: %w", err)}
-	}
-	var fromFile regionFlags
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&fromFile); err != nil {
-		return usageError{fmt.Errorf("config %s: %w", path, err)}
-	}
-	var set map[string]json.RawMessage
-	if err := json.Unmarshal(data, &set); err != nil {
-		return usageError{fmt.Errorf("config %s: %w", path, err)}
-	}
-	cliSet := map[string]bool{}
-	cmd.Flags().Visit(func(fl *pflag.Flag) { cliSet[fl.Name] = true })
-	merged := *f
-	for key := range set {
-		if cliSet[strings.ReplaceAll(key, "_", "-")] || (key == "api_key_hashes" && cliSet["api-key-hash"]) || (key == "peers" && cliSet["peer"]) {
-			continue
-		}
-		single, _ := json.Marshal(map[string]json.RawMessage{key: set[key]})
-		if err := json.Unmarshal(single, &merged); err != nil {
-			return usageError{fmt.Errorf("config %s: %s: %w", path, key, err)}
-		}
-	}
-	*f = merged
-	return nil
-}
+// configAliases are the config file keys that are not a flag's name: the
+// names of the JSON config before flagconf.
+var configAliases = map[string]string{"peers": "peer", "api_key_hashes": "api-key-hash"}
 
 func (f regionFlags) config() (region.Config, error) {
 	fsync, err := replicator.ParseFsync(f.Fsync)
 	if err != nil {
 		return region.Config{}, usageError{err}
 	}
+	if f.Name == "" || f.Data == "" || f.HTTP == "" {
+		return region.Config{}, usageError{fmt.Errorf("give --name, --data and --http (or $SHORTENER_NAME, ... or --config): a region has no defaults; shortener dev starts the dev cluster")}
+	}
+	if f.Digit == "" && f.Digits != "" {
+		if table, err := events.ParseDigits(f.Digits); err == nil {
+			if d, ok := table[f.Name]; ok {
+				f.Digit = string(d)
+			}
+		}
+	}
+	if f.Digit == "" {
+		return region.Config{}, usageError{fmt.Errorf("give --digit (0-9, the first character of the region's codes, unique per region) or a --digits table that names %s", f.Name)}
+	}
 	if len(f.Digit) != 1 || f.Digit[0] < '0' || f.Digit[0] > '9' {
 		return region.Config{}, usageError{fmt.Errorf("--digit must be one digit 0-9, not %q", f.Digit)}
+	}
+	maxStore, err := telemetry.ParseBytes(f.JSMaxStore)
+	if err != nil || maxStore < 1<<30 {
+		return region.Config{}, usageError{fmt.Errorf("--jetstream-max-store %q: want a size of at least 1GiB, e.g. 64GiB", f.JSMaxStore)}
 	}
 	var digits map[string]byte
 	if f.Digits != "" {
@@ -357,20 +365,13 @@ func (f regionFlags) config() (region.Config, error) {
 		}
 		httpCert = &c
 	}
-	var clickCommit time.Duration
-	if f.ClickCommitEvery != "" {
-		if clickCommit, err = time.ParseDuration(f.ClickCommitEvery); err != nil || clickCommit <= 0 || clickCommit > time.Minute {
-			return region.Config{}, usageError{fmt.Errorf("--click-commit-every %q: want a duration above 0 and at most 1m, e.g. 2s", f.ClickCommitEvery)}
-		}
+	clickCommit, err := region.ParseClickCommitEvery(f.ClickCommitEvery)
+	if err != nil {
+		return region.Config{}, usageError{err}
 	}
-	var redirectMaxAge time.Duration
-	if f.RedirectMaxAge != "" {
-		if redirectMaxAge, err = time.ParseDuration(f.RedirectMaxAge); err != nil || redirectMaxAge < 0 || redirectMaxAge > region.MaxRedirectMaxAge {
-			return region.Config{}, usageError{fmt.Errorf("--redirect-max-age %q: want a duration from 0 to 24h, e.g. 1h", f.RedirectMaxAge)}
-		}
-		if redirectMaxAge == 0 {
-			redirectMaxAge = -1 // max-age=0 (0 is the default in region.Config)
-		}
+	redirectMaxAge, err := region.ParseRedirectMaxAge(f.RedirectMaxAge)
+	if err != nil {
+		return region.Config{}, usageError{err}
 	}
 	return region.Config{
 		Name: f.Name, Digit: f.Digit[0], Digits: digits, Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
@@ -378,7 +379,7 @@ func (f regionFlags) config() (region.Config, error) {
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
 		ClickCommitEvery: clickCommit, RedirectMaxAge: redirectMaxAge, NATSServerSecrets: srv, NATSClientSecrets: cli, Keys: keys, HTTPCert: httpCert, NATSInsecure: f.InsecureNATS,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
-			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise},
+			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise, MaxStore: maxStore},
 	}, nil
 }
 

@@ -25,7 +25,7 @@ func TestRegionRefusesBadCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("SHORTENER_SECRETS", "")
-	base := []string{"region", "--http", "127.0.0.1:0", "--data", t.TempDir(), "--api-key-hash", strings.Repeat("ab", 32)}
+	base := []string{"region", "--http", "127.0.0.1:0", "--data", t.TempDir(), "--digit", "1", "--api-key-hash", strings.Repeat("ab", 32)}
 	cases := []struct {
 		name string
 		args []string
