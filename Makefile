@@ -107,10 +107,9 @@ restore: build ## restore a backup into a fresh staging region and check it agai
 COMPOSE := docker-compose -p shortener -f compose/docker-compose.yml
 COMPOSE_KEY = SHORTENER_API_KEY=$${SHORTENER_API_KEY:-$$(cat var/compose/api-key 2>/dev/null || echo unset)} SHORTENER_SECRETS_DIR=$${SHORTENER_SECRETS_DIR:-$(CURDIR)/var/compose/secrets}
 
-compose-image: ## build the static binary and the FROM scratch image of the compose stack (needs Debian's busybox-static)
-	@test -x /bin/busybox || { echo "compose: apt-get install busybox-static (the image's entrypoint uses /bin/busybox)" >&2; exit 2; }
+compose-image: ## build the static binary and the FROM scratch image of the compose stack
 	CGO_ENABLED=0 $(GO) build -o compose/shortener ./cmd/shortener
-	cp /bin/busybox compose/busybox
+	mkdir -p compose/data
 	docker build -q -t shortener:compose compose/
 
 compose-up: compose-image ## the three regions (+ us-east-b) and the switch on Docker, a network per region and a backbone: 127.0.0.1:18081-18084, switch admin 18054, DNS 18053
@@ -118,6 +117,7 @@ compose-up: compose-image ## the three regions (+ us-east-b) and the switch on D
 	@test -s var/compose/secrets/users.json || compose/shortener secrets init --dir var/compose/secrets --region us-east --region eu-west --region ap-south
 	@test -s var/compose/secrets/http.crt || compose/shortener secrets http-cert --dir var/compose/secrets --host 127.0.0.1 --host 172.28.1.1 --host 172.28.2.1 --host 172.28.3.1 --host 172.30.1.11
 	@for r in us-east eu-west ap-south; do test -s var/compose/secrets/$$r/users.json || compose/shortener secrets export --dir var/compose/secrets --out var/compose/secrets/$$r $$r; done
+	@chown -R 65532:65532 var/compose/secrets/us-east var/compose/secrets/eu-west var/compose/secrets/ap-south # the containers' user reads them (mode 0600)
 	$(COMPOSE_KEY) $(COMPOSE) up -d
 	@echo "API key: $$(cat var/compose/api-key) (var/compose/api-key)"
 
@@ -132,7 +132,7 @@ compose-region-up: ## start a killed region's containers again on their volumes:
 	@test -n "$(REGION)" || { echo "make compose-region-up: give REGION=us-east|eu-west|ap-south" >&2; exit 2; }
 	$(COMPOSE_KEY) $(COMPOSE) start $$($(COMPOSE_KEY) $(COMPOSE) config --services | grep -E '^$(REGION)(-[a-z])?$$')
 
-test-compose: ## the end-to-end test of the compose stack on Docker (~2.5 min; CI runs it; needs busybox-static)
+test-compose: ## the end-to-end test of the compose stack on Docker (~2.5 min; CI runs it)
 	$(GO) test -tags compose -count=1 -timeout 6m ./compose/
 
 rules: ## promtool check and unit tests of the Prometheus rules (deploy/prometheus)

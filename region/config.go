@@ -1,6 +1,7 @@
 package region
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -162,6 +163,10 @@ type Peer struct {
 	Name       string
 	Host       string // its regional server
 	GlobalHost string // its member of "global"; default Host's last octet plus one
+	// The peer's ports, when not the same as this region's: its regional
+	// server's gateway port, and its global member's route and gateway
+	// ports. 0: this region's own.
+	GatewayPort, GlobalClusterPort, GlobalGatewayPort int
 	// Where this region dials the peer's NATS gateway and route listeners,
 	// if not at Host and GlobalHost: the chaos cluster puts fault proxies
 	// there (chaos/netfault). Default Host and GlobalHost.
@@ -279,6 +284,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.NATS.GlobalGatewayPort == 0 {
 		c.NATS.GlobalGatewayPort = c.NATS.GatewayPort
 	}
+	for _, port := range []struct {
+		name string
+		n    int
+	}{{"nats client", c.NATS.ClientPort}, {"cluster", c.NATS.ClusterPort}, {"gateway", c.NATS.GatewayPort},
+		{"global client", c.NATS.GlobalClientPort}, {"global cluster", c.NATS.GlobalClusterPort}, {"global gateway", c.NATS.GlobalGatewayPort}} {
+		if port.n < 1 || port.n > 65535 {
+			return c, fmt.Errorf("%s port %d: want 1 to 65535", port.name, port.n)
+		}
+	}
 	seen := map[string]bool{c.Name: true}
 	for i, p := range c.Peers {
 		if err := events.ValidateRegion(p.Name); err != nil || seen[p.Name] {
@@ -301,6 +315,9 @@ func (c Config) withDefaults() (Config, error) {
 		if p.NATSGlobalHost == "" {
 			c.Peers[i].NATSGlobalHost = c.Peers[i].GlobalHost
 		}
+		c.Peers[i].GatewayPort = cmp.Or(p.GatewayPort, c.NATS.GatewayPort)
+		c.Peers[i].GlobalClusterPort = cmp.Or(p.GlobalClusterPort, c.NATS.GlobalClusterPort)
+		c.Peers[i].GlobalGatewayPort = cmp.Or(p.GlobalGatewayPort, c.NATS.GlobalGatewayPort)
 	}
 	switch c.Durability {
 	case "":
@@ -419,7 +436,7 @@ func (c Config) checkSecrets() error {
 func nextHost(host string) (string, error) {
 	ip, err := netip.ParseAddr(host)
 	if err != nil || !ip.Is4() {
-		return "", fmt.Errorf("host %q: give the global member's host explicitly when the host is not an IPv4 address", host)
+		return "", fmt.Errorf("host %q: not an IPv4 address, so the global member's host cannot be the next one: give it (--global-host for this region, NAME=HOST,GLOBALHOST in --peer)", host)
 	}
 	b := ip.As4()
 	b[3]++
@@ -448,12 +465,48 @@ func (c Config) projection(log *slog.Logger) projections.Options {
 
 // ParsePeer reads a peer as the command line gives it, NAME=HOST[,GLOBALHOST].
 func ParsePeer(spec string) (Peer, error) {
+	bad := fmt.Errorf("--peer %q: want NAME=HOST[:GATEWAYPORT][,GLOBALHOST[:ROUTEPORT:GATEWAYPORT]] (ports 1-65535; the ports left out are this region's)", spec)
 	name, hosts, ok := strings.Cut(spec, "=")
-	host, global, _ := strings.Cut(hosts, ",")
-	if !ok || name == "" || host == "" {
-		return Peer{}, fmt.Errorf("--peer %q: want NAME=HOST[,GLOBALHOST]", spec)
+	regional, global, _ := strings.Cut(hosts, ",")
+	if !ok || name == "" || regional == "" {
+		return Peer{}, bad
 	}
-	return Peer{Name: name, Host: host, GlobalHost: global}, nil
+	p := Peer{Name: name}
+	parts := strings.Split(regional, ":")
+	if len(parts) > 2 {
+		return Peer{}, bad
+	}
+	p.Host = parts[0]
+	if len(parts) == 2 {
+		if p.GatewayPort, ok = parsePort(parts[1]); !ok {
+			return Peer{}, bad
+		}
+	}
+	if global != "" {
+		parts = strings.Split(global, ":")
+		if len(parts) != 1 && len(parts) != 3 || parts[0] == "" {
+			return Peer{}, bad
+		}
+		p.GlobalHost = parts[0]
+		if len(parts) == 3 {
+			var ok1, ok2 bool
+			p.GlobalClusterPort, ok1 = parsePort(parts[1])
+			p.GlobalGatewayPort, ok2 = parsePort(parts[2])
+			if !ok1 || !ok2 {
+				return Peer{}, bad
+			}
+		}
+	}
+	if p.Host == "" || strings.ContainsAny(p.Host+p.GlobalHost, "[]/ ") {
+		return Peer{}, bad
+	}
+	return p, nil
+}
+
+// parsePort reads a TCP port, 1 to 65535.
+func parsePort(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n >= 1 && n <= 65535
 }
 
 // DialPeerAt makes this region dial peer name's NATS gateways and routes at

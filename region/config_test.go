@@ -45,3 +45,41 @@ func TestParseDurationFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestParsePeer: a peer's hosts and, when they are not this region's, its
+// ports; anything else is refused with the form it wants.
+func TestParsePeer(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want region.Peer
+		bad  bool
+	}{
+		{in: "eu-west=10.0.2.1", want: region.Peer{Name: "eu-west", Host: "10.0.2.1"}},
+		{in: "eu-west=10.0.2.1,10.0.9.9", want: region.Peer{Name: "eu-west", Host: "10.0.2.1", GlobalHost: "10.0.9.9"}},
+		{in: "eu-west=eu.example:7300", want: region.Peer{Name: "eu-west", Host: "eu.example", GatewayPort: 7300}},
+		{in: "eu-west=eu.example:7300,global-eu.example:6300:7301", want: region.Peer{Name: "eu-west", Host: "eu.example", GatewayPort: 7300,
+			GlobalHost: "global-eu.example", GlobalClusterPort: 6300, GlobalGatewayPort: 7301}},
+		{in: "eu-west", bad: true},
+		{in: "=10.0.2.1", bad: true},
+		{in: "eu-west=", bad: true},
+		{in: "eu-west=:7222", bad: true},
+		{in: "eu-west=10.0.2.1:0", bad: true},
+		{in: "eu-west=10.0.2.1:65536", bad: true},
+		{in: "eu-west=10.0.2.1:x", bad: true},
+		{in: "eu-west=10.0.2.1:1:2", bad: true},
+		{in: "eu-west=10.0.2.1,g:6300", bad: true}, // a global member's two ports or none
+		{in: "eu-west=10.0.2.1,:6300:7300", bad: true},
+		{in: "eu-west=[::1]:7222", bad: true},
+	} {
+		got, err := region.ParsePeer(c.in)
+		if c.bad {
+			if err == nil || !strings.Contains(err.Error(), "NAME=HOST") {
+				t.Errorf("%q: %+v, %v; want an error giving the form", c.in, got, err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%q: %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
+}

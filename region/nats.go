@@ -46,7 +46,7 @@ func natsServers(c Config) (regional, global serverSpec) {
 	regional.tag, global.tag = "region:"+c.Name, "region:"+c.Name
 	regional.advertise, global.advertise = c.NATS.Advertise, c.NATS.GlobalAdvertise
 	for _, p := range c.Peers {
-		global.routes = append(global.routes, hostPort(p.NATSGlobalHost, c.NATS.GlobalClusterPort))
+		global.routes = append(global.routes, hostPort(p.NATSGlobalHost, p.GlobalClusterPort))
 	}
 	return regional, global
 }
@@ -63,8 +63,8 @@ func gatewayMap(c Config) map[string][]string {
 		GlobalCluster: {hostPort(cmp.Or(c.NATS.GlobalAdvertise, c.NATS.GlobalHost), c.NATS.GlobalGatewayPort)},
 	}
 	for _, p := range c.Peers {
-		m[p.Name] = []string{hostPort(p.NATSHost, c.NATS.GatewayPort)}
-		m[GlobalCluster] = append(m[GlobalCluster], hostPort(p.NATSGlobalHost, c.NATS.GlobalGatewayPort))
+		m[p.Name] = []string{hostPort(p.NATSHost, p.GatewayPort)}
+		m[GlobalCluster] = append(m[GlobalCluster], hostPort(p.NATSGlobalHost, p.GlobalGatewayPort))
 	}
 	return m
 }

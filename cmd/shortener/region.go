@@ -37,6 +37,10 @@ type regionFlags struct {
 	NATSPort    int
 	ClusterPort int
 	GatewayPort int
+	GlobalHost  string
+	GlobalNATS  int
+	GlobalRoute int
+	GlobalGW    int
 	NATSURL     string
 	Peers       []string
 	// Fault proxies (chaos/netfault): the hosts this region's servers
@@ -240,8 +244,12 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&f.NATSClient, "nats-client-listen", "", "host the embedded regional NATS server takes clients on, e.g. its address on the region's own network for the region's other app instances (default --nats-host; routes and gateways stay there)")
 	fl.IntVar(&f.ClusterPort, "cluster-port", 6222, "embedded NATS cluster port")
 	fl.IntVar(&f.GatewayPort, "gateway-port", 7222, "embedded NATS gateway port")
+	fl.StringVar(&f.GlobalHost, "global-host", "", "host the region's member of the stretched cluster \"global\" listens on (default --nats-host's IPv4 address plus one, as in the dev cluster)")
+	fl.IntVar(&f.GlobalNATS, "global-client-port", 0, "the global member's client port (default --nats-port)")
+	fl.IntVar(&f.GlobalRoute, "global-cluster-port", 0, "the global member's route port, which the other regions' global members dial (default --cluster-port)")
+	fl.IntVar(&f.GlobalGW, "global-gateway-port", 0, "the global member's gateway port (default --gateway-port)")
 	fl.StringVar(&f.NATSURL, "nats-url", "", "use this external NATS supercluster instead of embedded servers")
-	fl.StringArrayVar(&f.Peers, "peer", nil, "another region, NAME=HOST[,GLOBALHOST] (repeatable; same ports as this region)")
+	fl.StringArrayVar(&f.Peers, "peer", nil, "another region, NAME=HOST[:GATEWAYPORT][,GLOBALHOST[:ROUTEPORT:GATEWAYPORT]] (repeatable; a port left out is this region's, GLOBALHOST defaults to HOST plus one)")
 	fl.StringVar(&f.NATSAdvertise, "nats-advertise", "", "host the regional NATS server advertises for gateways (a fault proxy's; default its own)")
 	fl.StringVar(&f.NATSGlobalAdvertise, "nats-global-advertise", "", "host the global member advertises for gateways and routes (a fault proxy's; default its own)")
 	fl.StringArrayVar(&f.PeerNATS, "peer-nats", nil, "dial a peer's NATS gateways and routes here, NAME=HOST[,GLOBALHOST] (repeatable; default its --peer hosts)")
@@ -379,7 +387,8 @@ func (f regionFlags) config() (region.Config, error) {
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
 		ClickCommitEvery: clickCommit, RedirectMaxAge: redirectMaxAge, NATSServerSecrets: srv, NATSClientSecrets: cli, Keys: keys, HTTPCert: httpCert, NATSInsecure: f.InsecureNATS,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
-			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise, MaxStore: maxStore},
+			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise, MaxStore: maxStore,
+			GlobalHost: f.GlobalHost, GlobalClientPort: f.GlobalNATS, GlobalClusterPort: f.GlobalRoute, GlobalGatewayPort: f.GlobalGW},
 	}, nil
 }
 
