@@ -219,8 +219,8 @@ func TestRegionConfigArgs(t *testing.T) {
 			Durability: "local", SwitchAdmin: "127.0.0.1:8054", Secrets: "var/dev/secrets", Peers: all},
 			"region --name us-east --digit 1 --http 127.0.1.1:8080 --data var/dev/us-east --fsync always --durability local --switch-admin 127.0.0.1:8054 --secrets var/dev/secrets --peer eu-west=127.0.2.1"},
 		{"test", RegionConfig{Name: "eu-west", Digit: '2', HTTP: "x:8080", Data: "d", APIKeyHash: "h", LogLevel: "warn",
-			NoRateLimit: true, Secrets: "s", Peers: all, Extra: []string{"--durability", "replicated"}},
-			"region --name eu-west --digit 2 --http x:8080 --data d --api-key-hash h --log-level warn --rate-limit -1 --secrets s --peer us-east=127.0.1.1 --durability replicated"},
+			NoRateLimit: true, LimitExempt: []string{DevClients}, Secrets: "s", Peers: all, Extra: []string{"--durability", "replicated"}},
+			"region --name eu-west --digit 2 --http x:8080 --data d --api-key-hash h --log-level warn --rate-limit -1 --limit-exempt 127.0.0.0/8 --secrets s --peer us-east=127.0.1.1 --durability replicated"},
 		{"plaintext", RegionConfig{Name: "us-east", HTTP: "h:8080", Data: "d", Secrets: "s", InsecureNATS: true},
 			"region --name us-east --http h:8080 --data d --insecure-nats"},
 	} {

@@ -72,9 +72,18 @@ type RegionConfig struct {
 	LogLevel    string
 	// NoRateLimit turns the per-client rate limit off (--rate-limit -1).
 	NoRateLimit bool
+	// LimitExempt are the client addresses (CIDR) whose misses are never
+	// limited (--limit-exempt): the dev cluster's own load, chaos and
+	// drill clients, all on loopback.
+	LimitExempt []string
 	// Extra flags, appended last (a later flag wins over an earlier one).
 	Extra []string
 }
+
+// DevClients are the addresses of a dev cluster's own clients (the load,
+// chaos and drill clients, the status and the tests): loopback, exempt
+// from the limit of misses per address.
+const DevClients = "127.0.0.0/8"
 
 // Args is the region's command line after the executable.
 func (c RegionConfig) Args() []string {
@@ -93,6 +102,9 @@ func (c RegionConfig) Args() []string {
 	}
 	if c.NoRateLimit {
 		args = append(args, "--rate-limit", "-1")
+	}
+	for _, p := range c.LimitExempt {
+		args = append(args, "--limit-exempt", p)
 	}
 	if c.InsecureNATS {
 		args = append(args, "--insecure-nats")

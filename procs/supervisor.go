@@ -248,7 +248,8 @@ func (sv *Supervisor) spec(name string) (Spec, error) {
 	}
 	rdir := filepath.Join(o.Dir, r.Name)
 	cfg := RegionConfig{Name: r.Name, Digit: r.Digit, HTTP: r.Host + ":8080", Data: rdir, Fsync: o.Fsync,
-		Durability: o.Durability, SwitchAdmin: topo.SwitchAdmin, Secrets: SecretsDir(o.Dir), Peers: topo.Regions}
+		Durability: o.Durability, SwitchAdmin: topo.SwitchAdmin, Secrets: SecretsDir(o.Dir), Peers: topo.Regions,
+		LimitExempt: []string{DevClients}}
 	if o.RegionArgs != nil {
 		cfg.Extra = o.RegionArgs(r, topo.Regions)
 	}

@@ -68,7 +68,7 @@ func TestSupervisor(t *testing.T) {
 	var args []string
 	readJSON(t, filepath.Join(dir, "us-east", "args.json"), &args)
 	want := RegionConfig{Name: "us-east", Digit: '1', HTTP: topo.Regions[0].Host + ":8080", Data: filepath.Join(dir, "us-east"),
-		Fsync: "always", Durability: "local", SwitchAdmin: topo.SwitchAdmin, Secrets: SecretsDir(dir), Peers: topo.Regions}.Args()
+		Fsync: "always", Durability: "local", SwitchAdmin: topo.SwitchAdmin, Secrets: SecretsDir(dir), Peers: topo.Regions, LimitExempt: []string{DevClients}}.Args()
 	if !slices.Equal(args, want) {
 		t.Fatalf("us-east's command line:\n got %q\nwant %q", args, want)
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -95,7 +97,7 @@ func (k *clicks) record(c echo.Context, code string, now time.Time) {
 		k.dropped.Add(1)
 		return
 	}
-	k.buf = append(k.buf, rawClick{code: code, agent: h.Get("User-Agent"), referrer: h.Get("Referer"), unixMs: now.UnixMilli()})
+	k.buf = append(k.buf, rawClick{code: code, agent: truncated(h.Get("User-Agent")), referrer: truncated(h.Get("Referer")), unixMs: now.UnixMilli()})
 	k.queued.Add(1) // under the lock: the flusher cannot take it first
 	half := len(k.buf) == k.bound/2
 	k.mu.Unlock()
@@ -105,6 +107,26 @@ func (k *clicks) record(c echo.Context, code string, now time.Time) {
 		default:
 		}
 	}
+}
+
+// maxClickHeader is the most of a User-Agent or Referer a queued click
+// keeps: enough for the agent's class and the referrer's host (all
+// analytics reads of them), and a queue of ClickQueue clicks cannot hold
+// whole headers of up to maxHeaderBytes each.
+const maxClickHeader = 1024
+
+// truncated is s cut to maxClickHeader bytes at a character boundary, as
+// a copy of its own (a slice of s would keep the whole header alive); s
+// itself when it is short enough, which costs nothing.
+func truncated(s string) string {
+	if len(s) <= maxClickHeader {
+		return s
+	}
+	n := maxClickHeader
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return strings.Clone(s[:n])
 }
 
 // StallClicks makes every click publish wait d first (0 ends it): fault

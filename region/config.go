@@ -114,6 +114,9 @@ type Config struct {
 	CacheSize     int           // LRU entries, default 100,000
 	APIKeyHashes  []string      // hex SHA-256 of every accepted API key
 	RateLimit     float64       // API requests per second per key; 0 = default 200, <0 = off
+	// Limits bound what one client address may spend on misses: redirects
+	// that serve nothing and requests without a valid key (region/limits.go).
+	Limits Limits
 	CreateTimeout time.Duration // how long a write waits for its projection, default 5s
 	// ClaimGrace is how old a pending alias claim must be before a missing
 	// event counts as never written (region/claims.go); default
@@ -346,6 +349,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RateLimit == 0 {
 		c.RateLimit = 200
+	}
+	if c.Limits.PerSecond == 0 {
+		c.Limits.PerSecond = 10
+	}
+	if c.Limits.Burst <= 0 {
+		c.Limits.Burst = 50
 	}
 	if c.CreateTimeout <= 0 {
 		c.CreateTimeout = 5 * time.Second

@@ -59,7 +59,7 @@ func (r *Region) routes() (*echo.Echo, error) {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.IPExtractor = echo.ExtractIPDirect() // never trust X-Forwarded-For from clients
+	e.IPExtractor = ipExtractor(r.cfg.Limits.TrustedProxies)
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
@@ -145,7 +145,7 @@ func (r *Region) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		id := r.keys.check(key)
 		if id == "" {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="shortener"`)
-			return events.Errorf(events.Unauthorized, "send a valid API key in X-Api-Key or Authorization: Bearer")
+			return r.limitMiss(c, limitAuth, events.Errorf(events.Unauthorized, "send a valid API key in X-Api-Key or Authorization: Bearer"))
 		}
 		c.Set(actorKey, id)
 		return next(c)
@@ -160,14 +160,14 @@ func (r *Region) redirect(c echo.Context) error {
 		return err
 	}
 	if !found {
-		return events.Errorf(events.NotFound, "no link with this code")
+		return r.limitMiss(c, limitNotFound, events.Errorf(events.NotFound, "no link with this code"))
 	}
 	now := r.cfg.Now()
 	if !e.Servable(now) {
 		if e.Deleted {
-			return events.Errorf(events.Gone, "this link was deleted")
+			return r.limitMiss(c, limitNotFound, events.Errorf(events.Gone, "this link was deleted"))
 		}
-		return events.Errorf(events.Gone, "this link has expired")
+		return r.limitMiss(c, limitNotFound, events.Errorf(events.Gone, "this link has expired"))
 	}
 	h := c.Response().Header()
 	h[echo.HeaderLocation] = e.Location // shared: made once per cached entry

@@ -28,6 +28,7 @@ type Region struct {
 	log     *slog.Logger
 	keys    *keyring
 	caching redirectCaching
+	misses  *missLimiter // nil: no limit
 
 	servers []*server.Server // the embedded regional and global servers; none with an external NATS
 	// inFlight counts the requests being served, for the drain at shutdown.
@@ -72,7 +73,7 @@ func New(cfg Config) (*Region, error) {
 	if cfg.FaultInjection {
 		cfg.Now = f.skewedClock(cfg.Now)
 	}
-	return &Region{cfg: cfg, keys: keys, caching: newRedirectCaching(cfg.RedirectMaxAge), log: cfg.Logger.With("region", cfg.Name), faults: f,
+	return &Region{cfg: cfg, keys: keys, caching: newRedirectCaching(cfg.RedirectMaxAge), misses: newMissLimiter(cfg.Limits), log: cfg.Logger.With("region", cfg.Name), faults: f,
 		stream: replicator.StreamName(cfg.Name), errc: make(chan error, 4)}, nil
 }
 
@@ -196,7 +197,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	r.http = &http.Server{Handler: r.countInFlight(handler), ConnState: r.connState, ReadHeaderTimeout: 5 * time.Second,
+	r.http = &http.Server{Handler: r.countInFlight(handler), ConnState: r.connState, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: maxHeaderBytes,
 		ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	r.opened = r.cfg.Now()
@@ -218,6 +219,12 @@ func (r *Region) Open(ctx context.Context) (err error) {
 		"stream", r.stream, "fsync", r.cfg.Fsync, "applied", r.store.Checkpoint(r.stream), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// maxHeaderBytes bounds a request's header (net/http answers 431 beyond
+// it, plus its own 4 KiB of slack): a redirect or an API call needs a few
+// hundred bytes, and net/http's default of 1 MiB per request lets a few
+// thousand connections hold gigabytes.
+const maxHeaderBytes = 16 << 10
 
 // repairStream copies back into the region's stream what a peer's mirror
 // of it holds beyond it (a lost or replaced JetStream disk, a tail lost

@@ -233,15 +233,18 @@ type ProbeResult struct {
 	URL    string `json:"url"`
 	Region string `json:"region,omitempty"`
 	// Checked counts the codes asked; Present the ones that answered a
-	// redirect, Missing 404 (the measured RPO), Gone 410, Other any other
-	// status and Errors no answer.
+	// redirect, Missing 404 (the measured RPO) or 429 (Limited of them: the
+	// region refused to say, so the link was not served, and a probe that
+	// trips a region's limit of misses cannot hide a loss), Gone 410, Other
+	// any other status and Errors no answer.
 	Checked int `json:"checked"`
 	Present int `json:"present"`
 	Missing int `json:"missing"`
+	Limited int `json:"limited"`
 	Gone    int `json:"gone"`
 	Other   int `json:"other"`
 	Errors  int `json:"errors"`
-	// MissingCodes are the codes that answered 404, sorted.
+	// MissingCodes are the codes that answered 404 or 429, sorted.
 	MissingCodes []string `json:"missing_codes"`
 }
 
@@ -283,8 +286,11 @@ func Probe(ctx context.Context, baseURL string, codes []string) (*ProbeResult, e
 					res.Errors++
 				case isRedirect(status):
 					res.Present++
-				case status == http.StatusNotFound:
+				case status == http.StatusNotFound || status == http.StatusTooManyRequests:
 					res.Missing++
+					if status == http.StatusTooManyRequests {
+						res.Limited++
+					}
 					res.MissingCodes = append(res.MissingCodes, code)
 				case status == http.StatusGone:
 					res.Gone++
@@ -380,8 +386,8 @@ func (fr *FailoverReport) WriteText(w io.Writer) error {
 		if p.Region != "" {
 			name = p.Region + " (" + p.URL + ")"
 		}
-		fmt.Fprintf(bw, "probe of %s: %d checked, %d present, %d missing (404), %d gone, %d other, %d errors\n",
-			name, p.Checked, p.Present, p.Missing, p.Gone, p.Other, p.Errors)
+		fmt.Fprintf(bw, "probe of %s: %d checked, %d present, %d missing (404, or 429: %d), %d gone, %d other, %d errors\n",
+			name, p.Checked, p.Present, p.Missing, p.Limited, p.Gone, p.Other, p.Errors)
 		if r, ok := fr.ReportedBy(p.Region); ok && r.RPOKnown {
 			verdict := "holds"
 			if uint64(p.Missing) > r.RPOEvents {

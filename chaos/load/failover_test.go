@@ -222,17 +222,20 @@ func TestProbeCounts(t *testing.T) {
 			w.WriteHeader(http.StatusGone)
 		case "boom":
 			w.WriteHeader(http.StatusInternalServerError)
+		case "limited":
+			w.WriteHeader(http.StatusTooManyRequests)
 		default:
 			w.WriteHeader(http.StatusNotFound)
 		}
 	}))
 	defer srv.Close()
-	p, err := Probe(context.Background(), srv.URL+"/", []string{"a", "b", "with space", "x", "gone", "boom", "y"})
+	p, err := Probe(context.Background(), srv.URL+"/", []string{"a", "b", "with space", "x", "gone", "boom", "y", "limited"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Checked != 7 || p.Present != 3 || p.Missing != 2 || p.Gone != 1 || p.Other != 1 || p.Errors != 0 ||
-		strings.Join(p.MissingCodes, ",") != "x,y" {
+	// A 429 is a link not served: missing, not other.
+	if p.Checked != 8 || p.Present != 3 || p.Missing != 3 || p.Limited != 1 || p.Gone != 1 || p.Other != 1 || p.Errors != 0 ||
+		strings.Join(p.MissingCodes, ",") != "limited,x,y" {
 		t.Errorf("%+v", p)
 	}
 	srv.Close()

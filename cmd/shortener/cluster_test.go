@@ -84,7 +84,7 @@ func (c *cluster) config(i int) procs.RegionConfig {
 	}
 	return procs.RegionConfig{Name: c.names[i], Digit: byte('1' + i), HTTP: c.hosts[i] + ":8080",
 		Data: filepath.Join(c.dir, c.names[i]), APIKeyHash: region.HashAPIKey(regiontest.APIKey),
-		NoRateLimit: true, LogLevel: "warn", Secrets: regiontest.SecretsDir(), Peers: peers, Extra: c.extra}
+		NoRateLimit: true, LimitExempt: []string{procs.DevClients}, LogLevel: "warn", Secrets: regiontest.SecretsDir(), Peers: peers, Extra: c.extra}
 }
 
 // spawn starts region i as a child process.

@@ -58,6 +58,10 @@ type regionFlags struct {
 	LogLevel            string
 	MemoryLimit         string
 	JSMaxStore          string
+	MissLimit           float64
+	MissBurst           int
+	LimitExempt         []string
+	TrustedProxies      []string
 	SwitchAdmin         string
 	OTLP                string
 	NoClicks            bool
@@ -258,6 +262,10 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.IntVar(&f.MaxURLLen, "max-url-len", 2048, "longest target URL accepted, in bytes")
 	fl.IntVar(&f.CacheSize, "cache-size", 100_000, "LRU cache entries")
 	fl.Float64Var(&f.RateLimit, "rate-limit", 200, "API requests per second per key (negative: off)")
+	fl.Float64Var(&f.MissLimit, "miss-limit", 10, "per client address, requests per second that may serve nothing (redirects answering 404 or 410, API requests without a valid key) before they are answered 429; a served redirect is never limited (negative: off)")
+	fl.IntVar(&f.MissBurst, "miss-burst", 50, "per client address, how many such requests may come at once")
+	fl.StringArrayVar(&f.LimitExempt, "limit-exempt", nil, "client addresses (CIDR or address) never limited by --miss-limit: your own load, probe and drill clients (repeatable)")
+	fl.StringArrayVar(&f.TrustedProxies, "trusted-proxy", nil, "proxies (CIDR or address) whose X-Forwarded-For names the client: their requests count against the address they forwarded for (repeatable; default none: the header is ignored)")
 	fl.StringSliceVar(&f.KeyHashes, "api-key-hash", nil, "accepted API key, as hex SHA-256 (repeatable)")
 	fl.StringVar(&f.KeyFile, "api-key-file", "", "file holding the API key")
 	fl.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -305,6 +313,17 @@ func (f regionFlags) config() (region.Config, error) {
 	}
 	if len(f.Digit) != 1 || f.Digit[0] < '0' || f.Digit[0] > '9' {
 		return region.Config{}, usageError{fmt.Errorf("--digit must be one digit 0-9, not %q", f.Digit)}
+	}
+	exempt, err := region.ParsePrefixes("--limit-exempt", f.LimitExempt)
+	if err != nil {
+		return region.Config{}, usageError{err}
+	}
+	proxies, err := region.ParsePrefixes("--trusted-proxy", f.TrustedProxies)
+	if err != nil {
+		return region.Config{}, usageError{err}
+	}
+	if f.MissLimit == 0 || f.MissBurst < 1 {
+		return region.Config{}, usageError{fmt.Errorf("--miss-limit must not be 0 (negative: off) and --miss-burst at least 1")}
 	}
 	maxStore, err := telemetry.ParseBytes(f.JSMaxStore)
 	if err != nil || maxStore < 1<<30 {
@@ -385,6 +404,7 @@ func (f regionFlags) config() (region.Config, error) {
 		Name: f.Name, Digit: f.Digit[0], Digits: digits, Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
+		Limits:           region.Limits{PerSecond: f.MissLimit, Burst: f.MissBurst, Exempt: exempt, TrustedProxies: proxies},
 		ClickCommitEvery: clickCommit, RedirectMaxAge: redirectMaxAge, NATSServerSecrets: srv, NATSClientSecrets: cli, Keys: keys, HTTPCert: httpCert, NATSInsecure: f.InsecureNATS,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
 			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise, MaxStore: maxStore,

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +56,9 @@ func Config(name, dir string) region.Config {
 	return region.Config{
 		Name: name, Digit: digit, HTTPAddr: host + ":8080", DataDir: dir,
 		APIKeyHashes: []string{region.HashAPIKey(APIKey)}, RateLimit: -1,
+		// Tests poll for links that are not there yet from loopback: the
+		// per-address limit of misses is tested on its own (limits_test.go).
+		Limits:            region.Limits{Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
 		NATSServerSecrets: srv, NATSClientSecrets: cli,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test_region", name),
 	}
