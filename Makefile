@@ -7,7 +7,7 @@ STATICCHECK := v0.8.2
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help build run status chaos region-down region-stop region-up region-drain region-undrain audit drills drill drills-fresh backup restore compose-image compose-up compose-down compose-region-down compose-region-up test-compose rules test-obs screenshot test test-race tools lint test-regions fuzz bench clean
+.PHONY: help build run status chaos region-down region-stop region-up region-drain region-undrain audit drills drill drills-fresh backup restore compose-image compose-up compose-down compose-region-down compose-region-up test-compose rules test-obs screenshot test test-race tools lint test-regions test-hosts verify-units fuzz bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,13 +58,20 @@ tools: ## install staticcheck at its pinned version (through the Go module proxy
 
 lint: ## go vet under every build tag, go mod tidy leaves no diff, staticcheck clean (make tools installs it)
 	$(GO) vet ./...
-	$(GO) vet -tags regions,compose ./...
+	$(GO) vet -tags regions,compose,hosts ./...
 	@$(GO) mod tidy -diff || { echo "make lint: go mod tidy would change go.mod/go.sum (the diff above): run go mod tidy" >&2; exit 1; }
 	@sc=$$(command -v staticcheck || echo "$$($(GO) env GOPATH)/bin/staticcheck"); test -x "$$sc" || { echo "make lint: no staticcheck (make tools)" >&2; exit 1; }; \
-	echo "staticcheck -tags regions,compose ./..."; "$$sc" -tags regions,compose ./...
+	echo "staticcheck -tags regions,compose,hosts ./..."; "$$sc" -tags regions,compose,hosts ./...
 
 test-regions: ## three regions as child processes: replication, alias races, kills, RPO (a few minutes)
 	$(GO) test -count=1 -tags regions -timeout 20m -run 'TestCluster' ./cmd/shortener/
+
+test-hosts: ## docs/deploy.md run: three regions in three network namespaces on a bridge, from the page's configs, a partition and its heal (root; ~1 min; CI runs it)
+	$(GO) test -tags hosts -count=1 -timeout 6m -run TestDeployOnThreeHosts ./deploy/
+
+verify-units: build ## systemd-analyze verify of deploy/systemd, the binary installed where the units name it (/usr/local/bin; root; CI runs it)
+	install -m 0755 $(BIN) /usr/local/bin/shortener
+	cd deploy/systemd && systemd-analyze verify shortener-region@us-east.service shortener-switch.service
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 15s)
 	@set -eo pipefail; for pkg in $$($(GO) list ./...); do \
