@@ -111,7 +111,9 @@ backup: build ## back up the running dev cluster (every origin stream, every pro
 restore: build ## restore a backup into a fresh staging region and check it against the live cluster: make restore BACKUP=var/backups/<id> (default the newest)
 	@b="$(BACKUP)"; if [ -z "$$b" ]; then b=$$(ls -d var/backups/2*[0-9Z] 2>/dev/null | tail -n 1); fi; 	test -n "$$b" || { echo "make restore: no backup in var/backups (make backup) and no BACKUP=" >&2; exit 2; }; 	./$(BIN) restore "$$b" --dir var/dev
 
-COMPOSE := docker-compose -p shortener -f compose/docker-compose.yml
+# docker compose (v2) where the docker CLI has it, else docker-compose (v1:
+# what this project's machines and CI have, and the only one tested here).
+COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose) -p shortener -f compose/docker-compose.yml
 COMPOSE_KEY = SHORTENER_API_KEY=$${SHORTENER_API_KEY:-$$(cat var/compose/api-key 2>/dev/null || echo unset)} SHORTENER_SECRETS_DIR=$${SHORTENER_SECRETS_DIR:-$(CURDIR)/var/compose/secrets}
 
 compose-image: ## build the static binary and the FROM scratch image of the compose stack
@@ -124,7 +126,7 @@ compose-up: compose-image ## the three regions (+ us-east-b) and the switch on D
 	@test -s var/compose/secrets/users.json || compose/shortener secrets init --dir var/compose/secrets --region us-east --region eu-west --region ap-south
 	@test -s var/compose/secrets/http.crt || compose/shortener secrets http-cert --dir var/compose/secrets --host 127.0.0.1 --host 172.28.1.1 --host 172.28.2.1 --host 172.28.3.1 --host 172.30.1.11
 	@for r in us-east eu-west ap-south; do test -s var/compose/secrets/$$r/users.json || compose/shortener secrets export --dir var/compose/secrets --out var/compose/secrets/$$r $$r; done
-	@chown -R 65532:65532 var/compose/secrets/us-east var/compose/secrets/eu-west var/compose/secrets/ap-south # the containers' user reads them (mode 0600)
+	@$$([ "$$(id -u)" = 0 ] || echo sudo) chown -R 65532:65532 var/compose/secrets/us-east var/compose/secrets/eu-west var/compose/secrets/ap-south # the containers' user reads them (mode 0600)
 	$(COMPOSE_KEY) $(COMPOSE) up -d
 	@echo "API key: $$(cat var/compose/api-key) (var/compose/api-key)"
 

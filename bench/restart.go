@@ -36,8 +36,8 @@ func (o RestartOptions) Validate() error {
 	if o.Rate <= 0 {
 		return fmt.Errorf("--rate must be positive")
 	}
-	if o.Down < 0 {
-		return fmt.Errorf("--down must not be negative")
+	if o.Down < 0 || o.Timeout <= 0 {
+		return fmt.Errorf("--down must not be negative, and --timeout must be positive")
 	}
 	return validateFirstHost(o.First)
 }

@@ -255,5 +255,31 @@ func TestDeployOnThreeHosts(t *testing.T) {
 	everywhere("us-east and eu-west hold each other's links during the cut", []int{0, 1})
 	sh(t, "ip", "link", "set", hostSide[2], "up")
 	everywhere("every acknowledged link in every region after the heal", []int{0, 1, 2})
-	t.Logf("%d acknowledged links redirect in all three regions", len(acked))
+	// And the projections agree, row for row.
+	eventually(t, time.Minute, "one projection digest in every region", func() error {
+		var digests []string
+		for i := range hosts {
+			req, _ := http.NewRequest(http.MethodGet, base(i)+"/api/v1/projection", nil)
+			req.Header.Set("X-Api-Key", apiKey)
+			res, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			var p struct {
+				Digest string
+				Links  int
+			}
+			err = json.NewDecoder(res.Body).Decode(&p)
+			res.Body.Close()
+			if err != nil || p.Links != len(acked) {
+				return fmt.Errorf("%s: %d links, want %d (%v)", hosts[i].name, p.Links, len(acked), err)
+			}
+			digests = append(digests, p.Digest)
+		}
+		if digests[0] == "" || digests[0] != digests[1] || digests[1] != digests[2] {
+			return fmt.Errorf("digests %v", digests)
+		}
+		return nil
+	})
+	t.Logf("%d acknowledged links redirect in all three regions, one projection digest", len(acked))
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,20 +23,22 @@ func EnvName(prefix, name string) string {
 }
 
 // ApplyEnv sets each flag of fs that the command line did not set from
-// its variable (EnvName) when lookup finds one, so that the command line
-// wins. A flag that takes several values takes them separated by white
-// space from an array flag (each value may hold commas, like --peer) and
-// by commas from a slice flag, as on the command line. The error names the
-// variable and why its value was refused.
-func ApplyEnv(fs *pflag.FlagSet, prefix string, lookup func(string) (string, bool)) error {
+// its variable (EnvName) when lookup finds one that is not empty, so that
+// the command line wins. A flag that takes several values takes them
+// separated by white space from an array flag (each value may hold commas,
+// like --peer) and by commas from a slice flag, as on the command line.
+// The flags named in only are command-line only (--config, --help): their
+// variables are ignored. The error names the variable and why its value
+// was refused.
+func ApplyEnv(fs *pflag.FlagSet, prefix string, lookup func(string) (string, bool), only []string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed {
+		if err != nil || f.Changed || slices.Contains(only, f.Name) {
 			return
 		}
 		env := EnvName(prefix, f.Name)
 		v, ok := lookup(env)
-		if !ok {
+		if !ok || v == "" {
 			return
 		}
 		values := []string{v}
@@ -56,9 +59,11 @@ func ApplyEnv(fs *pflag.FlagSet, prefix string, lookup func(string) (string, boo
 // environment set from the config file at path: TOML (.toml) or JSON
 // (.json), one key per flag, named as the flag with "_" for "-" (aliases
 // maps other accepted keys to flag names), a list for a flag that takes
-// several values. An unknown key, a table, a list for a flag of one value
-// and a value the flag refuses are errors naming the file and the key.
-func LoadFile(path string, fs *pflag.FlagSet, aliases map[string]string) error {
+// several values. An unknown key (a flag of only, which is command-line
+// only, counts as one), two keys for one flag, a table, a list for a flag
+// of one value and a value the flag refuses are errors naming the file and
+// the key.
+func LoadFile(path string, fs *pflag.FlagSet, aliases map[string]string, only []string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -83,15 +88,20 @@ func LoadFile(path string, fs *pflag.FlagSet, aliases map[string]string) error {
 		names = append(names, k)
 	}
 	slices.Sort(names)
+	seen := map[string]string{}
 	for _, key := range names {
 		name, ok := aliases[key]
 		if !ok {
 			name = strings.ReplaceAll(key, "_", "-")
 		}
 		f := fs.Lookup(name)
-		if f == nil || strings.Contains(key, "-") {
+		if f == nil || strings.Contains(key, "-") || slices.Contains(only, name) {
 			return fmt.Errorf("config %s: unknown key %q", path, key)
 		}
+		if other, dup := seen[name]; dup {
+			return fmt.Errorf("config %s: %q and %q are the same setting: give one", path, other, key)
+		}
+		seen[name] = key
 		if f.Changed {
 			continue
 		}
@@ -158,7 +168,8 @@ func scalar(v any) (string, error) {
 
 // Print writes the values of fs's flags, except those skip names, as a
 // TOML config file that LoadFile reads back: keys sorted, the value of
-// each flag secret names (when not empty) replaced by "(masked)".
+// each flag secret names (when not empty) replaced by "(masked)", and so
+// is the user information of a URL.
 func Print(w io.Writer, fs *pflag.FlagSet, skip, secret []string) error {
 	out := map[string]any{}
 	var err error
@@ -182,7 +193,7 @@ func Print(w io.Writer, fs *pflag.FlagSet, skip, secret []string) error {
 		case "stringArray":
 			v, err = fs.GetStringArray(f.Name)
 		default:
-			v = f.Value.String()
+			v = maskUser(f.Value.String())
 		}
 		if slices.Contains(secret, f.Name) && !empty(v) {
 			v = "(masked)"
@@ -193,6 +204,17 @@ func Print(w io.Writer, fs *pflag.FlagSet, skip, secret []string) error {
 		return err
 	}
 	return toml.NewEncoder(w).Encode(out)
+}
+
+// maskUser hides the user information of a URL (nats://user:password@h),
+// which may hold a credential; anything else comes back as it is.
+func maskUser(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil || u.Host == "" {
+		return s
+	}
+	u.User = url.User("(masked)")
+	return u.String()
 }
 
 func empty(v any) bool {

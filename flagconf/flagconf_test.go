@@ -55,9 +55,9 @@ func TestPrecedence(t *testing.T) {
 	if err := fs.Parse([]string{"--http", "cli-http"}); err != nil {
 		t.Fatal(err)
 	}
-	e := env(map[string]string{"SHORTENER_HTTP": "env-http", "SHORTENER_DATA": "env-data",
+	e := env(map[string]string{"SHORTENER_HTTP": "env-http", "SHORTENER_DATA": "env-data", "SHORTENER_NAME": "", "SHORTENER_CONFIG": "ignored.toml",
 		"SHORTENER_PEER": "eu-west=10.0.2.1,10.0.2.2 ap-south=10.0.3.1", "OTHER_NAME": "ignored"})
-	if err := flagconf.ApplyEnv(fs, "SHORTENER", e); err != nil {
+	if err := flagconf.ApplyEnv(fs, "SHORTENER", e, []string{"config"}); err != nil {
 		t.Fatal(err)
 	}
 	file := write(t, "r.toml", `name = "file-name"
@@ -69,7 +69,7 @@ rate_limit = -1
 no_clicks = true
 api_key_hashes = ["ab", "cd"]
 `)
-	if err := flagconf.LoadFile(file, fs, map[string]string{"peers": "peer", "api_key_hashes": "api-key-hash"}); err != nil {
+	if err := flagconf.LoadFile(file, fs, map[string]string{"peers": "peer", "api_key_hashes": "api-key-hash"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := settings{name: "file-name", data: "env-data", http: "cli-http", port: 5222, rate: -1, quiet: true,
@@ -98,15 +98,17 @@ func TestRefusals(t *testing.T) {
 		{"json not an object", "r.json", `[1]`, nil, "r.json"},
 		{"another format", "r.yaml", `name: a`, nil, "want a .toml or a .json file"},
 		{"bad environment", "", "", map[string]string{"SHORTENER_NATS_PORT": "x"}, "$SHORTENER_NATS_PORT"},
+		{"a command-line-only key", "r.toml", `http = "a:1"`, nil, `unknown key "http"`},
+		{"two keys for one flag", "r.toml", "peer = [\"a=1\"]\npeers = [\"b=2\"]", nil, `"peer" and "peers" are the same setting`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var s settings
 			fs := flags(&s)
 			var err error
 			if c.env != nil {
-				err = flagconf.ApplyEnv(fs, "SHORTENER", env(c.env))
+				err = flagconf.ApplyEnv(fs, "SHORTENER", env(c.env), nil)
 			} else {
-				err = flagconf.LoadFile(write(t, c.file, c.body), fs, nil)
+				err = flagconf.LoadFile(write(t, c.file, c.body), fs, map[string]string{"peers": "peer"}, []string{"http"})
 			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("%v; want an error with %q", err, c.want)
@@ -114,7 +116,7 @@ func TestRefusals(t *testing.T) {
 		})
 	}
 	var s settings
-	if err := flagconf.LoadFile(filepath.Join(t.TempDir(), "none.toml"), flags(&s), nil); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if err := flagconf.LoadFile(filepath.Join(t.TempDir(), "none.toml"), flags(&s), nil, nil); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("missing file: %v", err)
 	}
 }
@@ -124,8 +126,15 @@ func TestRefusals(t *testing.T) {
 func TestPrintReadsBack(t *testing.T) {
 	var s settings
 	fs := flags(&s)
-	if err := fs.Parse([]string{"--name", "us-east", "--peer", "eu-west=10.0.2.1,10.0.2.2", "--api-key-hash", "abcd", "--nats-port", "1", "--no-clicks"}); err != nil {
+	if err := fs.Parse([]string{"--data", "nats://someone:s3cret@nats.example:4222", "--name", "us-east", "--peer", "eu-west=10.0.2.1,10.0.2.2", "--api-key-hash", "abcd", "--nats-port", "1", "--no-clicks"}); err != nil {
 		t.Fatal(err)
+	}
+	var withURL bytes.Buffer
+	if err := flagconf.Print(&withURL, fs, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(withURL.String(), "s3cret") || !strings.Contains(withURL.String(), "nats://%28masked%29@nats.example:4222") {
+		t.Errorf("a URL's password is printed:\n%s", withURL.String())
 	}
 	var out bytes.Buffer
 	if err := flagconf.Print(&out, fs, []string{"data"}, []string{"api-key-hash", "http"}); err != nil {
@@ -140,7 +149,7 @@ func TestPrintReadsBack(t *testing.T) {
 	}
 	var back settings
 	bfs := flags(&back)
-	if err := flagconf.LoadFile(write(t, "back.toml", strings.ReplaceAll(text, `"(masked)"`, `"abcd"`)), bfs, nil); err != nil {
+	if err := flagconf.LoadFile(write(t, "back.toml", strings.ReplaceAll(text, `"(masked)"`, `"abcd"`)), bfs, nil, nil); err != nil {
 		t.Fatalf("%v\n%s", err, text)
 	}
 	if back.name != "us-east" || back.port != 1 || !back.quiet || !slices.Equal(back.peers, s.peers) || !slices.Equal(back.hashes, []string{"abcd"}) {
@@ -165,6 +174,6 @@ func FuzzLoadFile(f *testing.F) {
 			t.Fatal(err)
 		}
 		var s settings
-		_ = flagconf.LoadFile(p, flags(&s), nil)
+		_ = flagconf.LoadFile(p, flags(&s), map[string]string{"peers": "peer"}, []string{"http"})
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -58,7 +59,7 @@ func Start(spec Spec) (*Proc, error) {
 		}
 	}
 	cmd := exec.Command(spec.Bin, spec.Args...)
-	cmd.Env = append(os.Environ(), spec.Env...)
+	cmd.Env = append(inherited(os.Environ()), spec.Env...)
 	var logf *os.File
 	if spec.Log != "" {
 		var err error
@@ -228,4 +229,21 @@ func WaitHTTP(ctx context.Context, url string, exited <-chan struct{}, timeout t
 		case <-t.C:
 		}
 	}
+}
+
+// inherited is the environment a child gets from this process: all of it
+// but the SHORTENER_<FLAG> settings (a region reads every flag from them),
+// which are for a region an operator starts by hand, not for the ones a
+// supervisor or a test starts with flags of its own; the API key and the
+// secrets folder, which every tool reads the same way, stay.
+func inherited(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "SHORTENER_") && name != "SHORTENER_API_KEY" && name != "SHORTENER_SECRETS" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }

@@ -241,3 +241,16 @@ func TestTopologyOn(t *testing.T) {
 		t.Fatalf("global host %s", g)
 	}
 }
+
+// TestInheritedEnvironment: a child started by procs keeps the environment
+// but the SHORTENER_<FLAG> settings an operator may have exported for a
+// region of their own (a stray SHORTENER_GLOBAL_HOST would put every dev
+// region's global member on one host); the API key and the secrets folder
+// stay.
+func TestInheritedEnvironment(t *testing.T) {
+	got := inherited([]string{"PATH=/bin", "SHORTENER_API_KEY=k", "SHORTENER_SECRETS=s", "SHORTENER_GLOBAL_HOST=10.0.0.1",
+		"SHORTENER_CONFIG=x.toml", "HOME=/root", "NOT_SHORTENER_X=1"})
+	if want := "PATH=/bin SHORTENER_API_KEY=k SHORTENER_SECRETS=s HOME=/root NOT_SHORTENER_X=1"; strings.Join(got, " ") != want {
+		t.Errorf("got %v\nwant %s", got, want)
+	}
+}

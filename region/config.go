@@ -296,6 +296,13 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%s port %d: want 1 to 65535", port.name, port.n)
 		}
 	}
+	if c.NATS.Host == c.NATS.GlobalHost {
+		for _, pair := range [][2]int{{c.NATS.ClientPort, c.NATS.GlobalClientPort}, {c.NATS.ClusterPort, c.NATS.GlobalClusterPort}, {c.NATS.GatewayPort, c.NATS.GlobalGatewayPort}} {
+			if pair[0] == pair[1] {
+				return c, fmt.Errorf("the global member on the regional host %s needs ports of its own (--global-client-port, --global-cluster-port, --global-gateway-port): port %d is taken twice", c.NATS.Host, pair[0])
+			}
+		}
+	}
 	seen := map[string]bool{c.Name: true}
 	for i, p := range c.Peers {
 		if err := events.ValidateRegion(p.Name); err != nil || seen[p.Name] {
@@ -506,7 +513,7 @@ func ParsePeer(spec string) (Peer, error) {
 			}
 		}
 	}
-	if p.Host == "" || strings.ContainsAny(p.Host+p.GlobalHost, "[]/ ") {
+	if p.Host == "" || strings.ContainsAny(p.Host+p.GlobalHost, "[]/ ,=") {
 		return Peer{}, bad
 	}
 	return p, nil

@@ -70,6 +70,7 @@ func TestParsePeer(t *testing.T) {
 		{in: "eu-west=10.0.2.1,g:6300", bad: true}, // a global member's two ports or none
 		{in: "eu-west=10.0.2.1,:6300:7300", bad: true},
 		{in: "eu-west=[::1]:7222", bad: true},
+		{in: "eu-west=h,g,x", bad: true},
 	} {
 		got, err := region.ParsePeer(c.in)
 		if c.bad {

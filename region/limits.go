@@ -35,8 +35,10 @@ type Limits struct {
 }
 
 // limitedClients bounds how many addresses the buckets are kept for (the
-// least recently seen go first): a full bucket is what a forgotten
-// address gets back, so this bounds memory, not the limit.
+// least recently seen go first). While it is full a new address starts
+// with one token instead of a full bucket: otherwise a client holding more
+// addresses than this (an IPv6 /48 is 65,536 /64s) would evict its own
+// buckets and come back to full ones every time.
 const limitedClients = 1 << 16
 
 // missLimiter is the per address buckets of Limits.
@@ -66,7 +68,11 @@ func (m *missLimiter) allow(c echo.Context, now time.Time) (bool, time.Duration)
 	if err != nil {
 		return true, 0 // not an address (a test's pipe): nothing to key it by
 	}
-	addr = addr.Unmap()
+	return m.allowAddr(addr.Unmap(), now)
+}
+
+// allowAddr is allow for the client address addr.
+func (m *missLimiter) allowAddr(addr netip.Addr, now time.Time) (bool, time.Duration) {
 	if slices.ContainsFunc(m.exempt, func(p netip.Prefix) bool { return p.Contains(addr) }) {
 		return true, 0
 	}
@@ -76,6 +82,12 @@ func (m *missLimiter) allow(c echo.Context, now time.Time) (bool, time.Duration)
 	l, ok := m.clients.Get(addr)
 	if !ok {
 		l = rate.NewLimiter(m.limit, m.burst)
+		if m.clients.Len() >= limitedClients && m.burst > 1 {
+			// Full: a new address may be one of many a client cycles
+			// through to evict its own buckets (65,536 /64s are one /48),
+			// so it starts with one token, not a full bucket.
+			l.AllowN(now, m.burst-1)
+		}
 		if prev, found, _ := m.clients.PeekOrAdd(addr, l); found {
 			l = prev
 		}
@@ -97,7 +109,7 @@ func (r *Region) limitMiss(c echo.Context, reason string, what error) error {
 		return what
 	}
 	r.tel.countLimited(c.Request().Context(), reason)
-	return &events.Error{Kind: events.RateLimited, Message: limitMessages[reason], RetryAfter: max(wait.Round(time.Second), time.Second)}
+	return &events.Error{Kind: events.RateLimited, Message: limitMessages[reason], RetryAfter: max(wait, time.Second)} // the problem rounds it up
 }
 
 // The reasons a miss is limited for: a metric label, so a closed set.

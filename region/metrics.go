@@ -467,6 +467,8 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 	if err == nil {
 		err = e
 	}
+	jsUsed := ig("shortener.jetstream.store.used", "By", "Bytes of disk the region's embedded JetStream server holds (streams and mirrors), by server: regional, or global (the alias register).")
+	jsLimit := ig("shortener.jetstream.store.limit", "By", "The embedded JetStream server's disk limit (--jetstream-max-store), by server: beyond it, appends are refused (docs/runbooks/jetstream-store-high.md).")
 	halted := ig("shortener.stream.halted", "", "1 while the projection has stopped the stream at an event this binary does not understand (a newer schema, an unknown type): nothing after it is folded until the binary is upgraded (docs/runbooks/stream-halted.md), else 0.")
 	if err != nil {
 		return err
@@ -483,6 +485,10 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 		reasons[reason] = metric.WithAttributeSet(attribute.NewSet(region, attribute.String("reason", string(reason))))
 	}
 	regionSet := metric.WithAttributeSet(attribute.NewSet(region))
+	jsServers := []metric.ObserveOption{ // in the order of r.servers
+		metric.WithAttributeSet(attribute.NewSet(region, attribute.String("server", "regional"))),
+		metric.WithAttributeSet(attribute.NewSet(region, attribute.String("server", "global"))),
+	}
 	origins := map[string]metric.ObserveOption{}
 	origins[r.cfg.Name] = metric.WithAttributeSet(attribute.NewSet(region, attribute.String("origin", r.cfg.Name)))
 	for _, p := range r.cfg.Peers {
@@ -531,6 +537,12 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 			o.ObserveInt64(diskSize, int64(size), regionSet)
 		}
 		o.ObserveInt64(cacheEntries, int64(r.store.CacheLen()), regionSet)
+		for i, srv := range r.servers { // none with an external NATS
+			if info, err := srv.Jsz(nil); err == nil && i < len(jsServers) {
+				o.ObserveInt64(jsUsed, int64(info.Store), jsServers[i])
+				o.ObserveInt64(jsLimit, info.Config.MaxStore, jsServers[i])
+			}
+		}
 		now := r.cfg.Now()
 		for name, until := range r.certificates() {
 			o.ObserveFloat64(certLeft, until.Sub(now).Seconds(), metric.WithAttributeSet(attribute.NewSet(region, attribute.String("cert", name))))
@@ -553,7 +565,7 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 		}
 		return nil
 	}, lagEvents, lagSeconds, active, copying, mirrorErr, reachable, behind, diverged, rpoEvents, rpoSeconds, rpoKnown, projLag, aliases, storeBytes,
-		diskFree, diskSize, cacheEntries, appliedCtr, freshness, rejectedCtr, halted, certLeft)
+		diskFree, diskSize, cacheEntries, appliedCtr, freshness, rejectedCtr, halted, certLeft, jsUsed, jsLimit)
 	return err
 }
 

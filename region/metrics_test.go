@@ -118,6 +118,9 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"shortener_disk_free_bytes", us, 1},
 		{"shortener_http_open_connections", us, 1},
 		{"shortener_cache_entries", us, 1},
+		{"shortener_jetstream_store_used_bytes", map[string]string{"region": "us-east", "server": "regional"}, 1},
+		{"shortener_jetstream_store_limit_bytes", map[string]string{"region": "us-east", "server": "regional"}, 8 << 30},
+		{"shortener_jetstream_store_limit_bytes", map[string]string{"region": "us-east", "server": "global"}, 8 << 30},
 		// Present from 0, for every reason, so that increase() sees the first refusal.
 		{"shortener_events_rejected_total", map[string]string{"region": "us-east", "reason": "url"}, 0},
 		{"shortener_events_rejected_total", map[string]string{"reason": "code_owner"}, 0},

@@ -154,11 +154,13 @@ The API key is taken, in order, from --api-key-hash (hex SHA-256, repeatable),
 from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := flagconf.ApplyEnv(cmd.Flags(), "SHORTENER", os.LookupEnv); err != nil {
+			// What only the command line may say: which file, and what to do.
+			cliOnly := []string{"config", "print-config", "help"}
+			if err := flagconf.ApplyEnv(cmd.Flags(), "SHORTENER", os.LookupEnv, cliOnly); err != nil {
 				return usageError{err}
 			}
 			if configFile != "" {
-				if err := flagconf.LoadFile(configFile, cmd.Flags(), configAliases); err != nil {
+				if err := flagconf.LoadFile(configFile, cmd.Flags(), configAliases, cliOnly); err != nil {
 					return usageError{err}
 				}
 			}
@@ -166,7 +168,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 				if os.Getenv("SHORTENER_API_KEY") != "" {
 					fmt.Fprintln(cmd.OutOrStdout(), "# the API key: from $SHORTENER_API_KEY (not shown)")
 				}
-				return flagconf.Print(cmd.OutOrStdout(), cmd.Flags(), []string{"config", "print-config", "help"}, []string{"api-key-hash"})
+				return flagconf.Print(cmd.OutOrStdout(), cmd.Flags(), cliOnly, []string{"api-key-hash"})
 			}
 			cfg, err := f.config()
 			if err != nil {
