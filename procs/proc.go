@@ -231,16 +231,23 @@ func WaitHTTP(ctx context.Context, url string, exited <-chan struct{}, timeout t
 	}
 }
 
+// RegionFlagEnv names the environment variables a region reads its flags
+// from (SHORTENER_HTTP for --http, ...): cmd/shortener fills it from the
+// region command's flags at start. A child does not inherit them (see
+// inherited); empty, nothing is dropped.
+var RegionFlagEnv = map[string]bool{}
+
 // inherited is the environment a child gets from this process: all of it
-// but the SHORTENER_<FLAG> settings (a region reads every flag from them),
-// which are for a region an operator starts by hand, not for the ones a
-// supervisor or a test starts with flags of its own; the API key and the
+// but the region flags' variables (RegionFlagEnv), which are for a region
+// an operator starts by hand, not for the ones a supervisor or a test
+// starts with flags of its own (a stray SHORTENER_GLOBAL_HOST would put
+// every dev region's global member on one host). The API key and the
 // secrets folder, which every tool reads the same way, stay.
 func inherited(env []string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "SHORTENER_") && name != "SHORTENER_API_KEY" && name != "SHORTENER_SECRETS" {
+		if RegionFlagEnv[name] && name != "SHORTENER_API_KEY" && name != "SHORTENER_SECRETS" {
 			continue
 		}
 		out = append(out, kv)

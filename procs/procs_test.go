@@ -248,9 +248,12 @@ func TestTopologyOn(t *testing.T) {
 // region's global member on one host); the API key and the secrets folder
 // stay.
 func TestInheritedEnvironment(t *testing.T) {
+	saved := RegionFlagEnv
+	defer func() { RegionFlagEnv = saved }()
+	RegionFlagEnv = map[string]bool{"SHORTENER_GLOBAL_HOST": true, "SHORTENER_CONFIG": true, "SHORTENER_SECRETS": true}
 	got := inherited([]string{"PATH=/bin", "SHORTENER_API_KEY=k", "SHORTENER_SECRETS=s", "SHORTENER_GLOBAL_HOST=10.0.0.1",
-		"SHORTENER_CONFIG=x.toml", "HOME=/root", "NOT_SHORTENER_X=1"})
-	if want := "PATH=/bin SHORTENER_API_KEY=k SHORTENER_SECRETS=s HOME=/root NOT_SHORTENER_X=1"; strings.Join(got, " ") != want {
+		"SHORTENER_CONFIG=x.toml", "HOME=/root", "SHORTENER_CHILD=1", "NOT_SHORTENER_X=1"})
+	if want := "PATH=/bin SHORTENER_API_KEY=k SHORTENER_SECRETS=s HOME=/root SHORTENER_CHILD=1 NOT_SHORTENER_X=1"; strings.Join(got, " ") != want {
 		t.Errorf("got %v\nwant %s", got, want)
 	}
 }

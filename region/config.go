@@ -114,6 +114,9 @@ type Config struct {
 	CacheSize     int           // LRU entries, default 100,000
 	APIKeyHashes  []string      // hex SHA-256 of every accepted API key
 	RateLimit     float64       // API requests per second per key; 0 = default 200, <0 = off
+	// Targets are the rules a link's target must pass at create and update
+	// (region/targets.go).
+	Targets Targets
 	// Limits bound what one client address may spend on misses: redirects
 	// that serve nothing and requests without a valid key (region/limits.go).
 	Limits Limits

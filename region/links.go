@@ -51,6 +51,9 @@ func (r *Region) CreateLink(ctx context.Context, actor string, req CreateRequest
 	if err != nil {
 		return events.Link{}, err
 	}
+	if err := r.targets.check(url); err != nil {
+		return events.Link{}, err
+	}
 	if req.Alias != "" {
 		if err := events.ValidateAlias(req.Alias); err != nil {
 			return events.Link{}, err
@@ -171,6 +174,9 @@ func (r *Region) updateLink(ctx context.Context, actor, code string, req UpdateR
 	if req.URL != nil {
 		url, err := events.NormalizeURL(*req.URL, r.cfg.MaxURLLen)
 		if err != nil {
+			return events.Link{}, err
+		}
+		if err := r.targets.check(url); err != nil {
 			return events.Link{}, err
 		}
 		p.URL = &url

@@ -58,12 +58,14 @@ type telemetry struct {
 	waitDur     metric.Float64Histogram
 	conns       metric.Int64UpDownCounter
 	limited     metric.Int64Counter
+	reloads     metric.Int64Counter
 
 	hit, miss             []metric.AddOption
 	publishOK, publishErr []metric.RecordOption
 	waitOK, waitErr       []metric.RecordOption
 	regionAdd             []metric.AddOption
 	limitedBy             map[string][]metric.AddOption // by reason (region/limits.go)
+	reloadOK, reloadBad   []metric.AddOption
 
 	redirects [600]atomic.Pointer[routeObs] // by status
 	mu        sync.RWMutex
@@ -130,6 +132,7 @@ func newTelemetry(name string, log *slog.Logger, mp metric.MeterProvider, tp tra
 	}
 	t.errs = counter("shortener.http.errors", "{response}", "HTTP responses with a status of 400 or more, by route, method and status.")
 	t.cacheLookup = counter("shortener.cache.lookups", "{lookup}", "Redirect lookups in the LRU cache, by result: hit, or miss (then read from Pebble).")
+	t.reloads = counter("shortener.blocklist.reloads", "{reload}", "Reads of the blocklist file after it changed, by result: ok, or refused (it did not parse; the list in use stays).")
 	t.limited = counter("shortener.http.limited", "{response}", "Requests answered 429 because their client address spent its tokens on misses, by reason: not_found (redirects of codes that serve nothing), auth (API requests without a valid key).")
 	if t.conns, err = m.Int64UpDownCounter("shortener.http.open_connections", metric.WithUnit("{connection}"),
 		metric.WithDescription("Open HTTP connections (saturation).")); err != nil {
@@ -149,6 +152,7 @@ func newTelemetry(name string, log *slog.Logger, mp metric.MeterProvider, tp tra
 	t.publishOK, t.publishErr = rec(attribute.String("result", "ok")), rec(attribute.String("result", "error"))
 	t.waitOK, t.waitErr = rec(attribute.String("result", "ok")), rec(attribute.String("result", "error"))
 	t.regionAdd = add()
+	t.reloadOK, t.reloadBad = add(attribute.String("result", "ok")), add(attribute.String("result", "refused"))
 	t.limitedBy = map[string][]metric.AddOption{}
 	for reason := range limitMessages {
 		t.limitedBy[reason] = add(attribute.String("reason", reason))
@@ -593,5 +597,14 @@ func (t *telemetry) close() {
 // countLimited counts a request refused for its address's misses.
 func (t *telemetry) countLimited(ctx context.Context, reason string) {
 	t.limited.Add(ctx, 1, t.limitedBy[reason]...)
+}
+
+// countBlocklistReload counts a read of the changed blocklist file.
+func (t *telemetry) countBlocklistReload(ctx context.Context, ok bool) {
+	if ok {
+		t.reloads.Add(ctx, 1, t.reloadOK...)
+	} else {
+		t.reloads.Add(ctx, 1, t.reloadBad...)
+	}
 }
 

@@ -29,6 +29,7 @@ type Region struct {
 	keys    *keyring
 	caching redirectCaching
 	misses  *missLimiter // nil: no limit
+	targets *targetGuard
 
 	servers []*server.Server // the embedded regional and global servers; none with an external NATS
 	// inFlight counts the requests being served, for the drain at shutdown.
@@ -73,7 +74,7 @@ func New(cfg Config) (*Region, error) {
 	if cfg.FaultInjection {
 		cfg.Now = f.skewedClock(cfg.Now)
 	}
-	return &Region{cfg: cfg, keys: keys, caching: newRedirectCaching(cfg.RedirectMaxAge), misses: newMissLimiter(cfg.Limits), log: cfg.Logger.With("region", cfg.Name), faults: f,
+	return &Region{cfg: cfg, keys: keys, caching: newRedirectCaching(cfg.RedirectMaxAge), misses: newMissLimiter(cfg.Limits), targets: newTargetGuard(cfg.Targets, ownHosts(cfg)...), log: cfg.Logger.With("region", cfg.Name), faults: f,
 		stream: replicator.StreamName(cfg.Name), errc: make(chan error, 4)}, nil
 }
 
@@ -118,6 +119,9 @@ func (r *Region) Open(ctx context.Context) (err error) {
 		}
 	}()
 	start := time.Now()
+	if err := r.targets.open(); err != nil {
+		return err
+	}
 	if r.cfg.NATSURL == "" {
 		regional, global := natsServers(r.cfg)
 		gws := gatewayMap(r.cfg)
@@ -212,6 +216,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 		r.goRun(bg, "click recorder", r.clicks.flush)
 		r.goRun(bg, "click projector", r.clicks.project)
 	}
+	r.goRun(bg, "blocklist", r.watchBlocklist)
 	r.goRun(bg, "heartbeats", func(ctx context.Context) error {
 		return replicator.Heartbeats(ctx, r.events, r.cfg.Name, time.Second, r.cfg.Now)
 	})

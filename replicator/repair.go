@@ -209,11 +209,19 @@ func sameAt(ctx context.Context, js jetstream.JetStream, a, b string, seq uint64
 		}
 		var err error
 		for try := 0; try < sameAtTries; try++ {
+			began := time.Now()
 			tctx, cancel := context.WithTimeout(ctx, sameAtTry)
 			err = read(tctx)
 			cancel()
 			if err == nil || ctx.Err() != nil {
 				break
+			}
+			// An error that came back at once (JetStream "temporarily
+			// unavailable" while its meta layer settles) is asked again
+			// after the rest of the try's time, not at once.
+			select {
+			case <-ctx.Done():
+			case <-time.After(sameAtTry - time.Since(began)):
 			}
 		}
 		if err != nil && ctx.Err() == nil {

@@ -10,10 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"shortener/flagconf"
+	"shortener/procs"
 	"shortener/telemetry"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func main() {
@@ -43,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
+var regionEnvOnce sync.Once
+
 // rootCmd returns the shortener command with every subcommand (the runbook
 // test checks the runbooks' command lines against it).
 func rootCmd() *cobra.Command {
@@ -53,7 +59,11 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(regionCmd(), devCmd(), chaosCmd(), statusCmd(), loadCmd(), benchCmd(), baselineCmd(), switchCmd(), auditCmd(), drillsCmd(), backupCmd(), restoreCmd(), healthcheckCmd(), requestCmd(), secretsCmd(), versionCmd())
+	region := regionCmd()
+	regionEnvOnce.Do(func() { // children do not inherit these (procs.inherited)
+		region.Flags().VisitAll(func(f *pflag.Flag) { procs.RegionFlagEnv[flagconf.EnvName("SHORTENER", f.Name)] = true })
+	})
+	root.AddCommand(region, devCmd(), chaosCmd(), statusCmd(), loadCmd(), benchCmd(), baselineCmd(), switchCmd(), auditCmd(), drillsCmd(), backupCmd(), restoreCmd(), healthcheckCmd(), requestCmd(), secretsCmd(), versionCmd())
 	return root
 }
 

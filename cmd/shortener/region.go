@@ -62,6 +62,8 @@ type regionFlags struct {
 	MissBurst           int
 	LimitExempt         []string
 	TrustedProxies      []string
+	AllowPrivate        bool
+	Blocklist           string
 	SwitchAdmin         string
 	OTLP                string
 	NoClicks            bool
@@ -267,6 +269,8 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.Float64Var(&f.MissLimit, "miss-limit", 10, "per client address, requests per second that may serve nothing (redirects answering 404 or 410, API requests without a valid key) before they are answered 429; a served redirect is never limited (negative: off)")
 	fl.IntVar(&f.MissBurst, "miss-burst", 50, "per client address, how many such requests may come at once")
 	fl.StringArrayVar(&f.LimitExempt, "limit-exempt", nil, "client addresses (CIDR or address) never limited by --miss-limit: your own load, probe and drill clients (repeatable)")
+	fl.BoolVar(&f.AllowPrivate, "allow-private-targets", false, "let links point at literal loopback, private and link-local addresses and localhost (an intranet shortener); the service's own hosts stay refused")
+	fl.StringVar(&f.Blocklist, "blocklist", "", "file of host names links may not point at (each with every name under it; one per line, # comments), read again when it changes")
 	fl.StringArrayVar(&f.TrustedProxies, "trusted-proxy", nil, "proxies (CIDR or address) whose X-Forwarded-For names the client: their requests count against the address they forwarded for (repeatable; default none: the header is ignored)")
 	fl.StringSliceVar(&f.KeyHashes, "api-key-hash", nil, "accepted API key, as hex SHA-256 (repeatable)")
 	fl.StringVar(&f.KeyFile, "api-key-file", "", "file holding the API key")
@@ -407,6 +411,7 @@ func (f regionFlags) config() (region.Config, error) {
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
 		Limits:           region.Limits{PerSecond: f.MissLimit, Burst: f.MissBurst, Exempt: exempt, TrustedProxies: proxies},
+		Targets:          region.Targets{AllowPrivate: f.AllowPrivate, Blocklist: f.Blocklist},
 		ClickCommitEvery: clickCommit, RedirectMaxAge: redirectMaxAge, NATSServerSecrets: srv, NATSClientSecrets: cli, Keys: keys, HTTPCert: httpCert, NATSInsecure: f.InsecureNATS,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
 			Advertise: f.NATSAdvertise, GlobalAdvertise: f.NATSGlobalAdvertise, MaxStore: maxStore,
