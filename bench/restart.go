@@ -55,7 +55,7 @@ func Restart(ctx context.Context, out, progress io.Writer, o RestartOptions) err
 
 type restartResult struct {
 	Rate  float64         `json:"load_ops_per_second"`
-	Down  time.Duration   `json:"down_ns"` // how long ap-south stayed down each time
+	Down  time.Duration   `json:"down_ns"`  // how long ap-south stayed down each time
 	Ready []time.Duration `json:"ready_ns"` // per restart: process start -> /readyz 200
 	// Live is, per restart, process start -> every mirror live in every
 	// region again, the others' mirrors of ap-south included (context:

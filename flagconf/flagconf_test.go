@@ -15,10 +15,10 @@ import (
 
 type settings struct {
 	name, data, http string
-	port              int
-	rate              float64
-	quiet             bool
-	peers, hashes     []string
+	port             int
+	rate             float64
+	quiet            bool
+	peers, hashes    []string
 }
 
 func flags(s *settings) *pflag.FlagSet {

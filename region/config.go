@@ -109,17 +109,17 @@ type Config struct {
 	// events.SchemaVersion); a stream stops at a later one
 	// (projections.Options.MaxSchema). Tests raise it to stand for an
 	// upgraded binary.
-	MaxSchema     int
-	MaxURLLen     int           // default events.DefaultMaxURLLen, at most events.FoldMaxURLLen
-	CacheSize     int           // LRU entries, default 100,000
-	APIKeyHashes  []string      // hex SHA-256 of every accepted API key
-	RateLimit     float64       // API requests per second per key; 0 = default 200, <0 = off
+	MaxSchema    int
+	MaxURLLen    int      // default events.DefaultMaxURLLen, at most events.FoldMaxURLLen
+	CacheSize    int      // LRU entries, default 100,000
+	APIKeyHashes []string // hex SHA-256 of every accepted API key
+	RateLimit    float64  // API requests per second per key; 0 = default 200, <0 = off
 	// Targets are the rules a link's target must pass at create and update
 	// (region/targets.go).
 	Targets Targets
 	// Limits bound what one client address may spend on misses: redirects
 	// that serve nothing and requests without a valid key (region/limits.go).
-	Limits Limits
+	Limits        Limits
 	CreateTimeout time.Duration // how long a write waits for its projection, default 5s
 	// ClaimGrace is how old a pending alias claim must be before a missing
 	// event counts as never written (region/claims.go); default

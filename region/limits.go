@@ -142,9 +142,28 @@ func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
 	return echo.ExtractIPFromXFFHeader(opts...)
 }
 
-// ParsePrefixes reads the values of flag, each an address block (CIDR) or
+// ParseLimits reads the flags of Limits: --miss-limit (not 0; negative:
+// off), --miss-burst (at least 1), and the address blocks of
+// --limit-exempt and --trusted-proxy (CIDR or single addresses). The
+// error names the flag.
+func ParseLimits(perSecond float64, burst int, exempt, trustedProxies []string) (Limits, error) {
+	if perSecond == 0 || burst < 1 {
+		return Limits{}, fmt.Errorf("--miss-limit must not be 0 (negative: off) and --miss-burst at least 1")
+	}
+	l := Limits{PerSecond: perSecond, Burst: burst}
+	var err error
+	if l.Exempt, err = parsePrefixes("--limit-exempt", exempt); err != nil {
+		return Limits{}, err
+	}
+	if l.TrustedProxies, err = parsePrefixes("--trusted-proxy", trustedProxies); err != nil {
+		return Limits{}, err
+	}
+	return l, nil
+}
+
+// parsePrefixes reads the values of flag, each an address block (CIDR) or
 // a single address, into prefixes.
-func ParsePrefixes(flag string, values []string) ([]netip.Prefix, error) {
+func parsePrefixes(flag string, values []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, v := range values {
 		p, err := netip.ParsePrefix(v)
@@ -159,4 +178,3 @@ func ParsePrefixes(flag string, values []string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
-

@@ -607,4 +607,3 @@ func (t *telemetry) countBlocklistReload(ctx context.Context, ok bool) {
 		t.reloads.Add(ctx, 1, t.reloadBad...)
 	}
 }
-

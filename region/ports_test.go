@@ -2,6 +2,7 @@ package region_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -59,18 +60,9 @@ func TestRegionsOnTheirOwnPorts(t *testing.T) {
 			}
 			res.Body.Close()
 			if res.Header.Get("Location") != url {
-				return &redirectErr{other.Config().Name, res.StatusCode}
+				return fmt.Errorf("%s answers %d, not the link's redirect", other.Config().Name, res.StatusCode)
 			}
 			return nil
 		})
 	}
-}
-
-type redirectErr struct {
-	region string
-	status int
-}
-
-func (e *redirectErr) Error() string {
-	return e.region + " answers " + http.StatusText(e.status) + ", not the link's redirect"
 }

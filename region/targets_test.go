@@ -2,6 +2,7 @@ package region_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -67,7 +68,7 @@ func TestTargetsRefusedAtTheAPI(t *testing.T) {
 			return err
 		}
 		if resp.Status != http.StatusBadRequest {
-			return &statusErr{resp.Status}
+			return fmt.Errorf("create answers %d, not yet 400", resp.Status)
 		}
 		return nil
 	})
@@ -77,7 +78,7 @@ func TestTargetsRefusedAtTheAPI(t *testing.T) {
 	}
 	regiontest.WaitFor(t, 10*time.Second, func() error {
 		if v, _ := regiontest.Scrape(t, r.URL).Value("shortener_blocklist_reloads_total", map[string]string{"result": "refused"}); v < 1 {
-			return &statusErr{0}
+			return fmt.Errorf("no refused reload counted yet")
 		}
 		return nil
 	})
@@ -95,7 +96,3 @@ func TestTargetsRefusedAtTheAPI(t *testing.T) {
 		reg.Close()
 	}
 }
-
-type statusErr struct{ status int }
-
-func (e *statusErr) Error() string { return "not yet (" + http.StatusText(e.status) + ")" }

@@ -69,8 +69,8 @@ func buildInfoGauge(b BuildInfo) prometheus.Gauge {
 		modified = "true"
 	}
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "shortener_build_info",
-		Help: "Always 1; the labels say which build of shortener is running (version, commit, whether the tree had changes, Go).",
+		Name:        "shortener_build_info",
+		Help:        "Always 1; the labels say which build of shortener is running (version, commit, whether the tree had changes, Go).",
 		ConstLabels: prometheus.Labels{"version": b.Version, "revision": b.Revision, "modified": modified, "goversion": b.Go},
 	})
 	g.Set(1)

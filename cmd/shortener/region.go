@@ -320,16 +320,9 @@ func (f regionFlags) config() (region.Config, error) {
 	if len(f.Digit) != 1 || f.Digit[0] < '0' || f.Digit[0] > '9' {
 		return region.Config{}, usageError{fmt.Errorf("--digit must be one digit 0-9, not %q", f.Digit)}
 	}
-	exempt, err := region.ParsePrefixes("--limit-exempt", f.LimitExempt)
+	limits, err := region.ParseLimits(f.MissLimit, f.MissBurst, f.LimitExempt, f.TrustedProxies)
 	if err != nil {
 		return region.Config{}, usageError{err}
-	}
-	proxies, err := region.ParsePrefixes("--trusted-proxy", f.TrustedProxies)
-	if err != nil {
-		return region.Config{}, usageError{err}
-	}
-	if f.MissLimit == 0 || f.MissBurst < 1 {
-		return region.Config{}, usageError{fmt.Errorf("--miss-limit must not be 0 (negative: off) and --miss-burst at least 1")}
 	}
 	maxStore, err := telemetry.ParseBytes(f.JSMaxStore)
 	if err != nil || maxStore < 1<<30 {
@@ -410,7 +403,7 @@ func (f regionFlags) config() (region.Config, error) {
 		Name: f.Name, Digit: f.Digit[0], Digits: digits, Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
-		Limits:           region.Limits{PerSecond: f.MissLimit, Burst: f.MissBurst, Exempt: exempt, TrustedProxies: proxies},
+		Limits:           limits,
 		Targets:          region.Targets{AllowPrivate: f.AllowPrivate, Blocklist: f.Blocklist},
 		ClickCommitEvery: clickCommit, RedirectMaxAge: redirectMaxAge, NATSServerSecrets: srv, NATSClientSecrets: cli, Keys: keys, HTTPCert: httpCert, NATSInsecure: f.InsecureNATS,
 		NATS: region.NATSConfig{Host: f.NATSHost, ClientListen: f.NATSClient, ClientPort: f.NATSPort, ClusterPort: f.ClusterPort, GatewayPort: f.GatewayPort,
