@@ -61,10 +61,11 @@ const (
 	RoleBackup  = "backup"  // reads the log and takes stream snapshots
 	RoleBench   = "bench"   // reads the log; writes the benchmarks' scratch streams only
 	RoleRestore = "restore" // restores backed-up streams (shortener restore --into): creates, never deletes
+	RoleSwitch  = "switch"  // the DNS switch's instances: their shared drains and overrides (KV SWITCH) only
 )
 
 // Roles lists every role, for validation.
-var Roles = []string{RoleRegion, RoleAudit, RoleBackup, RoleBench, RoleRestore}
+var Roles = []string{RoleRegion, RoleAudit, RoleBackup, RoleBench, RoleRestore, RoleSwitch}
 
 // User is one NATS user. A user may have several keys during a rotation:
 // any of them is accepted until the old ones are retired. A region user's
@@ -183,9 +184,12 @@ func (u Users) Validate() error {
 // RegionUser is the user name of region's application.
 func RegionUser(region string) string { return "region-" + region }
 
+// SwitchUser is the DNS switch's user.
+const SwitchUser = "switch"
+
 // ToolUsers are the operator tools' users that Generate makes.
 var ToolUsers = []struct{ Name, Role string }{
-	{"audit", RoleAudit}, {"backup", RoleBackup}, {"bench", RoleBench}, {"restore", RoleRestore},
+	{"audit", RoleAudit}, {"backup", RoleBackup}, {"bench", RoleBench}, {"restore", RoleRestore}, {SwitchUser, RoleSwitch},
 }
 
 // SeedFile is where the folder dir keeps user's seed.
