@@ -75,8 +75,6 @@ func StreamKind(name string) string {
 		return "log"
 	case strings.HasPrefix(name, "CLICKS_"):
 		return "clicks"
-	case strings.HasPrefix(name, "BEATS_"):
-		return "beats"
 	case name == "KV_ALIASES":
 		return "aliases"
 	}

@@ -102,9 +102,6 @@ func Take(ctx context.Context, nc *nats.Conn, o Options) (*Manifest, string, err
 	var names []string
 	placed := map[string]string{} // stream -> cluster
 	for _, s := range streams {
-		if StreamKind(s.Name) == "beats" {
-			continue // the last hour of heartbeats: liveness, not data; a restored region writes its own
-		}
 		if s.Mirror {
 			m.Mirrors = append(m.Mirrors, s.Name)
 			continue

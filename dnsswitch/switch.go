@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"shortener/replicator"
 )
 
 // Region is one region behind the switch.
@@ -55,13 +57,31 @@ type Config struct {
 	Fall     int           // default 2
 	Rise     time.Duration // default 3 s
 	// StateFile keeps drains and overrides across restarts; "" keeps them
-	// in memory only.
+	// in memory only. Ignored when Shared is set.
 	StateFile string
+	// Shared, when set, keeps drains and overrides where every instance of
+	// the switch reads and writes them (replicator.SwitchStore, a KV bucket
+	// in the global cluster): a change made through one instance is
+	// answered by all, and one that cannot be stored is refused.
+	Shared SharedState
 	// APIKeyHashes (hex SHA-256, as for regions) authorise the admin API's
 	// changes (drain, override); reading the state needs no key.
 	APIKeyHashes []string
 	Logger       *slog.Logger
 	Now          func() time.Time
+}
+
+// SharedState is the store of drains and overrides shared by the
+// instances of a switch (replicator.SwitchStore).
+type SharedState interface {
+	// Change applies fn to the stored state and stores the result,
+	// returning it with its revision; an error wrapping
+	// replicator.ErrSwitchStateUnavailable means the store was not
+	// confirmed.
+	Change(ctx context.Context, fn func(*replicator.SwitchShared) error) (replicator.SwitchShared, uint64, error)
+	// Watch calls fn with the stored state and every later one, with
+	// their revisions, until ctx ends, reporting trouble through bad.
+	Watch(ctx context.Context, fn func(replicator.SwitchShared, uint64), bad func(error)) error
 }
 
 // Switch is the DNS-style failover switch: an authoritative DNS server for
@@ -93,6 +113,7 @@ type Switch struct {
 	health      map[string]*regionHealth
 	drained     map[string]bool
 	overrides   map[string]string // client home region -> region answered
+	sharedRev   uint64            // revision of the shared state applied (Config.Shared)
 	transitions []Transition
 }
 
@@ -170,8 +191,10 @@ func Open(cfg Config) (*Switch, error) {
 	if s.keys, err = newKeyring(cfg.APIKeyHashes); err != nil {
 		return nil, err
 	}
-	if err := s.loadState(); err != nil {
-		return nil, err
+	if cfg.Shared == nil {
+		if err := s.loadState(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -237,6 +260,13 @@ func (s *Switch) run(ctx context.Context) error {
 	defer stopChecks()
 	for _, r := range s.cfg.Regions {
 		wg.Go(func() { s.check(checks, r) })
+	}
+	if s.cfg.Shared != nil {
+		wg.Go(func() {
+			_ = s.cfg.Shared.Watch(checks, s.applyShared, func(err error) {
+				s.log.Warn("switch: shared state", "err", err)
+			})
+		})
 	}
 	<-udpUp
 	<-tcpUp
@@ -625,13 +655,25 @@ func (s *Switch) State() State {
 }
 
 // Drain stops answering region to anybody (or starts again), whatever its
-// health.
+// health. With a shared state, the change is stored there first: if it
+// cannot be, it is refused (replicator.ErrSwitchStateUnavailable) and the
+// answers stay as they were.
 func (s *Switch) Drain(region string, drain bool) error {
+	if err := s.known(region); err != nil {
+		return err
+	}
+	if s.cfg.Shared != nil {
+		return s.changeShared(func(st *replicator.SwitchShared) error {
+			st.Drained = slices.DeleteFunc(st.Drained, func(n string) bool { return n == region })
+			if drain {
+				st.Drained = append(st.Drained, region)
+				slices.Sort(st.Drained)
+			}
+			return nil
+		})
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.health[region]; !ok {
-		return fmt.Errorf("no region %q behind the switch", region)
-	}
 	if s.drained[region] == drain {
 		return nil
 	}
@@ -646,13 +688,31 @@ func (s *Switch) Drain(region string, drain bool) error {
 }
 
 // Override answers clients of home with region to, whatever the health of
-// either; to == "" clears it.
+// either; to == "" clears it. With a shared state, as Drain.
 func (s *Switch) Override(home, to string) error {
+	if err := s.known(home); err != nil {
+		return err
+	}
+	if to != "" {
+		if err := s.known(to); err != nil {
+			return err
+		}
+	}
+	if s.cfg.Shared != nil {
+		return s.changeShared(func(st *replicator.SwitchShared) error {
+			if st.Overrides == nil {
+				st.Overrides = map[string]string{}
+			}
+			if to == "" {
+				delete(st.Overrides, home)
+			} else {
+				st.Overrides[home] = to
+			}
+			return nil
+		})
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.health[home]; !ok {
-		return fmt.Errorf("no region %q behind the switch", home)
-	}
 	if to == "" {
 		if _, ok := s.overrides[home]; !ok {
 			return nil
@@ -661,12 +721,70 @@ func (s *Switch) Override(home, to string) error {
 		s.transition(home, "override cleared", "by the operator")
 		return s.saveState()
 	}
-	if _, ok := s.health[to]; !ok {
-		return fmt.Errorf("no region %q behind the switch", to)
-	}
 	s.overrides[home] = to
 	s.transition(home, "override", "clients of "+home+" sent to "+to+" by the operator")
 	return s.saveState()
+}
+
+func (s *Switch) known(region string) error {
+	if _, ok := s.health[region]; !ok { // the map's keys never change after Open
+		return fmt.Errorf("no region %q behind the switch", region)
+	}
+	return nil
+}
+
+// changeShared stores a change in the shared state and applies what was
+// stored here at once (the watch brings it to the other instances, and
+// here again, which changes nothing).
+func (s *Switch) changeShared(fn func(*replicator.SwitchShared) error) error {
+	st, rev, err := s.cfg.Shared.Change(context.Background(), fn)
+	if err != nil {
+		return err
+	}
+	s.applyShared(st, rev)
+	return nil
+}
+
+// applyShared makes st, stored at revision rev, the switch's drains and
+// overrides, unless a later revision is applied already (the watch and a
+// change made here can deliver them in either order), keeping only the
+// regions it serves (a state written by a switch with more regions, or by
+// hand), and records what changed.
+func (s *Switch) applyShared(st replicator.SwitchShared, rev uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rev <= s.sharedRev {
+		return
+	}
+	s.sharedRev = rev
+	drained := map[string]bool{}
+	for _, n := range st.Drained {
+		if s.health[n] != nil {
+			drained[n] = true
+		}
+	}
+	overrides := map[string]string{}
+	for k, v := range st.Overrides {
+		if s.health[k] != nil && s.health[v] != nil {
+			overrides[k] = v
+		}
+	}
+	for _, r := range s.cfg.Regions {
+		n := r.Name
+		switch {
+		case drained[n] && !s.drained[n]:
+			s.transition(n, "drained", "by the operator (shared state)")
+		case !drained[n] && s.drained[n]:
+			s.transition(n, "undrained", "by the operator (shared state)")
+		}
+		switch to, ok := overrides[n]; {
+		case ok && s.overrides[n] != to:
+			s.transition(n, "override", "clients of "+n+" sent to "+to+" by the operator (shared state)")
+		case !ok && s.overrides[n] != "":
+			s.transition(n, "override cleared", "by the operator (shared state)")
+		}
+	}
+	s.drained, s.overrides = drained, overrides
 }
 
 type savedState struct {
@@ -735,6 +853,11 @@ func (s *Switch) adminRoutes() http.Handler {
 				return
 			}
 			if err := fn(r); err != nil {
+				if errors.Is(err, replicator.ErrSwitchStateUnavailable) {
+					w.Header().Set("Retry-After", "2")
+					writeProblem(w, http.StatusServiceUnavailable, err.Error()+"; the change is not confirmed (see GET /v1/state before trying again), and the switch keeps answering as before")
+					return
+				}
 				writeProblem(w, http.StatusBadRequest, err.Error())
 				return
 			}

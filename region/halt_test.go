@@ -63,7 +63,7 @@ func TestNewerSchemaStopsItsStreamUntilUpgrade(t *testing.T) {
 		return nil
 	})
 	// Stopped, not skipped: the checkpoint stays before the event, and
-	// events that come after it are not applied either.
+	// heartbeats that keep coming after it are not applied either.
 	if cp := eu.Store().Checkpoint(mirror); cp != haltSeq-1 {
 		t.Fatalf("eu-west: checkpoint of %s %d, want %d (just before the halt)", mirror, cp, haltSeq-1)
 	}
@@ -94,14 +94,7 @@ func TestNewerSchemaStopsItsStreamUntilUpgrade(t *testing.T) {
 		t.Fatalf("/readyz does not say why: %+v", rd)
 	}
 	// The mirror holds more than the projection applied, and keeps getting
-	// events: the projection still does not move.
-	// (us-east's own projection is halted at the same event: its API
-	// would answer 503, so the events are written like the two above.)
-	for i := range 2 {
-		code := fmt.Sprintf("while-halted-%d", i)
-		e := forged(t, events.TypeLinkCreated, code, "us-east", time.Now(), events.LinkCreated{URL: "https://example.com/" + code, RedirectStatus: 302})
-		forge(ctx, t, js, replicator.Subject("us-east", code), e, regiontest.Signer("us-east"))
-	}
+	// heartbeats: the projection still does not move.
 	regiontest.WaitFor(t, 30*time.Second, func() error {
 		s, err := js.Stream(ctx, mirror)
 		if err != nil {

@@ -443,7 +443,7 @@ func (r *Region) registerGauges(mp metric.MeterProvider) error {
 		return g
 	}
 	lagEvents := ig("shortener.mirror.lag.events", "{event}", "Events of the origin's stream not yet in its mirror here (origin last sequence as last observed minus mirror last sequence).")
-	lagSeconds := fg("shortener.mirror.lag", "s", "Time since this region was last known to hold every event the origin had acknowledged (the origin's beats keep it near 1 s when healthy).")
+	lagSeconds := fg("shortener.mirror.lag", "s", "Age of the newest event of the origin held here (heartbeats keep it near 1 s when healthy).")
 	active := ig("shortener.mirror.active", "", "1 while the mirror of the origin is live (events arriving, newest under 3 s old), else 0.")
 	copying := ig("shortener.mirror.copying", "", "1 while the mirror of the origin is moving (its last sequence went up within the last 3 s), live or catching up, else 0.")
 	mirrorErr := ig("shortener.mirror.error", "", "1 while nats-server reports an error on the mirror of the origin (the text is mirror_error in GET /api/v1/regions), else 0.")

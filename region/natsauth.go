@@ -25,12 +25,12 @@ var jsRead = []string{
 }
 
 // regionStreams are the streams a region creates and consumes: its own
-// event, beats and click streams and its mirrors of every other region's.
+// event and click streams and its mirrors of every other region's.
 func regionStreams(region string, all []string) []string {
-	out := []string{replicator.StreamName(region), replicator.BeatsStreamName(region), replicator.ClickStreamName(region)}
+	out := []string{replicator.StreamName(region), replicator.ClickStreamName(region)}
 	for _, o := range all {
 		if o != region {
-			out = append(out, replicator.MirrorName(o, region), replicator.BeatsMirrorName(o, region), replicator.ClickMirrorName(o, region))
+			out = append(out, replicator.MirrorName(o, region), replicator.ClickMirrorName(o, region))
 		}
 	}
 	return out
@@ -49,7 +49,7 @@ func permissions(u secrets.User, all []string) *server.Permissions {
 	pub := slices.Clone(jsRead)
 	switch u.Role {
 	case secrets.RoleRegion:
-		pub = append(pub, "links."+u.Region+".>", replicator.BeatsSubject(u.Region), replicator.ClickSubject(u.Region),
+		pub = append(pub, "links."+u.Region+".>", replicator.ClickSubject(u.Region),
 			"$KV."+replicator.AliasBucket+".>",
 			"$JS.API.STREAM.CREATE.KV_"+replicator.AliasBucket)
 		for _, s := range regionStreams(u.Region, all) {
@@ -68,7 +68,7 @@ func permissions(u secrets.User, all []string) *server.Permissions {
 		// Its bucket only: read, compare-and-set the one state, and the
 		// flow control of the watch's ordered push consumer.
 		kv := "KV_" + replicator.SwitchBucket
-		pub = append(pub, "$KV."+replicator.SwitchBucket+".>", "$JS.API.STREAM.CREATE."+kv,
+		pub = append(pub, "$KV."+replicator.SwitchBucket+"."+replicator.SwitchKey, "$JS.API.STREAM.CREATE."+kv,
 			"$JS.API.CONSUMER.DELETE."+kv+".>", "$JS.FC."+kv+".>")
 	case secrets.RoleBench:
 		// The benchmarks read the log like an auditor and write only

@@ -152,7 +152,7 @@ func TestNATSPermissions(t *testing.T) {
 		t.Errorf("the claimed alias after the rollup attempt: %v", err)
 	}
 	// Core publishes: a violation is an asynchronous -ERR.
-	for _, subj := range []string{replicator.Subject("eu-west", "2forged1"), replicator.BeatsSubject("eu-west"), "$JS.API.STREAM.DELETE." + replicator.StreamName("us-east"),
+	for _, subj := range []string{replicator.Subject("eu-west", "2forged1"), "$JS.API.STREAM.DELETE." + replicator.StreamName("us-east"),
 		"$JS.API.STREAM.PURGE." + replicator.StreamName("eu-west"), "$JS.API.STREAM.UPDATE." + replicator.StreamName("us-east")} {
 		if err := usNC.Publish(subj, []byte(`{}`)); err != nil {
 			t.Fatal(err)
@@ -178,7 +178,7 @@ func TestNATSPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("audit reads stream info: %v", err)
 	}
-	for _, subj := range []string{replicator.Subject("us-east", "1forged1"), replicator.BeatsSubject("us-east"), "$KV." + replicator.AliasBucket + ".squat",
+	for _, subj := range []string{replicator.Subject("us-east", "1forged1"), "$KV." + replicator.AliasBucket + ".squat",
 		"$JS.API.STREAM.CREATE.EVIL", "$JS.API.STREAM.DELETE." + replicator.StreamName("us-east")} {
 		if err := auNC.Publish(subj, []byte(`{}`)); err != nil {
 			t.Fatal(err)
@@ -196,6 +196,15 @@ func TestNATSPermissions(t *testing.T) {
 	}
 	if e, err := kv.Get(ctx, "squat"); err == nil {
 		t.Errorf("the auditor's put was stored in the alias register: %q", e.Value())
+	}
+	// The switch's user writes its own bucket only.
+	swNC, _, swV := connectAs(t, reg.NATSURL(), secrets.SwitchUser)
+	for _, subj := range []string{replicator.Subject("us-east", "1forged2"), "$KV." + replicator.AliasBucket + ".squat2",
+		"$JS.API.STREAM.CREATE.EVIL"} {
+		if err := swNC.Publish(subj, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		swV.waitFor(t, subj)
 	}
 	// Nobody but the server's own inboxes: no user subscribes to the log.
 	if _, err := auNC.SubscribeSync("links.>"); err != nil {

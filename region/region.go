@@ -164,18 +164,11 @@ func (r *Region) Open(ctx context.Context) (err error) {
 		streams = append(streams, replicator.MirrorName(p.Name, r.cfg.Name))
 		peers = append(peers, p.Name)
 	}
-	// The beats streams with the others when the meta leader answers (a
-	// mirror whose origin does not exist yet backs off for 10 s and more);
-	// when it does not (a region upgraded while its peers are down), the
-	// heartbeats goroutine creates them later.
-	bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_ = replicator.EnsureBeats(bctx, r.js, r.cfg.Name, peers)
-	cancel()
 	if err := r.repairStream(ctx, peers); err != nil {
 		return err
 	}
 	r.aliases = replicator.NewAliases(r.js, 1+len(peers))
-	r.monitor = replicator.NewMonitor(r.js, r.cfg.Name, peers, r.cfg.Keys, r.cfg.Now)
+	r.monitor = replicator.NewMonitor(r.js, r.cfg.Name, peers, r.cfg.Now)
 	r.replication = replicator.NewReplication(r.js, r.cfg.Name, peers)
 	if err := os.RemoveAll(r.checkpointsDir()); err != nil { // left by a crash during a backup
 		return err
@@ -225,10 +218,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	}
 	r.goRun(bg, "blocklist", r.watchBlocklist)
 	r.goRun(bg, "heartbeats", func(ctx context.Context) error {
-		if err := replicator.EnsureBeats(ctx, r.js, r.cfg.Name, peers); err != nil {
-			return nil // ctx ended: the region is closing
-		}
-		return replicator.Beats(ctx, r.js, r.cfg.Name, r.cfg.signer(), time.Second, r.cfg.Now)
+		return replicator.Heartbeats(ctx, r.events, r.cfg.Name, time.Second, r.cfg.Now)
 	})
 	r.log.Info("region open", "http", r.listener.Addr().String(), "nats", r.NATSURL(),
 		"stream", r.stream, "fsync", r.cfg.Fsync, "applied", r.store.Checkpoint(r.stream), "took", time.Since(start).Round(time.Millisecond))

@@ -2,7 +2,6 @@ package replicator
 
 import (
 	"context"
-	"errors"
 	"math"
 	"sync"
 	"time"
@@ -16,15 +15,11 @@ import (
 // stream: how far its mirror is behind, whether the mirror is live, and the
 // RPO a failover of that origin's clients to this region would have now.
 type OriginLag struct {
-	Origin        string    `json:"origin"`
-	Stream        string    `json:"stream"` // the local stream holding the origin's events
-	Local         bool      `json:"local"`  // the origin is this region
-	LastSeq       uint64    `json:"last_seq"`
-	LastEventTime time.Time `json:"last_event_time"` // time of the origin's last event held here
-	// CurrentAt: this region held, at the latest, every event the origin
-	// had acknowledged by then (from the origin's beats, or the time of
-	// its last event held here). Lag and RPO in time are measured from it.
-	CurrentAt        time.Time `json:"current_at,omitzero"`
+	Origin           string    `json:"origin"`
+	Stream           string    `json:"stream"` // the local stream holding the origin's events
+	Local            bool      `json:"local"`  // the origin is this region
+	LastSeq          uint64    `json:"last_seq"`
+	LastEventTime    time.Time `json:"last_event_time"` // time of the origin's last event held here
 	OriginLastSeq    uint64    `json:"origin_last_seq"` // as last observed
 	OriginObservedAt time.Time `json:"origin_observed_at"`
 	OriginReachable  bool      `json:"origin_reachable"`
@@ -72,7 +67,6 @@ type Monitor struct {
 	js       jetstream.JetStream
 	here     string
 	peers    []string
-	keys     *events.KeyRing
 	interval time.Duration
 	now      func() time.Time
 
@@ -90,9 +84,6 @@ type originState struct {
 	advancedAt time.Time // when a sample last found the mirror beyond the one before
 	comparedAt uint64    // the sequence origin and mirror were last found alike at
 }
-
-// errNoBeat: no beat was read.
-var errNoBeat = errors.New("no beat")
 
 // copyingWindow is how recently a mirror must have moved to be copying.
 const copyingWindow = 3 * time.Second
@@ -143,14 +134,12 @@ func (st *originState) observe(seq uint64, at time.Time) {
 	}
 }
 
-// NewMonitor returns a monitor of peers as seen from here. A beat counts
-// only when signed by one of its origin's keys (nil: beats are not checked,
-// for a cluster without credentials). It does no I/O.
-func NewMonitor(c *Conn, here string, peers []string, keys *events.KeyRing, now func() time.Time) *Monitor {
+// NewMonitor returns a monitor of peers as seen from here. It does no I/O.
+func NewMonitor(c *Conn, here string, peers []string, now func() time.Time) *Monitor {
 	if now == nil {
 		now = time.Now
 	}
-	m := &Monitor{js: c.js, here: here, peers: peers, keys: keys, interval: 250 * time.Millisecond, now: now, state: map[string]*originState{}}
+	m := &Monitor{js: c.js, here: here, peers: peers, interval: 250 * time.Millisecond, now: now, state: map[string]*originState{}}
 	m.state[here] = &originState{lag: OriginLag{Origin: here, Stream: StreamName(here), Local: true, OriginReachable: true, MirrorActive: true, RPOKnown: true}}
 	for _, p := range peers {
 		m.state[p] = &originState{lag: OriginLag{Origin: p, Stream: MirrorName(p, here), MirrorActiveAgo: -1}}
@@ -201,13 +190,6 @@ func (m *Monitor) sampleOne(ctx context.Context, origin string) {
 	// counting what it wrote since from here on errs on the safe side.
 	asked := m.now()
 	local := origin == m.here
-	// The beat before the mirror: the mirror is then at least as recent
-	// as the beat it is compared with.
-	var beat Beat
-	var beatErr error = errNoBeat
-	if !local {
-		beat, beatErr = lastBeat(ctx, m.js, BeatsMirrorName(origin, m.here), origin, m.keys)
-	}
 	var mirror *jetstream.StreamInfo
 	if s, err := m.js.Stream(ctx, m.streamOf(origin)); err == nil {
 		mirror = s.CachedInfo()
@@ -235,14 +217,13 @@ func (m *Monitor) sampleOne(ctx context.Context, origin string) {
 			if mirror.Mirror.Active >= 0 {
 				l.MirrorActiveAgo = mirror.Mirror.Active.Seconds()
 			}
-			l.CurrentAt = currentAt(l.CurrentAt, l.LastEventTime, beat, beatErr == nil, mirror.State.LastSeq, now)
 			// Live means events are arriving, not merely that the mirror is
 			// trying: while its source request is stuck in nats-server's
 			// start-up retry, Active looks fresh but nothing flows. The
-			// origin's beats make a live mirror current as of at most about
-			// a second ago.
+			// origin's heartbeats make a live mirror's newest event at most
+			// about a second old.
 			l.MirrorActive = mirror.Mirror.Active >= 0 && mirror.Mirror.Active < 3*time.Second &&
-				!l.CurrentAt.IsZero() && now.Sub(l.CurrentAt) < 3*time.Second
+				!l.LastEventTime.IsZero() && now.Sub(l.LastEventTime) < 3*time.Second
 			st.everLive = st.everLive || l.MirrorActive
 			l.MirrorError = ""
 			if mirror.Mirror.Error != nil {
@@ -262,32 +243,6 @@ func (m *Monitor) sampleOne(ctx context.Context, origin string) {
 	l.OriginLastSeq, l.OriginObservedAt = originInfo.State.LastSeq, asked
 	st.observe(l.OriginLastSeq, asked)
 	st.everSeenUp = true
-}
-
-// currentAt is the latest time a mirror holding up to mirrorLast, whose
-// newest event was stored at lastEvent, is known to have held every event
-// its origin had acknowledged: the time of its last event (JetStream stores
-// in sequence order, so nothing acknowledged before it comes later), or
-// the time of the origin's newest beat (b, when ok) if the mirror holds the
-// sequence the beat names, and never earlier than prev nor later than now
-// (an origin's clock ahead of this one's).
-func currentAt(prev, lastEvent time.Time, b Beat, ok bool, mirrorLast uint64, now time.Time) time.Time {
-	cur := lastEvent
-	if ok && b.LogSeq <= mirrorLast && b.At.After(cur) {
-		cur = b.At
-	}
-	cur = minTime(cur, now)
-	if cur.After(prev) {
-		return cur
-	}
-	return prev
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return b
-	}
-	return a
 }
 
 // checkSame compares the origin's stream with its mirror here at the last
@@ -340,9 +295,8 @@ func (m *Monitor) streamOf(origin string) string {
 // 100 ms. Once the origin cannot be reached, that time stops at the first
 // failed look: the bound assumes an origin out of sight stopped writing
 // then (true of a dead region; a partitioned one that keeps taking writes
-// holds them until the partition heals). The bound in seconds is the time
-// since the mirror was last known current (CurrentAt), up to the same
-// moment.
+// holds them until the partition heals). The bound in seconds is the age of
+// the newest origin event held here, up to the same moment.
 func (m *Monitor) Snapshot() []OriginLag {
 	now := m.now()
 	m.mu.Lock()
@@ -363,8 +317,8 @@ func (m *Monitor) Snapshot() []OriginLag {
 		// The mirror is sampled before the origin, so a healthy origin is
 		// never seen behind it.
 		l.OriginBehind = l.OriginReachable && l.OriginLastSeq < l.LastSeq
-		if !l.CurrentAt.IsZero() {
-			l.LagSeconds = math.Max(0, now.Sub(l.CurrentAt).Seconds())
+		if !l.LastEventTime.IsZero() {
+			l.LagSeconds = math.Max(0, now.Sub(l.LastEventTime).Seconds())
 		}
 		until := now
 		if !l.OriginReachable && !l.LostSightAt.IsZero() {
@@ -375,14 +329,36 @@ func (m *Monitor) Snapshot() []OriginLag {
 			rate := math.Max(l.PeakRate, l.WriteRate)
 			l.RPOEvents = l.LagEvents + uint64(math.Ceil(1.5*rate*math.Max(0, unseen.Seconds())))
 		}
-		if !l.CurrentAt.IsZero() {
-			l.RPOSeconds = math.Max(0, until.Sub(l.CurrentAt).Seconds())
+		if !l.LastEventTime.IsZero() {
+			l.RPOSeconds = math.Max(0, until.Sub(l.LastEventTime).Seconds())
 		}
 		l.RPOKnown = st.everSeenUp && st.everLive
 		l.MirrorCopying = !st.advancedAt.IsZero() && now.Sub(st.advancedAt) < copyingWindow
 		out = append(out, l)
 	}
 	return out
+}
+
+// Heartbeats appends a RegionHeartbeat to region's stream every interval
+// until ctx ends, so that every mirror of it has a recent event even when
+// nobody writes: the lag in time is measured from them.
+func Heartbeats(ctx context.Context, log *Log, region string, interval time.Duration, now func() time.Time) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		e, err := events.New(events.TypeRegionHeartbeat, "", region, "", now(), events.RegionHeartbeat{})
+		if err != nil {
+			return err
+		}
+		actx, cancel := context.WithTimeout(ctx, interval)
+		_, _ = log.Append(actx, e, false) // a missed heartbeat shows as lag: nothing else to do
+		cancel()
+	}
 }
 
 // Replication waits until another region's mirror holds a given sequence of

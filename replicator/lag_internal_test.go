@@ -11,11 +11,11 @@ import (
 func TestRPOBoundUsesPeakRateAndFreezesOutOfSight(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
 	now := t0
-	m := NewMonitor(&Conn{}, "eu-west", []string{"us-east"}, nil, func() time.Time { return now })
+	m := NewMonitor(&Conn{}, "eu-west", []string{"us-east"}, func() time.Time { return now })
 	st := m.state["us-east"]
 	st.everSeenUp, st.everLive = true, true
 	st.lag.OriginReachable = true
-	st.lag.LastEventTime, st.lag.CurrentAt = t0, t0
+	st.lag.LastEventTime = t0
 
 	// Quiet for 3 s, then one burst of 100 events in 250 ms, then quiet.
 	seq := uint64(10)
@@ -73,7 +73,7 @@ func TestRPOBoundUsesPeakRateAndFreezesOutOfSight(t *testing.T) {
 func TestMirrorCopying(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
 	now := t0
-	m := NewMonitor(&Conn{}, "eu-west", []string{"us-east"}, nil, func() time.Time { return now })
+	m := NewMonitor(&Conn{}, "eu-west", []string{"us-east"}, func() time.Time { return now })
 	st := m.state["us-east"]
 	copying := func() bool { return m.Snapshot()[1].MirrorCopying }
 
@@ -100,30 +100,5 @@ func TestMirrorCopying(t *testing.T) {
 	now = moved.Add(copyingWindow)
 	if copying() {
 		t.Fatal("still copying a window after the last move")
-	}
-}
-
-// A mirror is current as of a beat only if it holds the sequence the beat
-// names; never earlier than it already was, never later than now.
-func TestCurrentAt(t *testing.T) {
-	t0 := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
-	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
-	for _, c := range []struct {
-		name       string
-		prev, last time.Time
-		beat       Beat
-		ok         bool
-		mirror     uint64
-		now, want  time.Time
-	}{
-		{"beat held", at(0), at(1), Beat{At: at(5), LogSeq: 10}, true, 10, at(6), at(5)},
-		{"beat ahead of the mirror", at(0), at(1), Beat{At: at(5), LogSeq: 11}, true, 10, at(6), at(1)},
-		{"no beat", at(0), at(1), Beat{At: at(5), LogSeq: 1}, false, 10, at(6), at(1)},
-		{"older than before", at(4), at(1), Beat{At: at(3), LogSeq: 1}, true, 10, at(6), at(4)},
-		{"origin clock ahead", at(0), at(1), Beat{At: at(9), LogSeq: 1}, true, 10, at(6), at(6)},
-	} {
-		if got := currentAt(c.prev, c.last, c.beat, c.ok, c.mirror, c.now); !got.Equal(c.want) {
-			t.Errorf("%s: %v, want %v", c.name, got, c.want)
-		}
 	}
 }

@@ -52,7 +52,7 @@ func lostStream(ctx context.Context, t *testing.T, c *replicator.Conn, js jetstr
 // rounds of samples.
 func monitored(ctx context.Context, t *testing.T, c *replicator.Conn) replicator.OriginLag {
 	t.Helper()
-	m := replicator.NewMonitor(c, "eu-west", []string{"us-east"}, nil, nil)
+	m := replicator.NewMonitor(c, "eu-west", []string{"us-east"}, nil)
 	mctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- m.Run(mctx) }()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -16,9 +17,9 @@ import (
 // instances of the DNS switch share the operator's drains and overrides.
 const SwitchBucket = "SWITCH"
 
-// switchKey is the bucket's one key: the whole state in one value, so that
+// SwitchKey is the bucket's one key: the whole state in one value, so that
 // a change is one compare-and-set.
-const switchKey = "state"
+const SwitchKey = "state"
 
 // maxSwitchState bounds a state as read from the bucket.
 const maxSwitchState = 64 << 10
@@ -58,9 +59,9 @@ func SwitchBucketConfig(members int) jetstream.StreamConfig {
 		Description:       "the DNS switch's drains and overrides, shared by its instances",
 		Subjects:          []string{"$KV." + SwitchBucket + ".>"},
 		MaxMsgsPerSubject: 1,
-		MaxBytes:          -1,
+		MaxBytes:          1 << 20,
 		MaxMsgSize:        maxSwitchState,
-		MaxMsgs:           -1,
+		MaxMsgs:           16,
 		MaxConsumers:      -1,
 		Storage:           jetstream.FileStorage,
 		Replicas:          min(3, max(1, members)),
@@ -92,11 +93,15 @@ func NewSwitchStore(c *Conn, members int) *SwitchStore {
 // made: no quorum in the global cluster, or no route to it.
 var ErrSwitchStateUnavailable = errors.New("the switch's shared state (KV bucket " + SwitchBucket + " in the global cluster) does not answer")
 
+// bucket returns the bucket, opening (or creating) it the first time: two
+// callers may both open it, which is harmless; the lock is not held across
+// the requests.
 func (s *SwitchStore) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.kv != nil {
-		return s.kv, nil
+	kv := s.kv
+	s.mu.Unlock()
+	if kv != nil {
+		return kv, nil
 	}
 	kv, err := s.js.KeyValue(ctx, SwitchBucket)
 	if err != nil {
@@ -107,29 +112,33 @@ func (s *SwitchStore) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 			return nil, err
 		}
 	}
+	s.mu.Lock()
 	s.kv = kv
+	s.mu.Unlock()
 	return kv, nil
 }
 
 // Change reads the state, applies fn to it and writes it back only if no
 // other instance wrote in between (compare-and-set on the revision), again
-// on a conflict, all within 2 s. fn's error is returned as it is; anything
-// else that stops the change wraps ErrSwitchStateUnavailable, and nothing
-// was written.
-func (s *SwitchStore) Change(ctx context.Context, fn func(*SwitchShared) error) (SwitchShared, error) {
+// on a conflict, all within 2 s. It returns the state stored and its
+// revision. fn's error is returned as it is; anything else that stops the
+// change wraps ErrSwitchStateUnavailable. A write whose answer did not come
+// in time may still have been stored (a replicated bucket can commit it
+// later): the caller cannot say "nothing changed", only "not confirmed".
+func (s *SwitchStore) Change(ctx context.Context, fn func(*SwitchShared) error) (SwitchShared, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	fail := func(err error) (SwitchShared, error) {
-		return SwitchShared{}, fmt.Errorf("%w: %v", ErrSwitchStateUnavailable, err)
+	fail := func(err error) (SwitchShared, uint64, error) {
+		return SwitchShared{}, 0, fmt.Errorf("%w: %v", ErrSwitchStateUnavailable, err)
 	}
 	kv, err := s.bucket(ctx)
 	if err != nil {
 		return fail(err)
 	}
-	for {
+	for attempt := 0; ; attempt++ {
 		var st SwitchShared
 		var rev uint64
-		e, err := kv.Get(ctx, switchKey)
+		e, err := kv.Get(ctx, SwitchKey)
 		switch {
 		case err == nil:
 			if st, err = DecodeSwitchShared(e.Value()); err != nil {
@@ -137,37 +146,50 @@ func (s *SwitchStore) Change(ctx context.Context, fn func(*SwitchShared) error) 
 			}
 			rev = e.Revision()
 		case errors.Is(err, jetstream.ErrKeyNotFound):
+			// Never written, or deleted by hand: start from nothing.
+			if e != nil {
+				rev = e.Revision()
+			}
 		default:
 			return fail(err)
 		}
 		if err := fn(&st); err != nil {
-			return SwitchShared{}, err
+			return SwitchShared{}, 0, err
 		}
 		val, err := json.Marshal(st)
 		if err != nil {
 			return fail(err)
 		}
+		var stored uint64
 		if rev == 0 {
-			_, err = kv.Create(ctx, switchKey, val)
+			stored, err = kv.Create(ctx, SwitchKey, val)
 		} else {
-			_, err = kv.Update(ctx, switchKey, val, rev)
+			stored, err = kv.Update(ctx, SwitchKey, val, rev)
 		}
 		if err == nil {
-			return st, nil
+			return st, stored, nil
 		}
-		var apiErr *jetstream.APIError
-		if !errors.Is(err, jetstream.ErrKeyExists) && !(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+		// Another instance wrote first (ErrKeyExists for a create;
+		// ErrKeyRevisionMismatch, or ErrKeyExists from a single server,
+		// for an update): read its state and apply fn again, after a
+		// moment, as its write may still be on its way to the replicas.
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return fail(err)
 		}
-		// Another instance wrote first: read its state and apply fn again.
+		select {
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-time.After(time.Duration(1+rand.IntN(10*(1+min(attempt, 5)))) * time.Millisecond):
+		}
 	}
 }
 
 // Watch calls fn with the state as it is and then with every state written
-// after it, until ctx ends; after an error (the bucket not there yet, the
-// global cluster out of reach) it starts again after a second. A state that
-// does not decode is skipped and reported through bad.
-func (s *SwitchStore) Watch(ctx context.Context, fn func(SwitchShared), bad func(error)) error {
+// after it, with its revision, until ctx ends; after an error (the bucket
+// not there yet, the global cluster out of reach) it starts again after a
+// second. A state that does not decode is skipped and reported through bad;
+// a deleted or purged key is the empty state (what Change starts from).
+func (s *SwitchStore) Watch(ctx context.Context, fn func(SwitchShared, uint64), bad func(error)) error {
 	for ctx.Err() == nil {
 		err := s.watch(ctx, fn, bad)
 		if ctx.Err() != nil {
@@ -182,14 +204,14 @@ func (s *SwitchStore) Watch(ctx context.Context, fn func(SwitchShared), bad func
 	return nil
 }
 
-func (s *SwitchStore) watch(ctx context.Context, fn func(SwitchShared), bad func(error)) error {
+func (s *SwitchStore) watch(ctx context.Context, fn func(SwitchShared, uint64), bad func(error)) error {
 	octx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	kv, err := s.bucket(octx)
 	cancel()
 	if err != nil {
 		return err
 	}
-	w, err := kv.Watch(ctx, switchKey)
+	w, err := kv.Watch(ctx, SwitchKey)
 	if err != nil {
 		return err
 	}
@@ -205,12 +227,16 @@ func (s *SwitchStore) watch(ctx context.Context, fn func(SwitchShared), bad func
 			if e == nil { // the values there were have all been delivered
 				continue
 			}
+			if op := e.Operation(); op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge {
+				fn(SwitchShared{}, e.Revision())
+				continue
+			}
 			st, err := DecodeSwitchShared(e.Value())
 			if err != nil {
 				bad(err)
 				continue
 			}
-			fn(st)
+			fn(st, e.Revision())
 		}
 	}
 }

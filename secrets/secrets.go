@@ -416,6 +416,43 @@ func AddKey(dir, user string) (string, error) {
 	return pub, writeSeed(NextSeedFile(dir, user), kp)
 }
 
+// AddToolUser adds the tool user name (one of ToolUsers) to the table of
+// dir, with a fresh nkey whose seed goes to SeedFile: for a folder made
+// before that tool had a user (the DNS switch's, 2026-12-07). Every server
+// admits it once restarted with the new table.
+func AddToolUser(dir, name string) (string, error) {
+	i := slices.IndexFunc(ToolUsers, func(t struct{ Name, Role string }) bool { return t.Name == name })
+	if i < 0 {
+		return "", fmt.Errorf("no tool user %q (the tools' users: audit, backup, bench, restore, switch)", name)
+	}
+	path := filepath.Join(dir, UsersFile)
+	users, err := LoadUsers(path)
+	if err != nil {
+		return "", err
+	}
+	if _, ok := users.Find(name); ok {
+		return "", fmt.Errorf("%s: user %q exists already", path, name)
+	}
+	if _, err := os.Stat(SeedFile(dir, name)); err == nil {
+		return "", fmt.Errorf("%s exists, but no user %q in %s: move it away first", SeedFile(dir, name), name, path)
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", err
+	}
+	// The seed first: a crash between the two leaves a seed nobody admits,
+	// which the next attempt refuses to overwrite (named above).
+	if err := writeSeed(SeedFile(dir, name), kp); err != nil {
+		return "", err
+	}
+	users.Users = append(users.Users, User{Name: name, Role: ToolUsers[i].Role, Keys: []string{pub}})
+	return pub, WriteUsers(path, users)
+}
+
 // UseKey puts the seed AddKey made in use (NextSeedFile over SeedFile): the
 // second step of a rotation, once every server and region has the table
 // with the new key. It returns the key now in use.

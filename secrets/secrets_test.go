@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -259,5 +260,58 @@ func TestClientSignIsTheNkeys(t *testing.T) {
 	want, _ := kp.Sign(data)
 	if !bytes.Equal(got, want) || kp.Verify(data, got) != nil {
 		t.Fatal("Client.Sign is not the nkey's signature")
+	}
+}
+
+// TestAddToolUser: a folder made without the switch's user gets it, with a
+// seed that loads and matches the table; a second add, an unknown tool and
+// a stray seed are refused.
+func TestAddToolUser(t *testing.T) {
+	dir := generate(t)
+	path := filepath.Join(dir, secrets.UsersFile)
+	users, err := secrets.LoadUsers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The folder as made before the switch had a user.
+	users.Users = slices.DeleteFunc(users.Users, func(u secrets.User) bool { return u.Name == secrets.SwitchUser })
+	if err := secrets.WriteUsers(path, users); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(secrets.SeedFile(dir, secrets.SwitchUser)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := secrets.LoadClient(secrets.SwitchUser, secrets.Paths{Dir: dir}.Resolve(secrets.SwitchUser)); err == nil {
+		t.Fatal("the switch's user loads from a folder without it")
+	}
+	pub, err := secrets.AddToolUser(dir, secrets.SwitchUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := secrets.LoadClient(secrets.SwitchUser, secrets.Paths{Dir: dir}.Resolve(secrets.SwitchUser))
+	if err != nil || c.PublicKey() != pub {
+		t.Fatalf("the added user: %v, key %v want %s", err, c, pub)
+	}
+	if users, err = secrets.LoadUsers(path); err != nil {
+		t.Fatal(err)
+	}
+	if u, ok := users.Find(secrets.SwitchUser); !ok || u.Role != secrets.RoleSwitch || len(u.Keys) != 1 || u.Keys[0] != pub {
+		t.Fatalf("the table's switch user: %+v %v", u, ok)
+	}
+	if fi, err := os.Stat(secrets.SeedFile(dir, secrets.SwitchUser)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("seed: %v %v", err, fi)
+	}
+	if _, err := secrets.AddToolUser(dir, secrets.SwitchUser); err == nil || !strings.Contains(err.Error(), "exists already") {
+		t.Fatalf("a second add: %v", err)
+	}
+	if _, err := secrets.AddToolUser(dir, "region-us-east"); err == nil || !strings.Contains(err.Error(), "no tool user") {
+		t.Fatalf("a region's user as a tool: %v", err)
+	}
+	users.Users = slices.DeleteFunc(users.Users, func(u secrets.User) bool { return u.Name == secrets.SwitchUser })
+	if err := secrets.WriteUsers(path, users); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := secrets.AddToolUser(dir, secrets.SwitchUser); err == nil || !strings.Contains(err.Error(), "move it away") {
+		t.Fatalf("over a stray seed: %v", err)
 	}
 }

@@ -104,7 +104,7 @@ func TestClusterObservability(t *testing.T) {
 			}
 		}
 		// Lag, mirror activity and RPO for both other regions, plausible:
-		// live mirrors, the origins' beats keep the lag near a second.
+		// live mirrors, heartbeats keep the lag near a second.
 		for j, origin := range c.names {
 			if j == i {
 				continue
@@ -113,10 +113,8 @@ func TestClusterObservability(t *testing.T) {
 			if v, ok := fams.Value("shortener_mirror_active", o); !ok || v != 1 {
 				t.Errorf("%s: mirror of %s active = %v (present %t)", name, origin, v, ok)
 			}
-			// Copying only while events arrive, and only us-east wrote one
-			// (the mirror's movement: replicator.TestMirrorCopying).
-			if _, ok := fams.Value("shortener_mirror_copying", o); !ok {
-				t.Errorf("%s: no mirror copying gauge for %s", name, origin)
+			if v, ok := fams.Value("shortener_mirror_copying", o); !ok || v != 1 { // heartbeats move it every second
+				t.Errorf("%s: mirror of %s copying = %v (present %t)", name, origin, v, ok)
 			}
 			if v, ok := fams.Value("shortener_origin_behind", o); !ok || v != 0 {
 				t.Errorf("%s: %s behind its mirror = %v (present %t)", name, origin, v, ok)
@@ -142,12 +140,8 @@ func TestClusterObservability(t *testing.T) {
 			if _, ok := fams.Value("shortener_rpo_bound_events", o); !ok {
 				t.Errorf("%s: no RPO bound in events for %s", name, origin)
 			}
-			applied := 0.0
-			if origin == c.names[0] {
-				applied = 1 // the create
-			}
-			if v, ok := fams.Value("shortener_events_applied_total", o); (!ok && applied > 0) || v < applied {
-				t.Errorf("%s: events applied from %s = %v, want at least %v", name, origin, v, applied)
+			if v, ok := fams.Value("shortener_events_applied_total", o); !ok || v < 1 {
+				t.Errorf("%s: events applied from %s = %v (heartbeats at least)", name, origin, v)
 			}
 		}
 	}

@@ -106,6 +106,19 @@ own flag. docs/security.md has the threat model and the rotation procedure.`,
 			return nil
 		},
 	}
+	addUser := &cobra.Command{
+		Use:   "add-user NAME",
+		Short: "Add a tool's user (switch, audit, backup, bench, restore) to a folder made before that tool had one",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pub, err := secrets.AddToolUser(dir, args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s: key %s, its seed in %s (restart every region with the new users table to admit it)\n", args[0], pub, secrets.SeedFile(dir, args[0]))
+			return nil
+		},
+	}
 	useKey := &cobra.Command{
 		Use:   "use-key USER",
 		Short: "Put the new seed of add-key in use, once every region has the new users table (rotation, step 2)",
@@ -132,6 +145,6 @@ own flag. docs/security.md has the threat model and the rotation procedure.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(initCmd, certCmd, httpCmd, exportCmd, addKey, useKey, retire)
+	cmd.AddCommand(initCmd, certCmd, httpCmd, exportCmd, addKey, addUser, useKey, retire)
 	return cmd
 }

@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"shortener/dnsswitch"
 	"shortener/region"
+	"shortener/replicator"
+	"shortener/secrets"
 )
 
 // The dev switch's addresses (DESIGN.md: the DNS switch on 127.0.0.1:8053).
@@ -40,10 +43,11 @@ func switchCmd() *cobra.Command {
 
 func switchServeCmd() *cobra.Command {
 	var (
-		dnsAddr, admin, zone, stateFile, keyFile, logLevel, checkCA string
-		regions, prefer                                             []string
-		ttl, interval, timeout, rise                                time.Duration
-		fall, httpPort                                              int
+		dnsAddr, admin, zone, stateFile, keyFile, logLevel, checkCA, natsURLs string
+		regions, prefer                                                       []string
+		ttl, interval, timeout, rise                                          time.Duration
+		fall, httpPort, members                                               int
+		creds                                                                 natsSecretFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -101,6 +105,14 @@ it comes back only after passing every check for --rise (hysteresis).
 			} else {
 				log.Warn("no API key: drains and overrides are refused", "err", err)
 			}
+			if natsURLs != "" {
+				shared, closeNATS, err := switchSharedState(natsURLs, creds, members)
+				if err != nil {
+					return err
+				}
+				defer closeNATS()
+				cfg.Shared = shared
+			}
 			sw, err := dnsswitch.Open(cfg)
 			if err != nil {
 				return usageError{err}
@@ -122,7 +134,10 @@ it comes back only after passing every check for --rise (hysteresis).
 	fl.DurationVar(&timeout, "timeout", 500*time.Millisecond, "health check timeout")
 	fl.IntVar(&fall, "fall", 2, "failed checks in a row that take a region out")
 	fl.DurationVar(&rise, "rise", 3*time.Second, "how long a region must pass every check to come back")
-	fl.StringVar(&stateFile, "state", "var/dev/switch/state.json", "file keeping drains and overrides across restarts")
+	fl.StringVar(&stateFile, "state", "var/dev/switch/state.json", "file keeping drains and overrides across restarts (one instance; see --nats)")
+	fl.StringVar(&natsURLs, "nats", "", "NATS URLs of the global cluster's members, comma-separated: drains and overrides are kept in its KV bucket "+replicator.SwitchBucket+", shared by every instance of the switch given the same (instead of --state)")
+	fl.IntVar(&members, "global-members", 3, "members of the global cluster: the bucket gets as many replicas, up to 3")
+	creds.register(fl, false)
 	fl.StringVar(&keyFile, "api-key-file", "var/dev/api-key", "API key that authorises drains and overrides (or $SHORTENER_API_KEY)")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -231,4 +246,30 @@ func printSwitch(ctx context.Context, out io.Writer, admin string, changes int) 
 		return fmt.Errorf("no switch answers at %s (is the cluster running? make run): %v", admin, shortErr(err))
 	}
 	return st.Print(out, time.Now(), changes)
+}
+
+// switchSharedState connects to the global cluster as the switch's NATS
+// user and returns the store of the switch's shared state there, and what
+// closes the connection.
+func switchSharedState(urls string, creds natsSecretFlags, members int) (dnsswitch.SharedState, func(), error) {
+	if members < 1 {
+		return nil, nil, usageError{fmt.Errorf("--global-members must be at least 1, not %d", members)}
+	}
+	cred, err := creds.client(secrets.SwitchUser)
+	if err != nil {
+		return nil, nil, err
+	}
+	// No reconnect buffer: a change published while the connection is down
+	// fails now instead of landing after the operator was told 503.
+	nc, err := nats.Connect(urls, append(cred.NATSOptions(), nats.Name("shortener switch"),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true), nats.ReconnectBufSize(-1))...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to nats %s: %w", urls, err)
+	}
+	c, err := replicator.Connect(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return replicator.NewSwitchStore(c, members), nc.Close, nil
 }
