@@ -31,6 +31,7 @@ type Region struct {
 	misses  *missLimiter // nil: no limit
 	targets *targetGuard
 
+	closing sync.Mutex       // held by Close: Run's own Close and a caller's may overlap
 	servers []*server.Server // the embedded regional and global servers; none with an external NATS
 	// inFlight counts the requests being served, for the drain at shutdown.
 	inFlight atomic.Int64
@@ -359,8 +360,12 @@ func (r *Region) Run(ctx context.Context) error {
 	return errors.Join(err, r.Close())
 }
 
-// Close stops everything Open started. It is safe to call more than once.
+// Close stops everything Open started. It is safe to call more than once,
+// and from several goroutines at once (Run closes the region when it
+// returns).
 func (r *Region) Close() error {
+	r.closing.Lock()
+	defer r.closing.Unlock()
 	if r.cancel != nil {
 		r.cancel()
 	}
