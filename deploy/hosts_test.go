@@ -23,8 +23,16 @@ import (
 	"time"
 )
 
-// The regions of docs/deploy.md and their hosts' addresses there.
-var hosts = []struct{ name, addr string }{{"us-east", "10.77.0.1"}, {"eu-west", "10.77.0.2"}, {"ap-south", "10.77.0.3"}}
+// The regions of docs/deploy.md and their hosts' addresses there, then
+// us-east's second instance (a client of us-east's NATS, with us-east's
+// secrets).
+var hosts = []struct{ name, addr, region string }{
+	{"us-east", "10.77.0.1", "us-east"}, {"eu-west", "10.77.0.2", "eu-west"}, {"ap-south", "10.77.0.3", "ap-south"},
+	{"us-east-b", "10.77.0.11", "us-east"},
+}
+
+// all is every host's index; ap-south (2) is the one the test cuts off.
+var all = []int{0, 1, 2, 3}
 
 // tomlBlocks returns the ```toml blocks of a markdown page by the file
 // name their first line gives ("# us-east.toml").
@@ -64,11 +72,12 @@ func eventually(t *testing.T, d time.Duration, what string, fn func() error) {
 	}
 }
 
-// TestDeployOnThreeHosts runs docs/deploy.md: three regions, each in a
-// network namespace of its own on a bridge and started from its config on
-// that page, TLS and credentials on. A link made in each redirects in all;
-// ap-south's host is cut off the bridge while the others take creates;
-// after the heal every acknowledged link redirects everywhere.
+// TestDeployOnThreeHosts runs docs/deploy.md: three regions and us-east's
+// second instance, each in a network namespace of its own on a bridge and
+// started from its config on that page, TLS and credentials on. A link
+// made in each redirects in all; ap-south's host is cut off the bridge
+// while the others take creates; after the heal every acknowledged link
+// redirects everywhere.
 func TestDeployOnThreeHosts(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
@@ -126,7 +135,7 @@ func TestDeployOnThreeHosts(t *testing.T) {
 	// Credentials, as the page makes them.
 	sec := filepath.Join(dir, "secrets")
 	sh(t, bin, "secrets", "init", "--dir", sec, "--region", "us-east", "--region", "eu-west", "--region", "ap-south")
-	sh(t, bin, "secrets", "http-cert", "--dir", sec, "--host", hosts[0].addr, "--host", hosts[1].addr, "--host", hosts[2].addr)
+	sh(t, bin, "secrets", "http-cert", "--dir", sec, "--host", hosts[0].addr, "--host", hosts[1].addr, "--host", hosts[2].addr, "--host", hosts[3].addr)
 	caPEM, err := os.ReadFile(filepath.Join(sec, "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -138,8 +147,24 @@ func TestDeployOnThreeHosts(t *testing.T) {
 	apiKey := "sk_hosts_" + tag
 
 	// The regions, each in its namespace, from the page's config.
+	for _, r := range []string{"us-east", "eu-west", "ap-south"} {
+		sh(t, bin, "secrets", "export", "--dir", sec, "--out", filepath.Join(sec, r), r)
+	}
 	for i, h := range hosts {
-		sh(t, bin, "secrets", "export", "--dir", sec, "--out", filepath.Join(sec, h.name), h.name)
+		if h.name != h.region {
+			// A second instance needs its region's NATS up to open.
+			eventually(t, 2*time.Minute, h.region+" ready before "+h.name, func() error {
+				res, err := client.Get("https://" + hosts[0].addr + ":8080/readyz")
+				if err != nil {
+					return err
+				}
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					return fmt.Errorf("readyz %d", res.StatusCode)
+				}
+				return nil
+			})
+		}
 		cfg := filepath.Join(dir, h.name+".toml")
 		if err := os.WriteFile(cfg, []byte(configs[h.name]), 0o600); err != nil {
 			t.Fatal(err)
@@ -149,7 +174,7 @@ func TestDeployOnThreeHosts(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := exec.Command("ip", "netns", "exec", ns[i], bin, "region", "--config", cfg,
-			"--data", filepath.Join(dir, h.name), "--secrets", filepath.Join(sec, h.name),
+			"--data", filepath.Join(dir, h.name), "--secrets", filepath.Join(sec, h.region),
 			"--tls-cert", filepath.Join(sec, "http.crt"), "--tls-key", filepath.Join(sec, "http.key"))
 		cmd.Env = append(os.Environ(), "SHORTENER_API_KEY="+apiKey)
 		cmd.Stdout, cmd.Stderr = logf, logf
@@ -239,7 +264,7 @@ func TestDeployOnThreeHosts(t *testing.T) {
 		url := "https://example.com/made-in-" + h.name
 		acked[create(i, url)] = url
 	}
-	everywhere("every region's link in every region", []int{0, 1, 2})
+	everywhere("every region's link in every region and instance", all)
 
 	// A real partition: ap-south's host loses its link to the bridge.
 	sh(t, "ip", "link", "set", hostSide[2], "down")
@@ -247,14 +272,14 @@ func TestDeployOnThreeHosts(t *testing.T) {
 		t.Fatal("ap-south still answers across the cut")
 	}
 	for n := range 5 {
-		for _, i := range []int{0, 1} {
+		for _, i := range []int{0, 1, 3} {
 			url := fmt.Sprintf("https://example.com/during-the-cut/%s/%d", hosts[i].name, n)
 			acked[create(i, url)] = url
 		}
 	}
-	everywhere("us-east and eu-west hold each other's links during the cut", []int{0, 1})
+	everywhere("us-east, its second instance and eu-west hold each other's links during the cut", []int{0, 1, 3})
 	sh(t, "ip", "link", "set", hostSide[2], "up")
-	everywhere("every acknowledged link in every region after the heal", []int{0, 1, 2})
+	everywhere("every acknowledged link in every region and instance after the heal", all)
 	// And the projections agree, row for row.
 	eventually(t, time.Minute, "one projection digest in every region", func() error {
 		var digests []string
@@ -276,10 +301,12 @@ func TestDeployOnThreeHosts(t *testing.T) {
 			}
 			digests = append(digests, p.Digest)
 		}
-		if digests[0] == "" || digests[0] != digests[1] || digests[1] != digests[2] {
-			return fmt.Errorf("digests %v", digests)
+		for _, d := range digests {
+			if d == "" || d != digests[0] {
+				return fmt.Errorf("digests %v", digests)
+			}
 		}
 		return nil
 	})
-	t.Logf("%d acknowledged links redirect in all three regions, one projection digest", len(acked))
+	t.Logf("%d acknowledged links redirect in all three regions and us-east's second instance, one projection digest", len(acked))
 }
