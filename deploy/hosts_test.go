@@ -150,20 +150,24 @@ func TestDeployOnThreeHosts(t *testing.T) {
 	for _, r := range []string{"us-east", "eu-west", "ap-south"} {
 		sh(t, bin, "secrets", "export", "--dir", sec, "--out", filepath.Join(sec, r), r)
 	}
+	base := func(i int) string { return "https://" + hosts[i].addr + ":8080" }
+	ready := func(i int) {
+		t.Helper()
+		eventually(t, 2*time.Minute, hosts[i].name+" ready", func() error {
+			res, err := client.Get(base(i) + "/readyz")
+			if err != nil {
+				return err
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				return fmt.Errorf("readyz %d", res.StatusCode)
+			}
+			return nil
+		})
+	}
 	for i, h := range hosts {
 		if h.name != h.region {
-			// A second instance needs its region's NATS up to open.
-			eventually(t, 2*time.Minute, h.region+" ready before "+h.name, func() error {
-				res, err := client.Get("https://" + hosts[0].addr + ":8080/readyz")
-				if err != nil {
-					return err
-				}
-				res.Body.Close()
-				if res.StatusCode != http.StatusOK {
-					return fmt.Errorf("readyz %d", res.StatusCode)
-				}
-				return nil
-			})
+			ready(0) // a second instance needs its region's NATS up to open
 		}
 		cfg := filepath.Join(dir, h.name+".toml")
 		if err := os.WriteFile(cfg, []byte(configs[h.name]), 0o600); err != nil {
@@ -202,19 +206,8 @@ func TestDeployOnThreeHosts(t *testing.T) {
 			}
 		})
 	}
-	base := func(i int) string { return "https://" + hosts[i].addr + ":8080" }
 	for i := range hosts {
-		eventually(t, 2*time.Minute, hosts[i].name+" ready", func() error {
-			res, err := client.Get(base(i) + "/readyz")
-			if err != nil {
-				return err
-			}
-			res.Body.Close()
-			if res.StatusCode != http.StatusOK {
-				return fmt.Errorf("readyz %d", res.StatusCode)
-			}
-			return nil
-		})
+		ready(i)
 	}
 
 	create := func(i int, url string) string {

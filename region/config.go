@@ -539,3 +539,26 @@ func DialPeerAt(peers []Peer, name, hosts string) error {
 	peers[i].NATSHost, peers[i].NATSGlobalHost = host, global
 	return nil
 }
+
+// ParseDigit reads a region's --digit and --digits flags: the digit of
+// region name (its own flag, else its entry in the table) and the table
+// (nil when not given). Every error names the flag.
+func ParseDigit(name, digit, table string) (byte, map[string]byte, error) {
+	var digits map[string]byte
+	if table != "" {
+		var err error
+		if digits, err = events.ParseDigits(table); err != nil {
+			return 0, nil, fmt.Errorf("--digits: %w", err)
+		}
+		if d, ok := digits[name]; ok && digit == "" {
+			digit = string(d)
+		}
+	}
+	if digit == "" {
+		return 0, nil, fmt.Errorf("give --digit (0-9, the first character of the region's codes, unique per region) or a --digits table that names %s", name)
+	}
+	if len(digit) != 1 || digit[0] < '0' || digit[0] > '9' {
+		return 0, nil, fmt.Errorf("--digit must be one digit 0-9, not %q", digit)
+	}
+	return digit[0], digits, nil
+}

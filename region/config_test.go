@@ -84,3 +84,28 @@ func TestParsePeer(t *testing.T) {
 		}
 	}
 }
+
+// The digit comes from --digit, else from the --digits table; a bad table,
+// no digit, or a digit that is not one character 0-9 is refused naming the
+// flag.
+func TestParseDigit(t *testing.T) {
+	for _, c := range []struct {
+		digit, table string
+		want         byte
+		err          string
+	}{
+		{"7", "", '7', ""},
+		{"", "us-east=1,eu-west=2", '1', ""},
+		{"4", "us-east=1", '4', ""},
+		{"", "eu-west=2", 0, "--digits table that names us-east"},
+		{"", "", 0, "give --digit"},
+		{"12", "", 0, "--digit must be one digit"},
+		{"x", "", 0, "--digit must be one digit"},
+		{"1", "us-east=1,eu-west=1", 0, "--digits"},
+	} {
+		d, _, err := region.ParseDigit("us-east", c.digit, c.table)
+		if c.err == "" && (err != nil || d != c.want) || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("ParseDigit(%q, %q) = %q, %v; want %q, %q", c.digit, c.table, d, err, c.want, c.err)
+		}
+	}
+}

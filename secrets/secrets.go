@@ -401,11 +401,7 @@ func AddKey(dir, user string) (string, error) {
 	}
 	// The table first: a crash between the two leaves an extra key that
 	// servers admit (harmless, retired later), never a seed they refuse.
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return "", err
-	}
-	pub, err := kp.PublicKey()
+	kp, pub, err := newUserKey()
 	if err != nil {
 		return "", err
 	}
@@ -436,11 +432,7 @@ func AddToolUser(dir, name string) (string, error) {
 	if _, err := os.Stat(SeedFile(dir, name)); err == nil {
 		return "", fmt.Errorf("%s exists, but no user %q in %s: move it away first", SeedFile(dir, name), name, path)
 	}
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return "", err
-	}
-	pub, err := kp.PublicKey()
+	kp, pub, err := newUserKey()
 	if err != nil {
 		return "", err
 	}
@@ -540,11 +532,7 @@ func LoadUsers(path string) (Users, error) {
 }
 
 func newSeed(path string) (string, error) {
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return "", err
-	}
-	pub, err := kp.PublicKey()
+	kp, pub, err := newUserKey()
 	if err != nil {
 		return "", err
 	}
@@ -659,4 +647,17 @@ func tlsPair(certFile, keyFile string) (tls.Certificate, error) {
 		return tls.Certificate{}, fmt.Errorf("certificate %s with key %s: %w", certFile, keyFile, err)
 	}
 	return pair, nil
+}
+
+// newUserKey makes a fresh user nkey and returns it with its public key.
+func newUserKey() (nkeys.KeyPair, string, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, "", err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, "", err
+	}
+	return kp, pub, nil
 }

@@ -307,18 +307,9 @@ func (f regionFlags) config() (region.Config, error) {
 	if f.Name == "" || f.Data == "" || f.HTTP == "" {
 		return region.Config{}, usageError{fmt.Errorf("give --name, --data and --http (or $SHORTENER_NAME, ... or --config): a region has no defaults; shortener dev starts the dev cluster")}
 	}
-	if f.Digit == "" && f.Digits != "" {
-		if table, err := events.ParseDigits(f.Digits); err == nil {
-			if d, ok := table[f.Name]; ok {
-				f.Digit = string(d)
-			}
-		}
-	}
-	if f.Digit == "" {
-		return region.Config{}, usageError{fmt.Errorf("give --digit (0-9, the first character of the region's codes, unique per region) or a --digits table that names %s", f.Name)}
-	}
-	if len(f.Digit) != 1 || f.Digit[0] < '0' || f.Digit[0] > '9' {
-		return region.Config{}, usageError{fmt.Errorf("--digit must be one digit 0-9, not %q", f.Digit)}
+	digit, digits, err := region.ParseDigit(f.Name, f.Digit, f.Digits)
+	if err != nil {
+		return region.Config{}, usageError{err}
 	}
 	limits, err := region.ParseLimits(f.MissLimit, f.MissBurst, f.LimitExempt, f.TrustedProxies)
 	if err != nil {
@@ -327,12 +318,6 @@ func (f regionFlags) config() (region.Config, error) {
 	maxStore, err := telemetry.ParseBytes(f.JSMaxStore)
 	if err != nil || maxStore < 1<<30 {
 		return region.Config{}, usageError{fmt.Errorf("--jetstream-max-store %q: want a size of at least 1GiB, e.g. 64GiB", f.JSMaxStore)}
-	}
-	var digits map[string]byte
-	if f.Digits != "" {
-		if digits, err = events.ParseDigits(f.Digits); err != nil {
-			return region.Config{}, usageError{fmt.Errorf("--digits: %w", err)}
-		}
 	}
 	var peers []region.Peer
 	for _, spec := range f.Peers {
@@ -400,7 +385,7 @@ func (f regionFlags) config() (region.Config, error) {
 		return region.Config{}, usageError{err}
 	}
 	return region.Config{
-		Name: f.Name, Digit: f.Digit[0], Digits: digits, Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
+		Name: f.Name, Digit: digit, Digits: digits, Instance: f.Instance, HTTPAddr: f.HTTP, PublicURL: f.PublicURL,
 		DataDir: f.Data, NATSURL: f.NATSURL, Fsync: fsync, MaxURLLen: f.MaxURLLen, CacheSize: f.CacheSize,
 		RateLimit: f.RateLimit, APIKeyHashes: hashes, Peers: peers, Durability: f.Durability, SwitchAdmin: f.SwitchAdmin, DisableClicks: f.NoClicks, FaultInjection: f.FaultInjection,
 		Limits:           limits,
