@@ -19,9 +19,9 @@ import (
 // 5 s without being forced, every region healthy again within 30 s of its
 // restart.
 //
-// A restarted region is ready once its mirrors have caught up: about 17 s
-// (its mirrors' first requests are answered over gateways the peers have
-// not redialled yet; region/natswait.go), 42 s before. The report gives
+// A restarted region is ready once its mirrors have caught up: about 2 s
+// (region/resume.go; 17 s and 42 s before, docs/decisions.md "Mirrors").
+// The report gives
 // each region's time to ready and the median (the figure bench restart
 // measures under a SIGKILL).
 func restartDrill() *Drill {

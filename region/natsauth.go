@@ -55,6 +55,13 @@ func permissions(u secrets.User, all []string) *server.Permissions {
 		for _, s := range regionStreams(u.Region, all) {
 			pub = append(pub, "$JS.API.STREAM.CREATE."+s, "$JS.API.CONSUMER.DELETE."+s+".>", "$JS.ACK."+s+".>")
 		}
+		// A mirror that lost what its source consumer says it holds is
+		// made again (replicator.EnsureMirror): a copy, never the log.
+		for _, o := range all {
+			if o != u.Region {
+				pub = append(pub, "$JS.API.STREAM.DELETE."+replicator.MirrorName(o, u.Region))
+			}
+		}
 	case secrets.RoleBackup:
 		// A snapshot is a read: the server streams the stream's files to
 		// the tool's inbox, which acknowledges each chunk on its own

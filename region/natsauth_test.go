@@ -153,7 +153,9 @@ func TestNATSPermissions(t *testing.T) {
 	}
 	// Core publishes: a violation is an asynchronous -ERR.
 	for _, subj := range []string{replicator.Subject("eu-west", "2forged1"), "$JS.API.STREAM.DELETE." + replicator.StreamName("us-east"),
-		"$JS.API.STREAM.PURGE." + replicator.StreamName("eu-west"), "$JS.API.STREAM.UPDATE." + replicator.StreamName("us-east")} {
+		"$JS.API.STREAM.PURGE." + replicator.StreamName("eu-west"), "$JS.API.STREAM.UPDATE." + replicator.StreamName("us-east"),
+		// It may make its own mirrors again, no one else's.
+		"$JS.API.STREAM.DELETE." + replicator.MirrorName("us-east", "eu-west"), "$JS.API.STREAM.DELETE." + replicator.MirrorName("eu-west", "ap-south")} {
 		if err := usNC.Publish(subj, []byte(`{}`)); err != nil {
 			t.Fatal(err)
 		}

@@ -133,6 +133,9 @@ func (r *Region) Open(ctx context.Context) (err error) {
 			}
 			r.servers = append(r.servers, ns)
 		}
+		if err := r.resumeMirrors(regional, gws); err != nil {
+			return err
+		}
 	}
 	// The application talks to its own embedded server in process: no TCP
 	// and no TLS on that hop (nats-server does not require TLS of an
@@ -159,7 +162,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	streams := []string{r.stream}
 	var peers []string
 	for _, p := range r.cfg.Peers {
-		if err := replicator.EnsureMirror(ctx, r.js, p.Name, r.cfg.Name); err != nil {
+		if err := replicator.EnsureMirror(ctx, r.js, p.Name, r.cfg.Name, r.log); err != nil {
 			return err
 		}
 		streams = append(streams, replicator.MirrorName(p.Name, r.cfg.Name))
@@ -211,6 +214,9 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	r.goRun(bg, "projector", r.projector.Run)
 	r.goRun(bg, "alias register", r.aliases.Run)
 	r.goRun(bg, "lag monitor", r.monitor.Run)
+	r.goRun(bg, "mirror source consumers", func(ctx context.Context) error {
+		return replicator.EnsureSourceConsumers(ctx, r.js, peers, r.cfg.Name, r.log)
+	})
 	r.goRun(bg, "replication", r.replication.Run)
 	r.goRun(bg, "alias claims", r.reconcileClaimsLoop)
 	if r.clicks != nil {

@@ -96,8 +96,10 @@ func MirrorName(origin, here string) string {
 }
 
 // MirrorConfig is the configuration of the mirror of origin's stream in
-// region here: same sequence numbers and timestamps as the origin, so lag
-// is exact.
+// region here that nats-server feeds through an ephemeral consumer of its
+// own: same sequence numbers and timestamps as the origin, so lag is exact.
+// Regions create DurableMirrorConfig; mirrors made before 2026-12-07 have
+// this one and keep it (see EnsureMirror).
 func MirrorConfig(origin, here string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        MirrorName(origin, here),
@@ -118,13 +120,6 @@ func MirrorConfig(origin, here string) jetstream.StreamConfig {
 // EnsureStream creates region's write stream once JetStream is ready.
 func EnsureStream(ctx context.Context, c *Conn, region string) error {
 	_, err := ensure(ctx, c.js, StreamConfig(region))
-	return err
-}
-
-// EnsureMirror creates the mirror of origin's stream in region here. The
-// origin need not be up: the mirror starts copying once it is.
-func EnsureMirror(ctx context.Context, c *Conn, origin, here string) error {
-	_, err := ensure(ctx, c.js, MirrorConfig(origin, here))
 	return err
 }
 
