@@ -42,8 +42,10 @@ var benchStreams = []string{"BENCH_RAW", "BENCH_ORIGIN", "BENCH_MIRROR"}
 // permissions are what a user of role may do. A region's application
 // publishes only to its own subjects, creates only its own streams (and the
 // alias bucket), deletes only its own consumers and acknowledges only on its
-// own streams; no user may delete, purge, update, snapshot into or restore
-// over a stream, or delete a message. Every user subscribes only to its
+// own streams, and may delete its own mirrors of the other regions' logs
+// (replicator.EnsureMirror makes one again that cannot resume); no user may
+// delete a log stream or another region's mirror, purge, update, snapshot
+// into or restore over a stream, or delete a message. Every user subscribes only to its
 // inboxes, where JetStream answers.
 func permissions(u secrets.User, all []string) *server.Permissions {
 	pub := slices.Clone(jsRead)
@@ -72,11 +74,14 @@ func permissions(u secrets.User, all []string) *server.Permissions {
 		// the subject the server names; it refuses a stream that exists.
 		pub = append(pub, "$JS.API.STREAM.RESTORE.*", "$JS.SNAPSHOT.RESTORE.>")
 	case secrets.RoleSwitch:
-		// Its bucket only: read, compare-and-set the one state, and the
-		// flow control of the watch's ordered push consumer.
+		// Its bucket only, not the log: read, compare-and-set the one
+		// state, and the watch's ordered push consumer with its flow
+		// control.
 		kv := "KV_" + replicator.SwitchBucket
-		pub = append(pub, "$KV."+replicator.SwitchBucket+"."+replicator.SwitchKey, "$JS.API.STREAM.CREATE."+kv,
-			"$JS.API.CONSUMER.DELETE."+kv+".>", "$JS.FC."+kv+".>")
+		pub = []string{"$JS.API.INFO", "$JS.API.STREAM.INFO." + kv, "$JS.API.STREAM.MSG.GET." + kv, "$JS.API.DIRECT.GET." + kv + ".>",
+			"$JS.API.CONSUMER.CREATE." + kv + ".>", "$JS.API.CONSUMER.INFO." + kv + ".>",
+			"$KV." + replicator.SwitchBucket + "." + replicator.SwitchKey, "$JS.API.STREAM.CREATE." + kv,
+			"$JS.API.CONSUMER.DELETE." + kv + ".>", "$JS.FC." + kv + ".>"}
 	case secrets.RoleBench:
 		// The benchmarks read the log like an auditor and write only
 		// their raw baselines' scratch streams.

@@ -199,10 +199,12 @@ func TestNATSPermissions(t *testing.T) {
 	if e, err := kv.Get(ctx, "squat"); err == nil {
 		t.Errorf("the auditor's put was stored in the alias register: %q", e.Value())
 	}
-	// The switch's user writes its own bucket only.
+	// The switch's user writes its own bucket only, and reads nothing else:
+	// not the log (a read of it is refused before JetStream sees it).
 	swNC, _, swV := connectAs(t, reg.NATSURL(), secrets.SwitchUser)
 	for _, subj := range []string{replicator.Subject("us-east", "1forged2"), "$KV." + replicator.AliasBucket + ".squat2",
-		"$JS.API.STREAM.CREATE.EVIL"} {
+		"$JS.API.STREAM.CREATE.EVIL", "$JS.API.STREAM.INFO." + replicator.StreamName("us-east"),
+		"$JS.API.DIRECT.GET." + replicator.StreamName("us-east"), "$JS.API.CONSUMER.CREATE." + replicator.StreamName("us-east")} {
 		if err := swNC.Publish(subj, []byte(`{}`)); err != nil {
 			t.Fatal(err)
 		}

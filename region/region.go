@@ -162,7 +162,7 @@ func (r *Region) Open(ctx context.Context) (err error) {
 	streams := []string{r.stream}
 	var peers []string
 	for _, p := range r.cfg.Peers {
-		if err := replicator.EnsureMirror(ctx, r.js, p.Name, r.cfg.Name, r.log); err != nil {
+		if err := replicator.EnsureMirror(ctx, r.js, p.Name, r.cfg.Name, len(r.servers) > 0, r.log); err != nil {
 			return err
 		}
 		streams = append(streams, replicator.MirrorName(p.Name, r.cfg.Name))

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"shortener/replicator"
 )
 
 // gatewaysBothWaysWait bounds how long a starting region waits for every
@@ -23,25 +25,30 @@ const jetStreamHealthyWait = 5 * time.Second
 // resumeMirrors gets the mirrors of a restarted regional server copying
 // again at once, through nats-server's public API only.
 //
-// A mirror asks its origin for a consumer about 150 ms after JetStream
+// A mirror asks its origin for its consumer about 150 ms after JetStream
 // recovers it, which nats-server does before it even listens for
 // gateways; the origin's answer comes back over the origin's gateway to
 // this server, which the origin redials only up to 1 s later. The answer
-// is lost, and nats-server waits 30 s for it (srcConsumerWaitTime, no
-// option) and then backs off 10 s: the region used to be ready ~42 s
-// after its start. Nothing public makes a mirror ask again (a mirror's
-// configuration cannot be updated, and an R1 stream has no leader to
-// move), but restarting JetStream does: its streams are recovered again
-// and their mirrors ask again, now over gateways that are up both ways.
+// is lost, and nats-server waits for it: 30 s and a 10 s backoff for a
+// mirror's ephemeral consumer (ready ~42 s after the start), 5 s and then
+// the durable consumer's next heartbeat for the durable ones regions make
+// now (ready ~6 s after the start). Nothing public makes a mirror ask
+// again (a mirror's configuration cannot be updated, and an R1 stream has
+// no leader to move), but restarting JetStream does: its streams are
+// recovered again and their mirrors ask again, now over gateways that are
+// up both ways. The durable consumers on this server that feed the
+// peers' mirrors survive it.
 //
 // So: wait until every peer's regional cluster is connected both ways and
 // every peer's global member has dialled this server (or
-// gatewaysBothWaysWait passed), then, if any mirror has not heard from
-// its origin and a peer is connected, restart the server's JetStream
-// (ShutdownJetStream keeps its state; EnableJetStream with the
-// configuration Start builds) and wait until it is healthy. Nothing of the
-// application runs on the server yet. A fresh region has no mirrors yet:
-// it only waits, so that its first requests are answered.
+// gatewaysBothWaysWait passed), then, if a durable link mirror of a
+// connected peer has not heard from it (idleMirrors), restart the
+// server's JetStream (ShutdownJetStream keeps its state; EnableJetStream
+// with the configuration Start builds) and wait until it is healthy.
+// Nothing of this instance's application runs on the server yet; a second
+// instance of the region (docs/deploy.md), connected to it, finds
+// JetStream away for that moment and retries. A fresh region has no
+// mirrors yet: it only waits, so that its first requests are answered.
 func (r *Region) resumeMirrors(regional serverSpec, gws map[string][]string) error {
 	if len(r.cfg.Peers) == 0 || len(r.servers) == 0 {
 		return nil
@@ -58,7 +65,7 @@ func (r *Region) resumeMirrors(regional serverSpec, gws map[string][]string) err
 		up, globals = bothWays(s, peers)
 	}
 	waited := time.Since(start).Round(time.Millisecond)
-	idle := idleMirrors(s)
+	idle := idleMirrors(s, up)
 	if len(idle) == 0 || len(up) == 0 {
 		r.log.Info("gateways", "both_ways", up, "global_inbound", globals, "waited", waited, "idle_mirrors", idle)
 		return nil
@@ -113,19 +120,29 @@ func bothWays(s *server.Server, peers []string) (up []string, globals int) {
 	return up, globals
 }
 
-// idleMirrors lists the mirrors on s that have not heard from their
-// origin since JetStream started.
-func idleMirrors(s *server.Server) []string {
-	jsz, err := s.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
+// idleMirrors lists the durable link mirrors on s whose origin is one of
+// up (connected both ways) and that have not heard from it since
+// JetStream started: the ones a JetStream restart gets going. A mirror of
+// a region that is down stays idle whatever is done, a click mirror or
+// one made before durable sourcing is not worth the restart (the peers'
+// ephemeral mirrors of this server's streams would stall on it).
+func idleMirrors(s *server.Server, up []string) []string {
+	jsz, err := s.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true})
 	if err != nil {
 		return nil
+	}
+	origins := make(map[string]bool, len(up))
+	for _, p := range up {
+		origins[replicator.StreamName(p)] = true
 	}
 	var idle []string
 	for _, a := range jsz.AccountDetails {
 		for _, st := range a.Streams {
-			if st.Mirror != nil && st.Mirror.Active < 0 {
-				idle = append(idle, st.Name)
+			m := st.Mirror
+			if m == nil || m.Active >= 0 || !origins[m.Name] || st.Config == nil || st.Config.Mirror == nil || st.Config.Mirror.Consumer == nil {
+				continue
 			}
+			idle = append(idle, st.Name)
 		}
 	}
 	return idle

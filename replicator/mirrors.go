@@ -87,74 +87,124 @@ var FirstSourceWait = 10 * time.Second
 // resumes only when nats-server's 30 s wait for its lost request ends. A
 // region started on an empty disk makes durable ones.
 //
-// Except a durable mirror that lost what its consumer says it holds: a
-// mirror asks its consumer to resume from the consumer's ack floor, and
-// when that is past the mirror's last sequence (the region lost its disk,
-// and the cluster's meta layer made the mirror again, empty, with its old
-// consumer) nats-server skips the difference and fills it with nothing.
-// Such a mirror, or one that has already skipped (a gap where the log has
-// none: the streams are never trimmed), is deleted and made again with a
-// new consumer; the projection's consumer on it is made again behind its
-// checkpoint (Feed.Open).
-func EnsureMirror(ctx context.Context, c *Conn, origin, here string, log *slog.Logger) error {
+// Except, when repair is set (the instance that embeds the region's
+// server; never a second instance, whose feed reads the same mirrors), a
+// durable mirror that cannot resume from its consumer: a mirror asks its
+// consumer to resume from the consumer's ack floor, and when that is past
+// the mirror's last sequence (the region lost its disk, and the cluster's
+// meta layer made the mirror again, empty, with its old consumer)
+// nats-server skips the difference and fills it with nothing. Such a
+// mirror (mirrorDamage) is deleted and made again with a new consumer when
+// that loses nothing: it is empty, or its origin answers holding all of
+// it (a mirror is what a region that lost its log is repaired from).
+// Otherwise it is kept, logged at error, and judged again at the next
+// start. The projection's consumer on a mirror made again is made again
+// behind its checkpoint (Feed.Open).
+func EnsureMirror(ctx context.Context, c *Conn, origin, here string, repair bool, log *slog.Logger) error {
 	name := MirrorName(origin, here)
-	lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	s, err := c.js.Stream(lctx, name)
-	cancel()
-	if err == nil {
+	s, err := lookupStream(ctx, c.js, name)
+	switch {
+	case err == nil:
 		m := s.CachedInfo().Config.Mirror
 		if m != nil && m.Consumer == nil {
 			log.Warn("mirror made before durable sourcing: after a restart it resumes up to 40 s late (docs/decisions.md, \"Mirrors\")", "mirror", name)
 			return nil
 		}
-		why, err := mirrorDamage(ctx, c.js, s, origin)
-		if err != nil {
-			return err
-		}
-		if why == "" {
+		if !repair {
 			return nil
 		}
-		log.Warn("mirror made again: it lost what its source consumer says it holds", "mirror", name, "why", why)
-		if err := c.js.DeleteStream(ctx, name); err != nil {
-			return fmt.Errorf("make mirror %s again: delete: %w", name, err)
+		why, safe, err := mirrorDamage(ctx, c.js, s, origin)
+		if err != nil || why == "" {
+			return err
 		}
-		err = jetstream.ErrStreamNotFound
+		if !safe {
+			log.Error("mirror cannot resume from its source consumer, and is kept: its origin does not answer holding everything it holds; judged again at the next start",
+				"mirror", name, "why", why)
+			return nil
+		}
+		if err := c.js.DeleteStream(ctx, name); err != nil {
+			log.Error("mirror cannot resume from its source consumer, and could not be made again; judged again at the next start", "mirror", name, "why", why, "error", err)
+			return nil
+		}
+		log.Warn("mirror made again: it could not resume from its source consumer", "mirror", name, "why", why)
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return err
 	}
 	consumer := NewSourceConsumerName(origin, here)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		fctx, cancel := context.WithTimeout(ctx, FirstSourceWait)
-		for createSourceConsumer(fctx, c.js, origin, here, consumer, 1) != nil && fctx.Err() == nil {
-			select {
-			case <-fctx.Done():
-			case <-time.After(250 * time.Millisecond):
-			}
+	fctx, cancel := context.WithTimeout(ctx, FirstSourceWait)
+	for createSourceConsumer(fctx, c.js, origin, here, consumer, 1) != nil && fctx.Err() == nil {
+		select {
+		case <-fctx.Done():
+		case <-time.After(250 * time.Millisecond):
 		}
-		cancel()
 	}
+	cancel()
 	_, err = ensure(ctx, c.js, DurableMirrorConfig(origin, here, consumer))
 	return err
 }
 
-// mirrorDamage says why durable mirror s cannot be resumed from its source
-// consumer, or "" when it can or the origin does not answer (the check is
-// then left to the next start). The consumer is read before the mirror:
-// the consumer's ack floor never passes what the mirror has stored, so a
-// mirror read later can only hold more.
-func mirrorDamage(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, origin string) (string, error) {
+// lookupStream returns the stream name, or ErrStreamNotFound, asking again
+// while the server does not answer (a JetStream that is starting) until
+// ctx ends: a mirror taken for missing would be made again, a mirror taken
+// for sound would not be judged.
+func lookupStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	for {
+		lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		s, err := js.Stream(lctx, name)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("look up stream %s: %w (%v)", name, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// mirrorDamage says why durable mirror s cannot resume from its source
+// consumer ("" when it can), and whether making it again loses nothing.
+// The consumer is read before the mirror: the consumer's ack floor never
+// passes what the mirror has processed, so a mirror read later can only
+// hold more.
+func mirrorDamage(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, origin string) (why string, safe bool, err error) {
 	var ackFloor uint64
+	consumerKnown := false
 	consumer := s.CachedInfo().Config.Mirror.Consumer.Name
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	if cons, err := js.PushConsumer(cctx, StreamName(origin), consumer); err == nil {
-		ackFloor = cons.CachedInfo().AckFloor.Stream
-	}
+	cons, cerr := js.PushConsumer(cctx, StreamName(origin), consumer)
 	cancel()
-	ictx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	info, err := s.Info(ictx)
-	if err != nil {
-		return "", fmt.Errorf("mirror %s: %w", s.CachedInfo().Config.Name, err)
+	switch {
+	case cerr == nil:
+		ackFloor, consumerKnown = cons.CachedInfo().AckFloor.Stream, true
+	case errors.Is(cerr, jetstream.ErrConsumerNotFound):
+		consumerKnown = true // EnsureSourceConsumers makes it after what the mirror holds
 	}
-	return damage(info.State, ackFloor), nil
+	ictx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	info, err := s.Info(ictx)
+	cancel()
+	if err != nil {
+		return "", false, fmt.Errorf("mirror %s: %w", s.CachedInfo().Config.Name, err)
+	}
+	st := info.State
+	if why = damage(st, ackFloor); why == "" && st.LastSeq == 0 && !consumerKnown {
+		why = "it is empty and its consumer cannot be read: it could resume past #1"
+	}
+	if why == "" {
+		return "", false, nil
+	}
+	if st.Msgs == 0 {
+		return why, true, nil
+	}
+	octx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	o, err := js.Stream(octx, StreamName(origin))
+	if err != nil {
+		return why, false, nil
+	}
+	ost := o.CachedInfo().State
+	return why, ost.FirstSeq <= 1 && ost.LastSeq >= st.LastSeq, nil
 }
 
 // damage judges a durable mirror's state against its consumer's ack floor
@@ -197,7 +247,7 @@ func EnsureSourceConsumers(ctx context.Context, c *Conn, origins []string, here 
 				case errors.Is(err, errMirrorDamaged):
 					failures++
 					if failures == 1 || failures%20 == 0 {
-						log.Error("mirror skipped sequences its origin has; it is made again at the region's next start", "error", err)
+						log.Error("mirror cannot resume from its source consumer; judged again at the region's next start", "error", err)
 					}
 				case err != nil:
 					failures++
@@ -223,8 +273,10 @@ func EnsureSourceConsumers(ctx context.Context, c *Conn, origins []string, here 
 	return nil
 }
 
-// errMirrorDamaged: a mirror skipped sequences while the region ran (its
-// origin came back after the start-up check; see EnsureMirror).
+// errMirrorDamaged: a mirror that cannot resume from its source consumer,
+// found while the region runs (it skipped sequences after the start-up
+// check, or its consumer was replaced by another): EnsureMirror judges it
+// at the next start.
 var errMirrorDamaged = errors.New("mirror damaged")
 
 // ensureSourceConsumer creates the source consumer named by here's mirror
@@ -248,7 +300,7 @@ func ensureSourceConsumer(ctx context.Context, js jetstream.JetStream, origin, h
 	switch {
 	case err == nil:
 		if cfg := c.CachedInfo().Config; cfg.AckPolicy != jetstream.AckFlowControlPolicy || cfg.DeliverSubject != info.Config.Mirror.Consumer.DeliverSubject {
-			return name, false, fmt.Errorf("consumer %s on %s has another configuration (ack %s, deliver to %q)", name, StreamName(origin), cfg.AckPolicy, cfg.DeliverSubject)
+			return name, false, fmt.Errorf("%w: consumer %s on %s has another configuration (ack %s, deliver to %q)", errMirrorDamaged, name, StreamName(origin), cfg.AckPolicy, cfg.DeliverSubject)
 		}
 		return name, false, nil
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):

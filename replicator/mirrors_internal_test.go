@@ -16,10 +16,9 @@ func TestMirrorDamage(t *testing.T) {
 		ackFloor uint64
 		damaged  bool
 	}{
-		{"empty, consumer unknown", jetstream.StreamState{}, 0, false},
 		{"empty, new consumer", jetstream.StreamState{}, 0, false},
 		{"whole", jetstream.StreamState{Msgs: 26, FirstSeq: 1, LastSeq: 26}, 26, false},
-		{"behind its consumer's deliveries, not its ack floor", jetstream.StreamState{Msgs: 20, FirstSeq: 1, LastSeq: 20}, 20, false},
+		{"ahead of its consumer's ack floor", jetstream.StreamState{Msgs: 20, FirstSeq: 1, LastSeq: 20}, 12, false},
 		{"origin unreachable", jetstream.StreamState{Msgs: 20, FirstSeq: 1, LastSeq: 20}, 0, false},
 		{"empty, made again by the meta layer", jetstream.StreamState{}, 26, true},
 		{"skipped to the consumer's floor", jetstream.StreamState{Msgs: 0, FirstSeq: 27, LastSeq: 26}, 26, true},

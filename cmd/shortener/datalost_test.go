@@ -142,7 +142,7 @@ func lostRegionRecovered(t *testing.T, c *cluster, acks []ack) {
 	converged(t, c, append(acks, after), 30*time.Second)
 	// A peer that looked at the region's stream while it was still empty
 	// (before the repair) says it is behind until its next look, 250 ms
-	// later: wait for that, but a divergence is for ever.
+	// later: wait for that. A divergence is for ever: it fails at once.
 	regiontest.WaitFor(t, 10*time.Second, func() error {
 		for j := range c.names {
 			rr, err := c.regions(j)
@@ -150,7 +150,10 @@ func lostRegionRecovered(t *testing.T, c *cluster, acks []ack) {
 				return err
 			}
 			for _, o := range rr.Origins {
-				if o.OriginBehind || o.OriginDiverged {
+				if o.OriginDiverged {
+					t.Fatalf("%s says %s diverged: %+v", c.names[j], o.Origin, o)
+				}
+				if o.OriginBehind {
 					return fmt.Errorf("%s says %s lost events: %+v", c.names[j], o.Origin, o)
 				}
 			}
