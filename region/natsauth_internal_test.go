@@ -15,12 +15,7 @@ import (
 func TestRegionMayDeleteItsOwnMirrorsOnly(t *testing.T) {
 	all := []string{"us-east", "eu-west", "ap-south"}
 	allow := permissions(secrets.User{Name: "region-us-east", Role: secrets.RoleRegion, Region: "us-east"}, all).Publish.Allow
-	var deletes []string
-	for _, s := range allow {
-		if strings.HasPrefix(s, "$JS.API.STREAM.DELETE.") {
-			deletes = append(deletes, s)
-		}
-	}
+	deletes := slices.DeleteFunc(slices.Clone(allow), func(s string) bool { return !strings.HasPrefix(s, "$JS.API.STREAM.DELETE.") })
 	want := []string{"$JS.API.STREAM.DELETE." + replicator.MirrorName("eu-west", "us-east"), "$JS.API.STREAM.DELETE." + replicator.MirrorName("ap-south", "us-east")}
 	slices.Sort(deletes)
 	slices.Sort(want)

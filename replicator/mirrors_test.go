@@ -2,6 +2,7 @@ package replicator_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"shortener/region/regiontest"
 	"shortener/replicator"
 )
 
@@ -52,14 +54,17 @@ func TestEnsureMirrorRemakesAMirrorItsConsumerIsAheadOf(t *testing.T) {
 	first := mirror().Config
 	consumer := first.Mirror.Consumer.Name
 	var floor uint64
-	waitFor(t, func() bool {
+	regiontest.WaitFor(t, 30*time.Second, func() error {
 		ci, err := js.PushConsumer(ctx, origin.Name, consumer)
 		if err != nil {
-			return false
+			return err
 		}
 		floor = ci.CachedInfo().AckFloor.Stream
-		return mirror().State.LastSeq == n && floor == n
-	}, "the mirror copied the stream and its consumer's ack floor reached its end")
+		if last := mirror().State.LastSeq; last != n || floor != n {
+			return fmt.Errorf("the mirror holds up to #%d, its consumer's ack floor is #%d; want both at #%d", last, floor, n)
+		}
+		return nil
+	})
 
 	if err := js.DeleteStream(ctx, name); err != nil {
 		t.Fatal(err)
@@ -67,7 +72,12 @@ func TestEnsureMirrorRemakesAMirrorItsConsumerIsAheadOf(t *testing.T) {
 	if _, err := js.CreateStream(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return mirror().State.FirstSeq == floor+1 }, "the mirror made again with its old consumer resumed past its end")
+	regiontest.WaitFor(t, 30*time.Second, func() error {
+		if first := mirror().State.FirstSeq; first != floor+1 {
+			return fmt.Errorf("the mirror made again with its old consumer starts at #%d, want #%d (past the end)", first, floor+1)
+		}
+		return nil
+	})
 
 	if err := replicator.EnsureMirror(ctx, c, "us-east", "eu-west", false, log); err != nil {
 		t.Fatal(err)
@@ -83,18 +93,10 @@ func TestEnsureMirrorRemakesAMirrorItsConsumerIsAheadOf(t *testing.T) {
 	if info.Config.Mirror.Consumer.Name == consumer {
 		t.Fatalf("the mirror kept its consumer %s", consumer)
 	}
-	waitFor(t, func() bool {
-		st := mirror().State
-		return st.FirstSeq == 1 && st.LastSeq == n && st.Msgs == n
-	}, "the mirror made again holds the whole stream")
-}
-
-func waitFor(t *testing.T, ok func() bool, what string) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !ok(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("not after 30 s: %s", what)
+	regiontest.WaitFor(t, 30*time.Second, func() error {
+		if st := mirror().State; st.FirstSeq != 1 || st.LastSeq != n || st.Msgs != n {
+			return fmt.Errorf("the mirror made again holds %+v, want #1 to #%d", st, n)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
