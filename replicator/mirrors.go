@@ -122,7 +122,9 @@ func EnsureMirror(ctx context.Context, c *Conn, origin, here string, repair bool
 				"mirror", name, "why", why)
 			return nil
 		}
-		if err := c.js.DeleteStream(ctx, name); err != nil {
+		// Not found: it is gone already (the meta layer, or an answer lost
+		// to a leader change), which is what the delete was for.
+		if err := c.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			log.Error("mirror cannot resume from its source consumer, and could not be made again; judged again at the next start", "mirror", name, "why", why, "error", err)
 			return nil
 		}
