@@ -134,7 +134,7 @@ type Config struct {
 	// ClickCommitEvery is how long the click projection folds click
 	// batches in memory before it commits them (region/clicks.go): longer
 	// writes each busy counter less often, and /stats is that much later.
-	// Default 2 s.
+	// Default 10 s (docs/decisions.md, "Click analytics").
 	ClickCommitEvery time.Duration
 	// RedirectMaxAge is how long a browser or proxy may keep a permanent
 	// redirect (301, 308) before asking again: an update or a takedown
@@ -373,7 +373,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.ClickQueue = 1 << 16
 	}
 	if c.ClickCommitEvery <= 0 {
-		c.ClickCommitEvery = 2 * time.Second
+		c.ClickCommitEvery = 10 * time.Second
 	}
 	switch {
 	case c.RedirectMaxAge == 0:

@@ -257,10 +257,10 @@ func (r *Region) lookup(ctx context.Context, code string) (projections.Entry, bo
 		span.End()
 	}
 	if hit {
-		t.cacheLookup.Add(ctx, 1, t.hit...)
+		t.cacheHits.Add(1)
 		return e, true, nil
 	}
-	t.cacheLookup.Add(ctx, 1, t.miss...)
+	t.cacheMisses.Add(1)
 	_, span = t.span(ctx, "pebble.read")
 	e, found, err := r.store.Lookup(code)
 	if span != nil {

@@ -16,10 +16,11 @@ import (
 )
 
 // TestClusterClicksConverge: 1,000 redirects spread over the three regions
-// give totals of 1,000 in every region within 10 s, bots counted apart,
-// and each region's share attributed to it.
+// give totals of 1,000 in every region within 10 s with clicks committed
+// every 2 s (the default is 10 s), bots counted apart, and each region's
+// share attributed to it.
 func TestClusterClicksConverge(t *testing.T) {
-	c := newCluster(t)
+	c := newCluster(t, "--click-commit-every=2s")
 	ctx := context.Background()
 	r, err := c.clients[0].Create(ctx, map[string]any{"url": "https://example.com/popular"})
 	if err != nil || r.Status != http.StatusCreated {

@@ -15,6 +15,7 @@ import (
 
 	"shortener/chaos/load"
 	"shortener/procs"
+	"shortener/telemetry"
 )
 
 func loadCmd() *cobra.Command {
@@ -286,13 +287,20 @@ one of those creates at that region and count the 404s: the measured RPO.
 }
 
 func baselineCmd() *cobra.Command {
-	var addr string
+	var addr, cpuProfile string
 	cmd := &cobra.Command{
 		Use:    "baseline",
 		Short:  "Serve a fixed 301 from a bare net/http server (the benchmark baseline)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cpuProfile != "" {
+				stop, err := telemetry.StartCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			srv := &http.Server{Addr: addr, Handler: load.BaselineHandler(), ReadHeaderTimeout: 5 * time.Second}
 			go func() { <-cmd.Context().Done(); srv.Close() }()
 			if err := srv.ListenAndServe(); err != http.ErrServerClosed {
@@ -302,5 +310,6 @@ func baselineCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.9.1:8181", "listen address")
+	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (at a graceful stop), to set beside a region's")
 	return cmd
 }

@@ -278,7 +278,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&f.SwitchAdmin, "switch-admin", "127.0.0.1:8054", "the DNS switch's admin address, shown on /status; empty to leave it out")
 	fl.BoolVar(&f.NoClicks, "no-clicks", false, "turn click analytics off (no click streams, nothing recorded)")
 	fl.StringVar(&f.RedirectMaxAge, "redirect-max-age", "1h", "how long browsers and proxies may keep a permanent redirect (301, 308) before asking again, at most 24h; 0: they ask every time (temporary redirects are never kept)")
-	fl.StringVar(&f.ClickCommitEvery, "click-commit-every", "2s", "how long the click projection folds clicks in memory before writing them (longer: fewer writes, later /stats)")
+	fl.StringVar(&f.ClickCommitEvery, "click-commit-every", "10s", "how long the click projection folds clicks in memory before writing them (longer: fewer writes, later /stats)")
 	fl.BoolVar(&f.FaultInjection, "fault-injection", false, "serve the fault injection endpoints under /api/v1/admin/faults (chaos runs only; never in production)")
 	fl.StringVar(&f.OTLP, "otlp-endpoint", "", "send traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (default: tracing off)")
 	fl.Float64Var(&f.TraceSample, "trace-sample", 1, "share of new traces sampled when --otlp-endpoint is set, 0 to 1")
@@ -291,7 +291,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&f.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
 	fl.StringVar(&f.TLSKey, "tls-key", "", "the HTTPS certificate's private key (PEM, mode 0600)")
 	fl.StringVar(&f.JSMaxStore, "jetstream-max-store", "8GiB", "disk the region's embedded JetStream servers may use each (streams and mirrors); writes are refused beyond it (docs/runbooks/disk-usage-high.md)")
-	fl.StringVar(&f.MemoryLimit, "memory-limit", "0", "run the GC only near this heap size (GOGC=off), e.g. 1GiB; 0 keeps Go's defaults; $GOGC or $GOMEMLIMIT override")
+	fl.StringVar(&f.MemoryLimit, "memory-limit", "0", "run the GC only near this heap size (GOGC=off), e.g. 1GiB; 0: GOGC=400 (docs/decisions.md); $GOGC or $GOMEMLIMIT override")
 	return cmd
 }
 

@@ -60,6 +60,9 @@ func Config(name, dir string) region.Config {
 		// per-address limit of misses is tested on its own (limits_test.go).
 		Limits:            region.Limits{Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
 		NATSServerSecrets: srv, NATSClientSecrets: cli,
+		// Tests read click counts soon after the clicks: the default (10 s)
+		// favours the redirects over how fresh /stats is.
+		ClickCommitEvery: time.Second,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test_region", name),
 	}
 }
