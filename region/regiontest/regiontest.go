@@ -63,7 +63,7 @@ func Config(name, dir string) region.Config {
 		// Tests read click counts soon after the clicks: the default (10 s)
 		// favours the redirects over how fresh /stats is.
 		ClickCommitEvery: time.Second,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test_region", name),
+		Logger:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test_region", name),
 	}
 }
 
