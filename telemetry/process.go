@@ -13,29 +13,14 @@ import (
 	"strings"
 )
 
-// GCPercent is the region's GOGC unless $GOGC, $GOMEMLIMIT or
-// --memory-limit says otherwise. Measured side by side on one core
-// (docs/benchmarks.md, "Redirects: where the time goes at peak"): a region
-// with 20,000 links keeps about 46 MB live; at Go's 100 it collected about
-// once a second at peak and answered 0.66x the bare server's peak, at 400
-// once every 5 s and 0.74x, with the heap at about 5x the live data (260
-// MB) instead of 2x.
-const GCPercent = 400
-
-// TuneGC sets the collector for a region: GOGC=GCPercent by default, or,
-// with a limit, the collector off until the heap nears it. The limit is
-// off by default: measured at 20k redirects/s on one core
+// TuneGC optionally turns the collector off until the heap nears a limit.
+// It is off by default: measured at 20k redirects/s on one core
 // (docs/benchmarks.md), it removes the GC from short windows but the cycles
 // at the limit stall for about 100 ms, so over 30 s windows the p99 was
 // worse than with Go's defaults. $GOGC or $GOMEMLIMIT, when set, win.
 func TuneGC(limit string, log *slog.Logger) error {
-	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
-		log.Info("gc: Go settings from the environment", "GOGC", os.Getenv("GOGC"), "GOMEMLIMIT", os.Getenv("GOMEMLIMIT"))
-		return nil
-	}
-	if limit == "0" || limit == "" {
-		debug.SetGCPercent(GCPercent)
-		log.Info("gc: GOGC set", "GOGC", GCPercent)
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" || limit == "0" || limit == "" {
+		log.Info("gc: Go settings kept", "GOGC", os.Getenv("GOGC"), "GOMEMLIMIT", os.Getenv("GOMEMLIMIT"))
 		return nil
 	}
 	n, err := ParseBytes(limit)

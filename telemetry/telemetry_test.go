@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -49,28 +48,6 @@ func TestBadOptions(t *testing.T) {
 	}
 	if _, err := StartExecTrace(filepath.Join(t.TempDir(), "no", "such", "dir")); err == nil {
 		t.Error("a trace into a missing directory started")
-	}
-}
-
-// With no limit and nothing in the environment, a region runs with
-// GOGC=GCPercent; $GOGC wins.
-func TestTuneGCDefault(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	t.Setenv("GOGC", "")
-	t.Setenv("GOMEMLIMIT", "")
-	if err := TuneGC("0", log); err != nil {
-		t.Fatal(err)
-	}
-	if got := debug.SetGCPercent(100); got != GCPercent {
-		t.Errorf("GOGC %d, want %d", got, GCPercent)
-	}
-	t.Setenv("GOGC", "100")
-	if err := TuneGC("0", log); err != nil {
-		t.Fatal(err)
-	}
-	if got := debug.SetGCPercent(100); got != 100 {
-		t.Errorf("with $GOGC=100: GOGC %d", got)
 	}
 }
 

@@ -69,8 +69,11 @@ with --, for instance --cpu-profile=/tmp/r.prof).`,
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&o.Links, "links", 20000, "links to preload (all are requested: every redirect is a cache hit)")
-	fl.DurationVar(&o.Peak, "peak", 5*time.Second, "duration of each peak-throughput round")
-	fl.DurationVar(&o.Fixed, "fixed", 6*time.Second, "duration of each fixed-rate point")
+	// A round must outlast the work a region puts off: a click commit every
+	// 10 s, a GC cycle every few seconds at peak. Rounds of 5 s measured
+	// some servers with no commit in them (docs/benchmarks.md).
+	fl.DurationVar(&o.Peak, "peak", 30*time.Second, "duration of each peak-throughput round (at least a few of the region's --click-commit-every)")
+	fl.DurationVar(&o.Fixed, "fixed", 20*time.Second, "duration of each fixed-rate point (at least a few of the region's --click-commit-every)")
 	fl.Float64SliceVar(&o.FixedRates, "fixed-rates", []float64{2000, 10000, 20000}, "requests per second of the fixed-rate points")
 	fl.Float64SliceVar(&o.VerdictRates, "verdict-rates", []float64{10000, 20000}, "the fixed rates whose p99 has a target (each one of --fixed-rates)")
 	fl.IntVar(&o.Rounds, "rounds", 2, "rounds; in each, every server in turn")

@@ -291,7 +291,7 @@ from $SHORTENER_API_KEY, or from the file --api-key-file.`,
 	fl.StringVar(&f.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
 	fl.StringVar(&f.TLSKey, "tls-key", "", "the HTTPS certificate's private key (PEM, mode 0600)")
 	fl.StringVar(&f.JSMaxStore, "jetstream-max-store", "8GiB", "disk the region's embedded JetStream servers may use each (streams and mirrors); writes are refused beyond it (docs/runbooks/disk-usage-high.md)")
-	fl.StringVar(&f.MemoryLimit, "memory-limit", "0", "run the GC only near this heap size (GOGC=off), e.g. 1GiB; 0: GOGC=400 (docs/decisions.md); $GOGC or $GOMEMLIMIT override")
+	fl.StringVar(&f.MemoryLimit, "memory-limit", "0", "run the GC only near this heap size (GOGC=off), e.g. 1GiB; 0 keeps Go's defaults; $GOGC or $GOMEMLIMIT override")
 	return cmd
 }
 
