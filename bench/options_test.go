@@ -137,8 +137,8 @@ func TestMirrorLag(t *testing.T) {
 	}
 }
 
-// redirectOK is a valid RedirectOptions (the command's defaults) changed
-// by edit.
+// redirectOK is a valid RedirectOptions (shorter rounds than the
+// command's defaults) changed by edit.
 func redirectOK(edit func(*RedirectOptions)) RedirectOptions {
 	o := RedirectOptions{Links: 20000, Peak: 5 * time.Second, Fixed: 6 * time.Second, FixedRates: []float64{2000, 10000, 20000},
 		VerdictRates: []float64{10000, 20000}, Rounds: 2, Workers: 64}

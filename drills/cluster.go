@@ -155,8 +155,8 @@ func cacheCounters(ctx context.Context, url string) (hits, misses float64, err e
 	return parseCacheCounters(resp.Body)
 }
 
-// errNoCacheLookups: the region has served no lookup since it started
-// (OTel exports a counter from its first increment).
+// errNoCacheLookups: the region exports no lookup counts (metrics off;
+// with metrics on they are read at every collection, from 0).
 var errNoCacheLookups = errors.New("no shortener_cache_lookups_total in /metrics")
 
 func parseCacheCounters(r io.Reader) (hits, misses float64, err error) {

@@ -261,15 +261,24 @@ func (k *clicks) flush(ctx context.Context) error {
 // between commits.
 const clickPendingMax = 200_000
 
+// clickCommitRecords commits early once this many click batches are
+// folded and not acknowledged: half the feed's MaxAckPending (20,000),
+// beyond which the server sends no more. Live, a region sends about ten
+// batches a second; catching up on a backlog, a commit every 10,000
+// batches keeps the feed flowing instead of waiting out the interval.
+const clickCommitRecords = 10_000
+
 // project folds the click streams into the click store until ctx ends.
 func (k *clicks) project(ctx context.Context) error {
 	var first time.Time // of the first fold since the last commit
+	records := 0        // folded since the last commit
 	for {
 		pending, keys := k.store.Pending()
-		if pending && (time.Since(first) >= k.r.cfg.ClickCommitEvery || keys >= clickPendingMax) {
+		if pending && (time.Since(first) >= k.r.cfg.ClickCommitEvery || keys >= clickPendingMax || records >= clickCommitRecords) {
 			if !k.commit(ctx) {
 				return nil
 			}
+			records = 0
 			continue
 		}
 		nctx, cancel := ctx, context.CancelFunc(func() {})
@@ -287,6 +296,7 @@ func (k *clicks) project(ctx context.Context) error {
 		if !pending {
 			first = time.Now()
 		}
+		records += len(recs)
 		k.store.Fold(recs)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"shortener/region/regiontest"
 )
@@ -38,6 +39,7 @@ func cachedRedirect(tb testing.TB) (serve func(), w *resettableWriter) {
 	tb.Helper()
 	cfg := regiontest.Config("us-east", tb.TempDir())
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg.ClickCommitEvery = 10 * time.Second // the default (regiontest.Config commits every 1 s)
 	withMetrics(tb, &cfg)
 	cfg.RateLimit = 200 // the default of shortener region
 	run := regiontest.Start(tb, cfg)
