@@ -46,6 +46,8 @@ type clicks struct {
 	mu       sync.Mutex
 	buf      []rawClick // clicks waiting for the flusher, at most bound
 	bound    int
+	bufBytes int // of the header values in buf, at most maxBytes
+	maxBytes int
 	wake     chan struct{} // the buffer is half full
 	queued   atomic.Int64  // accepted by record, not yet recorded or dropped
 	store    *projections.ClickStore
@@ -73,7 +75,7 @@ func (r *Region) openClicks(ctx context.Context, peers []string) error {
 		store.Close()
 		return err
 	}
-	r.clicks = &clicks{r: r, bound: r.cfg.ClickQueue, wake: make(chan struct{}, 1), store: store, feed: feed, streams: names}
+	r.clicks = &clicks{r: r, bound: r.cfg.ClickQueue, maxBytes: r.cfg.ClickQueueBytes, wake: make(chan struct{}, 1), store: store, feed: feed, streams: names}
 	return nil
 }
 
@@ -91,13 +93,16 @@ func (k *clicks) close() { _ = k.store.Close() }
 // record hands a served redirect's click over without waiting.
 func (k *clicks) record(c echo.Context, code string, now time.Time) {
 	h := c.Request().Header
+	rc := rawClick{code: code, agent: truncated(h.Get("User-Agent")), referrer: truncated(h.Get("Referer")), unixMs: now.UnixMilli()}
+	size := len(rc.code) + len(rc.agent) + len(rc.referrer)
 	k.mu.Lock()
-	if len(k.buf) >= k.bound {
+	if len(k.buf) >= k.bound || k.bufBytes+size > k.maxBytes {
 		k.mu.Unlock()
 		k.dropped.Add(1)
 		return
 	}
-	k.buf = append(k.buf, rawClick{code: code, agent: truncated(h.Get("User-Agent")), referrer: truncated(h.Get("Referer")), unixMs: now.UnixMilli()})
+	k.buf = append(k.buf, rc)
+	k.bufBytes += size
 	k.queued.Add(1) // under the lock: the flusher cannot take it first
 	half := len(k.buf) == k.bound/2
 	k.mu.Unlock()
@@ -207,7 +212,7 @@ func (k *clicks) flush(ctx context.Context) error {
 		case <-ctx.Done():
 			k.mu.Lock()
 			lost := len(k.buf) // never published: dropped, so that the counts add up
-			k.buf = nil
+			k.buf, k.bufBytes = nil, 0
 			k.dropped.Add(uint64(lost))
 			k.queued.Add(-int64(lost))
 			k.mu.Unlock()
@@ -217,6 +222,7 @@ func (k *clicks) flush(ctx context.Context) error {
 		}
 		k.mu.Lock()
 		taken, k.buf = k.buf, taken[:0]
+		k.bufBytes = 0
 		k.mu.Unlock()
 		for _, c := range taken {
 			a, ok := agents[c.agent]

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -124,5 +125,47 @@ func TestClickPathStalled(t *testing.T) {
 	t.Logf("%d redirects: %d clicks recorded, %d dropped during the stall; slowest redirect during the stall %v", total, k.Recorded, k.Dropped, slowest)
 	if k.Recorded <= 400 {
 		t.Errorf("only %d clicks recorded: counting did not resume after the stall", k.Recorded)
+	}
+}
+
+// A client chooses a click's headers: with the click path stalled, the
+// waiting clicks hold at most ClickQueueBytes of them (and the batch the
+// flusher is stuck publishing as much again), and the clicks beyond are
+// dropped, not queued, long before ClickQueue clicks wait. The control:
+// the same redirects under a byte bound they never reach all wait.
+func TestClickQueueBoundedInBytes(t *testing.T) {
+	ua, referrer := strings.Repeat("u", 1000), "https://example.com/"+strings.Repeat("r", 980)
+	stalled := func(maxBytes int) region.ClickCounters {
+		cfg := regiontest.Config("us-east", t.TempDir())
+		cfg.ClickQueue = 1000
+		cfg.ClickQueueBytes = maxBytes
+		reg := regiontest.Start(t, cfg)
+		code := mustCreate(t, regiontest.NewClient(reg.URL), "https://example.com/bytes").Str("code")
+		reg.StallClicks(time.Hour)
+		client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		for range 300 {
+			req, _ := http.NewRequest(http.MethodGet, reg.URL+"/"+code, nil)
+			req.Header.Set("User-Agent", ua)
+			req.Header.Set("Referer", referrer)
+			resp, err := client.Do(req)
+			if err != nil || resp.StatusCode != http.StatusFound {
+				t.Fatalf("redirect: %v %v", err, resp)
+			}
+			resp.Body.Close()
+		}
+		return reg.ClickCounters()
+	}
+	const maxBytes = 64 << 10
+	perClick := 8 + len(ua) + len(referrer) // a code is 8 characters
+	most := 2 * (maxBytes / perClick)       // the queue and the flusher's batch
+	bounded := stalled(maxBytes)
+	t.Logf("300 clicks of %d bytes, %d bytes allowed: %+v", perClick, maxBytes, bounded)
+	if bounded.Queued > most || bounded.Dropped < uint64(300-most) {
+		t.Errorf("%d clicks wait and %d were dropped: want at most %d waiting (%d bytes each, %d allowed), the rest dropped",
+			bounded.Queued, bounded.Dropped, most, perClick, maxBytes)
+	}
+	control := stalled(1 << 30)
+	if control.Queued != 300 || control.Dropped != 0 {
+		t.Errorf("control (no byte bound reached): %+v, want all 300 waiting", control)
 	}
 }

@@ -131,6 +131,12 @@ type Config struct {
 	// ClickQueue is how many clicks may wait to be recorded; beyond it a
 	// click is dropped (and counted). Default 65536.
 	ClickQueue int
+	// ClickQueueBytes bounds the bytes of the waiting clicks' headers
+	// (code, User-Agent, Referer, each header cut to 1 KiB) the same way:
+	// a client chooses them, and ClickQueue clicks of 2 KiB each held 134
+	// MB while the click path stalled. The flusher may hold as much again
+	// in the batch it is publishing. Default 16 MiB.
+	ClickQueueBytes int
 	// ClickCommitEvery is how long the click projection folds click
 	// batches in memory before it commits them (region/clicks.go): longer
 	// writes each busy counter less often, and /stats is that much later.
@@ -371,6 +377,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ClickQueue <= 0 {
 		c.ClickQueue = 1 << 16
+	}
+	if c.ClickQueueBytes <= 0 {
+		c.ClickQueueBytes = 16 << 20
 	}
 	if c.ClickCommitEvery <= 0 {
 		c.ClickCommitEvery = 10 * time.Second
